@@ -1,0 +1,547 @@
+//! Command lines (RFC 5321 section 4.1.1 and the extensions' commands).
+
+use std::borrow::Cow;
+
+use nom::Parser;
+use nom::branch::alt;
+use nom::bytes::complete::{tag, tag_no_case};
+use nom::character::complete::digit1;
+use nom::combinator::{all_consuming, opt};
+use nom::sequence::preceded;
+
+use super::path::{self, PathCtx, PathKind};
+use crate::error::{CommandError, Invalid, Status};
+use crate::framing::frame_line;
+use crate::grammar;
+use crate::limits::ParserOptions;
+use crate::types::{
+    AuthParam, BodyType, Command, ForwardPath, HeloName, InitialResponse, MailParameters,
+    Mechanism, MtPriority, NonstandardHelo, Notify, Orcpt, Parameter, RcptParameters, Ret,
+    ReversePath, SaslResponse, Secret, Text, XText,
+};
+
+/// Parses one command at the start of `input`.
+///
+/// Returns the command (borrowing from `input`) and the octets it used, or
+/// [`Status::Incomplete`] when no line end has arrived yet. A bad line is an
+/// [`Invalid`] that says how much to drop; its [`CommandError::reply`] is what to
+/// answer.
+///
+/// ```
+/// use postel_proto::{ParserOptions, Status, codec::parse_command, types::Command};
+/// let input = b"RCPT TO:<jane@example.org> NOTIFY=FAILURE\r\nDATA\r\n";
+/// let Status::Complete { value, consumed } = parse_command(input, &ParserOptions::STRICT)? else {
+///     unreachable!()
+/// };
+/// assert!(matches!(value, Command::Rcpt { .. }));
+/// assert_eq!(&input[consumed..], b"DATA\r\n");
+/// # Ok::<(), postel_proto::Invalid<postel_proto::CommandError>>(())
+/// ```
+pub fn parse_command<'a>(
+    input: &'a [u8],
+    opts: &ParserOptions,
+) -> Result<Status<Command<'a>>, Invalid<CommandError>> {
+    let (line, consumed) = match frame_line(input, opts.limits.command_line, opts.allow_bare_lf) {
+        Ok(Status::Complete { value, consumed }) => (value.content, consumed),
+        Ok(Status::Incomplete) => return Ok(Status::Incomplete),
+        Err(e) => return Err(e.map(CommandError::Line)),
+    };
+    match parse_command_line(line, opts) {
+        Ok(value) => Ok(Status::Complete { value, consumed }),
+        Err(error) => Err(Invalid::line(error, consumed)),
+    }
+}
+
+/// Folds the ASCII letters of four octets to lower case, for verb matching.
+#[inline]
+fn verb_key(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) | 0x2020_2020
+}
+
+const fn key(v: [u8; 4]) -> u32 {
+    u32::from_le_bytes(v)
+}
+
+/// `command = verb [SP arguments]`: one framed line without its CRLF. Verbs are
+/// case-insensitive (RFC 5321 section 2.4).
+pub fn parse_command_line<'a>(
+    line: &'a [u8],
+    opts: &ParserOptions,
+) -> Result<Command<'a>, CommandError> {
+    if line.len() < 4 {
+        return Err(CommandError::UnknownCommand);
+    }
+    let rest = &line[4..];
+    const HELO: u32 = key(*b"helo");
+    const EHLO: u32 = key(*b"ehlo");
+    const MAIL: u32 = key(*b"mail");
+    const RCPT: u32 = key(*b"rcpt");
+    const DATA: u32 = key(*b"data");
+    const BDAT: u32 = key(*b"bdat");
+    const RSET: u32 = key(*b"rset");
+    const NOOP: u32 = key(*b"noop");
+    const QUIT: u32 = key(*b"quit");
+    const VRFY: u32 = key(*b"vrfy");
+    const EXPN: u32 = key(*b"expn");
+    const HELP: u32 = key(*b"help");
+    const STAR: u32 = key(*b"star");
+    const AUTH: u32 = key(*b"auth");
+    match verb_key(line) {
+        MAIL => mail(rest, opts),
+        RCPT => rcpt(rest, opts),
+        DATA => no_args(rest, "DATA", Command::Data),
+        EHLO => helo(rest, opts, "EHLO").map(Command::Ehlo),
+        HELO => helo(rest, opts, "HELO").map(Command::Helo),
+        BDAT => bdat(rest),
+        RSET => no_args(rest, "RSET", Command::Rset),
+        QUIT => no_args(rest, "QUIT", Command::Quit),
+        NOOP => optional_text(rest, "NOOP").map(Command::Noop),
+        HELP => optional_text(rest, "HELP").map(Command::Help),
+        VRFY => required_text(rest, "VRFY").map(Command::Vrfy),
+        EXPN => required_text(rest, "EXPN").map(Command::Expn),
+        AUTH => auth(rest),
+        STAR if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"TTLS") => {
+            no_args(&rest[4..], "STARTTLS", Command::StartTls)
+        }
+        _ => Err(CommandError::UnknownCommand),
+    }
+}
+
+fn no_args<'a>(
+    rest: &[u8],
+    verb: &'static str,
+    cmd: Command<'a>,
+) -> Result<Command<'a>, CommandError> {
+    if rest.is_empty() {
+        Ok(cmd)
+    } else if rest[0] == b' ' || rest[0] == b'\t' {
+        Err(CommandError::Syntax {
+            verb,
+            what: "takes no arguments",
+        })
+    } else {
+        Err(CommandError::UnknownCommand)
+    }
+}
+
+/// `SP String` where the argument is optional (NOOP, HELP). A lone trailing
+/// space counts as no argument.
+fn optional_text<'a>(rest: &'a [u8], verb: &'static str) -> Result<Option<Text<'a>>, CommandError> {
+    match rest {
+        [] | [b' '] => Ok(None),
+        [b' ', arg @ ..] => text(arg, verb).map(Some),
+        _ => Err(CommandError::UnknownCommand),
+    }
+}
+
+fn required_text<'a>(rest: &'a [u8], verb: &'static str) -> Result<Text<'a>, CommandError> {
+    match rest {
+        [b' ', arg @ ..] if !arg.is_empty() => text(arg, verb),
+        [] | [b' '] => Err(CommandError::Syntax {
+            verb,
+            what: "argument required",
+        }),
+        _ => Err(CommandError::UnknownCommand),
+    }
+}
+
+fn text<'a>(arg: &'a [u8], verb: &'static str) -> Result<Text<'a>, CommandError> {
+    if !arg.iter().all(|&b| grammar::is_text(b)) {
+        return Err(CommandError::Syntax {
+            verb,
+            what: "control character in argument",
+        });
+    }
+    let s = grammar::utf8(arg).ok_or(CommandError::NotUtf8 { verb })?;
+    Ok(Text::unvalidated(s))
+}
+
+/// `"HELO" SP Domain` / `"EHLO" SP ( Domain / address-literal )` (section 4.1.1.1).
+/// HELO also takes an address literal, as clients without a name send one.
+fn helo<'a>(
+    rest: &'a [u8],
+    opts: &ParserOptions,
+    verb: &'static str,
+) -> Result<HeloName<'a>, CommandError> {
+    let arg = match rest {
+        [b' ', arg @ ..] if !arg.is_empty() => arg,
+        [] | [b' '] => {
+            return Err(CommandError::Syntax {
+                verb,
+                what: "domain or address literal required",
+            });
+        }
+        _ => return Err(CommandError::UnknownCommand),
+    };
+    let ctx = PathCtx {
+        verb,
+        limits: &opts.limits,
+    };
+    let standard = if arg[0] == b'[' {
+        path::address_literal(arg)
+            .filter(|(_, n)| *n == arg.len())
+            .map(|(l, _)| HeloName::Literal(l))
+    } else {
+        match path::domain(arg, ctx) {
+            Ok((d, n)) if n == arg.len() => Some(HeloName::Domain(d)),
+            Err(e @ (CommandError::DomainTooLong { .. } | CommandError::NotUtf8 { .. })) => {
+                return Err(e);
+            }
+            _ => None,
+        }
+    };
+    if let Some(name) = standard {
+        return Ok(name);
+    }
+    if opts.allow_nonstandard_helo
+        && arg.iter().all(|&b| b > 32 && b != 127)
+        && let Some(s) = grammar::utf8(arg)
+    {
+        return Ok(HeloName::Nonstandard(NonstandardHelo::unvalidated(s)));
+    }
+    Err(CommandError::Syntax {
+        verb,
+        what: "not a domain or address literal",
+    })
+}
+
+/// Matches `prefix` (ASCII, case-insensitive) and the optional space some
+/// clients put after the colon; returns the rest.
+fn after_prefix<'a>(rest: &'a [u8], prefix: &[u8], opts: &ParserOptions) -> Option<&'a [u8]> {
+    if rest.len() < prefix.len() || !rest[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let rest = &rest[prefix.len()..];
+    Some(match rest {
+        [b' ', tail @ ..] if opts.allow_space_after_colon => tail,
+        _ => rest,
+    })
+}
+
+/// `"MAIL FROM:" Reverse-path [SP Mail-parameters]` (section 4.1.1.2).
+fn mail<'a>(rest: &'a [u8], opts: &ParserOptions) -> Result<Command<'a>, CommandError> {
+    const VERB: &str = "MAIL";
+    let Some(rest) = after_prefix(rest, b" FROM:", opts) else {
+        return Err(syntax(VERB, "expected FROM:"));
+    };
+    let ctx = PathCtx {
+        verb: VERB,
+        limits: &opts.limits,
+    };
+    let (from, used) = match path::path(rest, ctx)? {
+        (PathKind::Null, n) => (ReversePath::Null, n),
+        (PathKind::Mailbox(m), n) => (ReversePath::Mailbox(m), n),
+        (PathKind::Postmaster, _) => return Err(syntax(VERB, "<Postmaster> needs a domain")),
+    };
+    let mut params = MailParameters::default();
+    for_each_param(&rest[used..], VERB, |keyword, value| {
+        mail_param(&mut params, keyword, value)
+    })?;
+    Ok(Command::Mail { from, params })
+}
+
+/// `"RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" / Forward-path )
+/// [SP Rcpt-parameters]` (section 4.1.1.3).
+fn rcpt<'a>(rest: &'a [u8], opts: &ParserOptions) -> Result<Command<'a>, CommandError> {
+    const VERB: &str = "RCPT";
+    let Some(rest) = after_prefix(rest, b" TO:", opts) else {
+        return Err(syntax(VERB, "expected TO:"));
+    };
+    let ctx = PathCtx {
+        verb: VERB,
+        limits: &opts.limits,
+    };
+    let (to, used) = match path::path(rest, ctx)? {
+        (PathKind::Null, _) => return Err(syntax(VERB, "<> is not a recipient")),
+        (PathKind::Postmaster, n) => (ForwardPath::Postmaster, n),
+        (PathKind::Mailbox(m), n) => (ForwardPath::Mailbox(m), n),
+    };
+    let mut params = RcptParameters::default();
+    for_each_param(&rest[used..], VERB, |keyword, value| {
+        rcpt_param(&mut params, keyword, value)
+    })?;
+    Ok(Command::Rcpt { to, params })
+}
+
+fn syntax(verb: &'static str, what: &'static str) -> CommandError {
+    CommandError::Syntax { verb, what }
+}
+
+/// `*(SP esmtp-param)`, `esmtp-param = esmtp-keyword ["=" esmtp-value]`.
+fn for_each_param<'a>(
+    mut rest: &'a [u8],
+    verb: &'static str,
+    mut each: impl FnMut(&'a str, Option<&'a str>) -> Result<(), CommandError>,
+) -> Result<(), CommandError> {
+    while !rest.is_empty() {
+        if rest[0] != b' ' {
+            return Err(syntax(verb, "expected SP before parameter"));
+        }
+        rest = &rest[1..];
+        let k = grammar::scan_keyword(rest);
+        if k == 0 {
+            return Err(syntax(verb, "bad parameter keyword"));
+        }
+        // ok: scan_keyword admits only ASCII
+        let keyword = grammar::utf8(&rest[..k]).ok_or(CommandError::NotUtf8 { verb })?;
+        rest = &rest[k..];
+        let value = if rest.first() == Some(&b'=') {
+            let v = grammar::span(&rest[1..], grammar::is_esmtp_value);
+            if v == 0 {
+                return Err(syntax(verb, "empty parameter value"));
+            }
+            let value = grammar::utf8(&rest[1..=v]).ok_or(CommandError::NotUtf8 { verb })?;
+            rest = &rest[v + 1..];
+            Some(value)
+        } else {
+            None
+        };
+        each(keyword, value)?;
+    }
+    Ok(())
+}
+
+fn set<T>(slot: &mut Option<T>, v: T, keyword: &'static str) -> Result<(), CommandError> {
+    if slot.is_some() {
+        return Err(CommandError::DuplicateParameter { keyword });
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn flag(slot: &mut bool, value: Option<&str>, keyword: &'static str) -> Result<(), CommandError> {
+    if value.is_some() {
+        return Err(CommandError::UnexpectedParameterValue { keyword });
+    }
+    if *slot {
+        return Err(CommandError::DuplicateParameter { keyword });
+    }
+    *slot = true;
+    Ok(())
+}
+
+fn needs<'a>(value: Option<&'a str>, keyword: &'static str) -> Result<&'a str, CommandError> {
+    value.ok_or(CommandError::BadParameterValue { keyword })
+}
+
+fn xtext<'a>(value: &'a str, keyword: &'static str) -> Result<XText<'a>, CommandError> {
+    if grammar::scan_xtext(value.as_bytes()) == value.len() {
+        Ok(XText::unvalidated(value))
+    } else {
+        Err(CommandError::BadParameterValue { keyword })
+    }
+}
+
+/// One `Mail-parameters` entry: SIZE (RFC 1870), BODY (RFC 6152, RFC 3030),
+/// SMTPUTF8 (RFC 6531), AUTH (RFC 4954), RET and ENVID (RFC 3461), REQUIRETLS
+/// (RFC 8689), MT-PRIORITY (RFC 6710); anything else is kept raw.
+fn mail_param<'a>(
+    p: &mut MailParameters<'a>,
+    keyword: &'a str,
+    value: Option<&'a str>,
+) -> Result<(), CommandError> {
+    let is = |k: &str| keyword.eq_ignore_ascii_case(k);
+    if is("SIZE") {
+        let v = needs(value, "SIZE")?;
+        let n = grammar::parse_u64(v.as_bytes())
+            .ok_or(CommandError::BadParameterValue { keyword: "SIZE" })?;
+        set(&mut p.size, n, "SIZE")
+    } else if is("BODY") {
+        let v = needs(value, "BODY")?;
+        let body = if v.eq_ignore_ascii_case("8BITMIME") {
+            BodyType::EightBitMime
+        } else if v.eq_ignore_ascii_case("7BIT") {
+            BodyType::SevenBit
+        } else if v.eq_ignore_ascii_case("BINARYMIME") {
+            BodyType::BinaryMime
+        } else {
+            return Err(CommandError::UnsupportedParameterValue { keyword: "BODY" });
+        };
+        set(&mut p.body, body, "BODY")
+    } else if is("SMTPUTF8") {
+        flag(&mut p.smtputf8, value, "SMTPUTF8")
+    } else if is("AUTH") {
+        let v = needs(value, "AUTH")?;
+        let auth = if v == "<>" {
+            AuthParam::Unknown
+        } else {
+            AuthParam::Identity(xtext(v, "AUTH")?)
+        };
+        set(&mut p.auth, auth, "AUTH")
+    } else if is("RET") {
+        let v = needs(value, "RET")?;
+        let ret = if v.eq_ignore_ascii_case("FULL") {
+            Ret::Full
+        } else if v.eq_ignore_ascii_case("HDRS") {
+            Ret::Hdrs
+        } else {
+            return Err(CommandError::UnsupportedParameterValue { keyword: "RET" });
+        };
+        set(&mut p.ret, ret, "RET")
+    } else if is("ENVID") {
+        let v = xtext(needs(value, "ENVID")?, "ENVID")?;
+        set(&mut p.envid, v, "ENVID")
+    } else if is("REQUIRETLS") {
+        flag(&mut p.requiretls, value, "REQUIRETLS")
+    } else if is("MT-PRIORITY") {
+        let v =
+            mt_priority(needs(value, "MT-PRIORITY")?).ok_or(CommandError::BadParameterValue {
+                keyword: "MT-PRIORITY",
+            })?;
+        set(&mut p.mt_priority, v, "MT-PRIORITY")
+    } else {
+        p.other.push(Parameter::unvalidated(keyword, value));
+        Ok(())
+    }
+}
+
+/// One `Rcpt-parameters` entry: NOTIFY and ORCPT (RFC 3461); anything else is
+/// kept raw.
+fn rcpt_param<'a>(
+    p: &mut RcptParameters<'a>,
+    keyword: &'a str,
+    value: Option<&'a str>,
+) -> Result<(), CommandError> {
+    if keyword.eq_ignore_ascii_case("NOTIFY") {
+        let v = notify(needs(value, "NOTIFY")?)
+            .ok_or(CommandError::BadParameterValue { keyword: "NOTIFY" })?;
+        set(&mut p.notify, v, "NOTIFY")
+    } else if keyword.eq_ignore_ascii_case("ORCPT") {
+        let v = orcpt(needs(value, "ORCPT")?)
+            .ok_or(CommandError::BadParameterValue { keyword: "ORCPT" })?;
+        set(&mut p.orcpt, v, "ORCPT")
+    } else {
+        p.other.push(Parameter::unvalidated(keyword, value));
+        Ok(())
+    }
+}
+
+/// `notify-esmtp-value = "NEVER" / 1#notify-list-element`,
+/// `notify-list-element = "SUCCESS" / "FAILURE" / "DELAY"` (RFC 3461 section 4.1).
+fn notify(v: &str) -> Option<Notify> {
+    if v.eq_ignore_ascii_case("NEVER") {
+        return Some(Notify::NEVER);
+    }
+    let mut n = Notify::NEVER;
+    for item in v.split(',') {
+        let slot = if item.eq_ignore_ascii_case("SUCCESS") {
+            &mut n.success
+        } else if item.eq_ignore_ascii_case("FAILURE") {
+            &mut n.failure
+        } else if item.eq_ignore_ascii_case("DELAY") {
+            &mut n.delay
+        } else {
+            return None;
+        };
+        *slot = true;
+    }
+    Some(n)
+}
+
+/// `orcpt-value = addr-type ";" xtext` (RFC 3461 section 4.2).
+fn orcpt(v: &str) -> Option<Orcpt<'_>> {
+    let (addr_type, address) = v.split_once(';')?;
+    let type_ok =
+        !addr_type.is_empty() && addr_type.bytes().all(|b| b < 0x80 && grammar::is_atext(b));
+    let addr_ok = !address.is_empty() && grammar::scan_xtext(address.as_bytes()) == address.len();
+    (type_ok && addr_ok).then(|| Orcpt::unvalidated(addr_type, XText::unvalidated(address)))
+}
+
+/// `priority-value = [ "+" / "-" ] 1DIGIT` (RFC 6710 section 7), -9 to 9.
+fn mt_priority(v: &str) -> Option<MtPriority> {
+    let parsed: nom::IResult<&str, (Option<&str>, char)> = (
+        opt(alt((tag("+"), tag("-")))),
+        nom::character::complete::satisfy(|c: char| c.is_ascii_digit()),
+    )
+        .parse(v);
+    let (rest, (sign, digit)) = parsed.ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let magnitude = i8::try_from(digit.to_digit(10)?).ok()?;
+    MtPriority::try_from(if sign == Some("-") {
+        -magnitude
+    } else {
+        magnitude
+    })
+    .ok()
+}
+
+/// `bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ]`, `chunk-size = 1*DIGIT`,
+/// `end-marker = "LAST"` (RFC 3030 section 2).
+fn bdat(rest: &[u8]) -> Result<Command<'static>, CommandError> {
+    type Args<'a> = (&'a [u8], Option<&'a [u8]>);
+    let parsed: nom::IResult<&[u8], Args<'_>> = all_consuming((
+        preceded(tag(&b" "[..]), digit1),
+        opt(preceded(tag(&b" "[..]), tag_no_case(&b"LAST"[..]))),
+    ))
+    .parse(rest);
+    match parsed {
+        Ok((_, (digits, last))) => {
+            let size = grammar::parse_u64(digits).ok_or(CommandError::BadParameterValue {
+                keyword: "chunk-size",
+            })?;
+            Ok(Command::Bdat {
+                size,
+                last: last.is_some(),
+            })
+        }
+        Err(_) if rest.first().is_some_and(|&b| b != b' ') => Err(CommandError::UnknownCommand),
+        Err(_) => Err(syntax("BDAT", "expected chunk size and optional LAST")),
+    }
+}
+
+/// `"AUTH" SP sasl-mech [SP initial-response]`, `initial-response = base64 / "="`
+/// (RFC 4954 section 4).
+fn auth(rest: &[u8]) -> Result<Command<'_>, CommandError> {
+    let fail = || syntax("AUTH", "expected mechanism and optional initial response");
+    let rest = match rest {
+        [b' ', r @ ..] => r,
+        [] => return Err(fail()),
+        _ => return Err(CommandError::UnknownCommand),
+    };
+    let m = grammar::span(rest, |b| grammar::is_alnum(b) || b == b'-' || b == b'_');
+    if m == 0 || m > 20 {
+        return Err(fail());
+    }
+    let mechanism = Mechanism::unvalidated(grammar::utf8(&rest[..m]).ok_or_else(fail)?);
+    let initial_response = match &rest[m..] {
+        [] => None,
+        [b' ', b'='] => Some(InitialResponse::Empty),
+        [b' ', resp @ ..] => {
+            let s = grammar::utf8(resp).ok_or_else(fail)?;
+            crate::types::command_validate_base64(s).map_err(|_| fail())?;
+            Some(InitialResponse::Base64(Secret::new(Cow::Borrowed(s))))
+        }
+        _ => return Err(fail()),
+    };
+    Ok(Command::Auth {
+        mechanism,
+        initial_response,
+    })
+}
+
+/// One client line during an AUTH exchange: `"*"` cancels, anything else is a
+/// base64 response, possibly empty (RFC 4954 section 4). The line limit is
+/// [`Limits::sasl_line`](crate::Limits::sasl_line).
+pub fn parse_sasl_line<'a>(
+    input: &'a [u8],
+    opts: &ParserOptions,
+) -> Result<Status<SaslResponse<'a>>, Invalid<CommandError>> {
+    let (line, consumed) = match frame_line(input, opts.limits.sasl_line, opts.allow_bare_lf) {
+        Ok(Status::Complete { value, consumed }) => (value.content, consumed),
+        Ok(Status::Incomplete) => return Ok(Status::Incomplete),
+        Err(e) => return Err(e.map(CommandError::Line)),
+    };
+    let bad = || Invalid::line(syntax("AUTH", "response is not base64"), consumed);
+    let value = match line {
+        b"*" => SaslResponse::Cancel,
+        b"" => SaslResponse::Data(Secret::new(Cow::Borrowed(""))),
+        _ => {
+            let s = grammar::utf8(line).ok_or_else(bad)?;
+            crate::types::command_validate_base64(s).map_err(|_| bad())?;
+            SaslResponse::Data(Secret::new(Cow::Borrowed(s)))
+        }
+    };
+    Ok(Status::Complete { value, consumed })
+}

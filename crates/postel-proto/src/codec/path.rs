@@ -1,0 +1,168 @@
+//! `Reverse-path`, `Forward-path`, `Mailbox` and their parts (RFC 5321 section 4.1.2).
+
+use nom::Parser;
+use nom::bytes::complete::tag;
+use nom::multi::separated_list1;
+use nom::sequence::preceded;
+
+use crate::error::CommandError;
+use crate::grammar;
+use crate::limits::Limits;
+use crate::types::{AddressLiteral, Domain, Host, LocalPart, Mailbox};
+
+/// What a path parser needs from the command: its verb (for error context) and
+/// the limits.
+#[derive(Clone, Copy)]
+pub(crate) struct PathCtx<'l> {
+    pub verb: &'static str,
+    pub limits: &'l Limits,
+}
+
+impl PathCtx<'_> {
+    fn syntax(self, what: &'static str) -> CommandError {
+        CommandError::Syntax {
+            verb: self.verb,
+            what,
+        }
+    }
+}
+
+/// A parsed path: `None` for `<>`, with the octets it used (brackets included).
+pub(crate) enum PathKind<'a> {
+    Null,
+    Postmaster,
+    Mailbox(Mailbox<'a>),
+}
+
+/// `Path = "<" [ A-d-l ":" ] Mailbox ">"`, also `"<>"` and `"<Postmaster>"`;
+/// the caller decides which forms its command allows. At most `limits.path`
+/// octets including the brackets (section 4.5.3.1.3).
+pub(crate) fn path<'a>(
+    input: &'a [u8],
+    ctx: PathCtx<'_>,
+) -> Result<(PathKind<'a>, usize), CommandError> {
+    if input.first() != Some(&b'<') {
+        return Err(ctx.syntax("path must start with '<'"));
+    }
+    if input.get(1) == Some(&b'>') {
+        return Ok((PathKind::Null, 2));
+    }
+    let mut pos = 1;
+    if input.get(1) == Some(&b'@') {
+        pos += a_d_l(&input[1..]).ok_or_else(|| ctx.syntax("bad source route"))?;
+    }
+    if input.len() >= pos + 11 && input[pos..pos + 11].eq_ignore_ascii_case(b"Postmaster>") {
+        return Ok((PathKind::Postmaster, pos + 11));
+    }
+    let (mailbox, used) = mailbox(&input[pos..], ctx)?;
+    pos += used;
+    if input.get(pos) != Some(&b'>') {
+        return Err(ctx.syntax("path must end with '>'"));
+    }
+    pos += 1;
+    if pos > ctx.limits.path {
+        return Err(CommandError::PathTooLong {
+            verb: ctx.verb,
+            len: pos,
+            max: ctx.limits.path,
+        });
+    }
+    Ok((PathKind::Mailbox(mailbox), pos))
+}
+
+/// `A-d-l = At-domain *( "," At-domain )`, `At-domain = "@" Domain`, followed by
+/// the `":"` that ends it. Source routes are parsed and then ignored, as RFC 5321
+/// section 4.1.2 and appendix C direct. Returns the octets used.
+fn a_d_l(input: &[u8]) -> Option<usize> {
+    let at_domain = preceded(tag(&b"@"[..]), domain_octets);
+    let (rest, _) = (separated_list1(tag(&b","[..]), at_domain), tag(&b":"[..]))
+        .parse(input)
+        .ok()?;
+    Some(input.len() - rest.len())
+}
+
+/// The octets of a `Domain`, as a nom parser.
+fn domain_octets(i: &[u8]) -> nom::IResult<&[u8], &[u8]> {
+    match grammar::scan_domain(i) {
+        Some(n) => Ok((&i[n..], &i[..n])),
+        None => Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        ))),
+    }
+}
+
+/// `Mailbox = Local-part "@" ( Domain / address-literal )`.
+pub(crate) fn mailbox<'a>(
+    input: &'a [u8],
+    ctx: PathCtx<'_>,
+) -> Result<(Mailbox<'a>, usize), CommandError> {
+    let (local, mut pos) = local_part(input, ctx)?;
+    if input.get(pos) != Some(&b'@') {
+        return Err(ctx.syntax("mailbox needs '@' and a domain"));
+    }
+    pos += 1;
+    let (host, used) = host(&input[pos..], ctx)?;
+    Ok((Mailbox::new(local, host), pos + used))
+}
+
+/// `Local-part = Dot-string / Quoted-string`, at most `limits.local_part` octets.
+fn local_part<'a>(
+    input: &'a [u8],
+    ctx: PathCtx<'_>,
+) -> Result<(LocalPart<'a>, usize), CommandError> {
+    let n = if input.first() == Some(&b'"') {
+        grammar::scan_quoted_string(input)
+    } else {
+        grammar::scan_dot_string(input)
+    }
+    .ok_or_else(|| ctx.syntax("bad local part"))?;
+    if n > ctx.limits.local_part {
+        return Err(CommandError::LocalPartTooLong {
+            verb: ctx.verb,
+            len: n,
+            max: ctx.limits.local_part,
+        });
+    }
+    let s = grammar::utf8(&input[..n]).ok_or(CommandError::NotUtf8 { verb: ctx.verb })?;
+    Ok((LocalPart::unvalidated(s), n))
+}
+
+/// `Domain / address-literal`.
+pub(crate) fn host<'a>(
+    input: &'a [u8],
+    ctx: PathCtx<'_>,
+) -> Result<(Host<'a>, usize), CommandError> {
+    if input.first() == Some(&b'[') {
+        let (lit, n) = address_literal(input).ok_or_else(|| ctx.syntax("bad address literal"))?;
+        Ok((Host::Literal(lit), n))
+    } else {
+        let (d, n) = domain(input, ctx)?;
+        Ok((Host::Domain(d), n))
+    }
+}
+
+/// `Domain = sub-domain *("." sub-domain)`, at most `limits.domain` octets.
+pub(crate) fn domain<'a>(
+    input: &'a [u8],
+    ctx: PathCtx<'_>,
+) -> Result<(Domain<'a>, usize), CommandError> {
+    let n = grammar::scan_domain(input).ok_or_else(|| ctx.syntax("bad domain"))?;
+    if n > ctx.limits.domain {
+        return Err(CommandError::DomainTooLong {
+            verb: ctx.verb,
+            len: n,
+            max: ctx.limits.domain,
+        });
+    }
+    let s = grammar::utf8(&input[..n]).ok_or(CommandError::NotUtf8 { verb: ctx.verb })?;
+    Ok((Domain::unvalidated(s), n))
+}
+
+/// `address-literal = "[" ( IPv4-address-literal / IPv6-address-literal /
+/// General-address-literal ) "]"` (section 4.1.3).
+pub(crate) fn address_literal(input: &[u8]) -> Option<(AddressLiteral<'_>, usize)> {
+    let end = input.iter().take(256).position(|&b| b == b']')?;
+    let inner = std::str::from_utf8(&input[1..end]).ok()?;
+    AddressLiteral::from_inner(inner).map(|l| (l, end + 1))
+}

@@ -1,0 +1,113 @@
+//! The line framer: one CRLF-terminated line with a length limit.
+
+use memchr::memchr;
+
+use crate::error::{Invalid, LineError, Status};
+
+/// A framed line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The line without its line ending.
+    pub content: &'a [u8],
+}
+
+/// Frames one line at the start of `input`.
+///
+/// `max` is the limit including the CRLF. With `allow_bare_lf` an LF alone also
+/// ends a line; a CR anywhere but before the final LF is always refused.
+///
+/// ```
+/// use postel_proto::{Status, framing::frame_line};
+/// let s = frame_line(b"NOOP\r\nQUIT\r\n", 512, false).unwrap();
+/// let (line, used) = s.complete().unwrap();
+/// assert_eq!((line.content, used), (&b"NOOP"[..], 6));
+/// assert!(frame_line(b"NOOP\nQUIT\r\n", 512, false).is_err());
+/// assert_eq!(frame_line(b"NO", 512, false).unwrap(), Status::Incomplete);
+/// ```
+pub fn frame_line(
+    input: &[u8],
+    max: usize,
+    allow_bare_lf: bool,
+) -> Result<Status<Line<'_>>, Invalid<LineError>> {
+    let window = &input[..input.len().min(max)];
+    let Some(lf) = memchr(b'\n', window) else {
+        if input.len() < max {
+            return Ok(Status::Incomplete);
+        }
+        return Err(match skip_line(&input[max..]) {
+            Some(n) => Invalid::line(LineError::TooLong { max }, max + n),
+            None => Invalid {
+                error: LineError::TooLong { max },
+                consumed: input.len(),
+                line_finished: false,
+            },
+        });
+    };
+    let consumed = lf + 1;
+    let content = if lf > 0 && input[lf - 1] == b'\r' {
+        &input[..lf - 1]
+    } else if allow_bare_lf {
+        &input[..lf]
+    } else {
+        return Err(Invalid::line(LineError::BareLf, consumed));
+    };
+    if memchr(b'\r', content).is_some() {
+        return Err(Invalid::line(LineError::BareCr, consumed));
+    }
+    Ok(Status::Complete {
+        value: Line { content },
+        consumed,
+    })
+}
+
+/// Octets up to and including the next LF, or `None` when there is none yet.
+/// Used to drop the rest of a line that was too long.
+pub fn skip_line(input: &[u8]) -> Option<usize> {
+    memchr(b'\n', input).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(input: &[u8], max: usize) -> Invalid<LineError> {
+        frame_line(input, max, false).unwrap_err()
+    }
+
+    #[test]
+    fn exact_limit_is_accepted_one_more_is_not() {
+        let ok = [&[b'a'; 510][..], b"\r\n"].concat();
+        assert!(matches!(
+            frame_line(&ok, 512, false),
+            Ok(Status::Complete { consumed: 512, .. })
+        ));
+        let long = [&[b'a'; 511][..], b"\r\nNOOP\r\n"].concat();
+        let e = err(&long, 512);
+        assert_eq!(e.error, LineError::TooLong { max: 512 });
+        assert_eq!((e.consumed, e.line_finished), (513, true));
+    }
+
+    #[test]
+    fn too_long_without_end_asks_to_keep_dropping() {
+        let e = err(&[b'a'; 600], 512);
+        assert_eq!((e.consumed, e.line_finished), (600, false));
+    }
+
+    #[test]
+    fn bare_endings() {
+        assert_eq!(err(b"NOOP\n", 512).error, LineError::BareLf);
+        assert_eq!(err(b"NO\rOP\r\n", 512).error, LineError::BareCr);
+        assert_eq!(err(b"NOOP\r\r\n", 512).error, LineError::BareCr);
+        let lenient = frame_line(b"NOOP\n", 512, true)
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(lenient.0.content, b"NOOP");
+        // A CR before the LF is still a CRLF when bare LF is allowed.
+        let crlf = frame_line(b"NOOP\r\n", 512, true)
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(crlf.0.content, b"NOOP");
+    }
+}

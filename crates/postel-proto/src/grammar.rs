@@ -1,0 +1,286 @@
+//! Byte classes of the SMTP ABNF (RFC 5321 section 4.1.2, RFC 6531 section 3.3) as
+//! compile-time tables, and the small scanners both the validating constructors in
+//! [`crate::types`] and the parsers in [`crate::codec`] share.
+
+const ALPHA: u8 = 1 << 0;
+const DIGIT: u8 = 1 << 1;
+/// `atext` of RFC 5322 section 3.2.3, without the UTF-8 octets.
+const ATEXT: u8 = 1 << 2;
+/// `qtextSMTP`: `%d32-33 / %d35-91 / %d93-126`.
+const QTEXT: u8 = 1 << 3;
+/// `xchar` of RFC 3461 section 4: `%d33-42 / %d44-60 / %d62-126`.
+const XCHAR: u8 = 1 << 4;
+/// `esmtp-value` octets: `%d33-60 / %d62-126`.
+const ESMTP_VALUE: u8 = 1 << 5;
+/// `dcontent`: `%d33-90 / %d94-126`.
+const DCONTENT: u8 = 1 << 6;
+/// `textstring` of RFC 5321: `%d09 / %d32-126`.
+const TEXT: u8 = 1 << 7;
+
+const fn build() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0usize;
+    while i < 256 {
+        #[allow(clippy::cast_possible_truncation)] // i < 256
+        let b = i as u8;
+        let mut c = 0u8;
+        if b.is_ascii_alphabetic() {
+            c |= ALPHA | ATEXT;
+        }
+        if b.is_ascii_digit() {
+            c |= DIGIT | ATEXT;
+        }
+        if matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'/'
+                | b'='
+                | b'?'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'{'
+                | b'|'
+                | b'}'
+                | b'~'
+        ) {
+            c |= ATEXT;
+        }
+        if (b >= 32 && b <= 33) || (b >= 35 && b <= 91) || (b >= 93 && b <= 126) {
+            c |= QTEXT;
+        }
+        if (b >= 33 && b <= 42) || (b >= 44 && b <= 60) || (b >= 62 && b <= 126) {
+            c |= XCHAR;
+        }
+        if (b >= 33 && b <= 60) || (b >= 62 && b <= 126) {
+            c |= ESMTP_VALUE;
+        }
+        if (b >= 33 && b <= 90) || (b >= 94 && b <= 126) {
+            c |= DCONTENT;
+        }
+        if b == 9 || (b >= 32 && b <= 126) {
+            c |= TEXT;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = build();
+
+#[inline]
+fn is(b: u8, class: u8) -> bool {
+    CLASS[b as usize] & class != 0
+}
+
+/// `Let-dig = ALPHA / DIGIT`, plus any non-ASCII octet (a U-label under RFC 6531).
+#[inline]
+pub(crate) fn is_let_dig(b: u8) -> bool {
+    is(b, ALPHA | DIGIT) || b >= 0x80
+}
+
+/// `ALPHA / DIGIT`, ASCII only.
+#[inline]
+pub(crate) fn is_alnum(b: u8) -> bool {
+    is(b, ALPHA | DIGIT)
+}
+
+/// `atext`, plus UTF-8 octets (RFC 6531 `atext =/ UTF8-non-ascii`).
+#[inline]
+pub(crate) fn is_atext(b: u8) -> bool {
+    is(b, ATEXT) || b >= 0x80
+}
+
+/// `qtextSMTP`, plus UTF-8 octets.
+#[inline]
+pub(crate) fn is_qtext(b: u8) -> bool {
+    is(b, QTEXT) || b >= 0x80
+}
+
+/// `xchar` (RFC 3461).
+#[inline]
+pub(crate) fn is_xchar(b: u8) -> bool {
+    is(b, XCHAR)
+}
+
+/// An `esmtp-value` octet, plus UTF-8 octets (RFC 6531 section 3.3).
+#[inline]
+pub(crate) fn is_esmtp_value(b: u8) -> bool {
+    is(b, ESMTP_VALUE) || b >= 0x80
+}
+
+/// `dcontent` of a general address literal.
+#[inline]
+pub(crate) fn is_dcontent(b: u8) -> bool {
+    is(b, DCONTENT)
+}
+
+/// A `textstring` octet, plus UTF-8 octets (RFC 6531 allows them in reply text).
+#[inline]
+pub(crate) fn is_text(b: u8) -> bool {
+    is(b, TEXT) || b >= 0x80
+}
+
+/// Length of the longest prefix whose octets all satisfy `pred`.
+#[inline]
+pub(crate) fn span(input: &[u8], pred: impl Fn(u8) -> bool) -> usize {
+    input.iter().position(|&b| !pred(b)).unwrap_or(input.len())
+}
+
+/// Checks `sub-domain *("." sub-domain)` where
+/// `sub-domain = Let-dig [Ldh-str]` (RFC 5321 section 4.1.2), each label at most
+/// 63 octets (RFC 1035 section 2.3.4). Returns the length of the longest valid
+/// domain prefix, or `None` if the input does not start with one.
+pub(crate) fn scan_domain(input: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    loop {
+        let label = &input[pos..];
+        if !label.first().is_some_and(|&b| is_let_dig(b)) {
+            return None;
+        }
+        let len = span(label, |b| is_let_dig(b) || b == b'-');
+        if len > 63 || label[len - 1] == b'-' {
+            return None;
+        }
+        pos += len;
+        if input.get(pos) == Some(&b'.') && input.get(pos + 1).is_some_and(|&b| is_let_dig(b)) {
+            pos += 1;
+        } else {
+            return Some(pos);
+        }
+    }
+}
+
+/// Checks `Dot-string = Atom *("." Atom)`; returns the prefix length or `None`.
+pub(crate) fn scan_dot_string(input: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    loop {
+        let len = span(&input[pos..], is_atext);
+        if len == 0 {
+            return None;
+        }
+        pos += len;
+        if input.get(pos) == Some(&b'.') && input.get(pos + 1).is_some_and(|&b| is_atext(b)) {
+            pos += 1;
+        } else {
+            return Some(pos);
+        }
+    }
+}
+
+/// Checks `Quoted-string = DQUOTE *QcontentSMTP DQUOTE` with
+/// `quoted-pairSMTP = %d92 %d32-126`; returns the length including both quotes.
+pub(crate) fn scan_quoted_string(input: &[u8]) -> Option<usize> {
+    if input.first() != Some(&b'"') {
+        return None;
+    }
+    let mut pos = 1;
+    loop {
+        pos += span(&input[pos..], is_qtext);
+        match input.get(pos)? {
+            b'"' => return Some(pos + 1),
+            b'\\' if input.get(pos + 1).is_some_and(|&b| (32..=126).contains(&b)) => pos += 2,
+            _ => return None,
+        }
+    }
+}
+
+/// Checks an RFC 3461 `xtext`: `*( xchar / hexchar )`, `hexchar = "+" 2(%x30-39 / %x41-46)`.
+/// Returns the prefix length.
+pub(crate) fn scan_xtext(input: &[u8]) -> usize {
+    let mut pos = 0;
+    loop {
+        pos += span(&input[pos..], |b| is_xchar(b) || b >= 0x80);
+        if input.get(pos) == Some(&b'+')
+            && input.get(pos + 1).is_some_and(|&b| is_upper_hex(b))
+            && input.get(pos + 2).is_some_and(|&b| is_upper_hex(b))
+        {
+            pos += 3;
+        } else {
+            return pos;
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn is_upper_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'A'..=b'F').contains(&b)
+}
+
+/// `esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")`; returns the length.
+pub(crate) fn scan_keyword(input: &[u8]) -> usize {
+    if !input.first().is_some_and(|&b| is_alnum(b)) {
+        return 0;
+    }
+    span(input, |b| is_alnum(b) || b == b'-')
+}
+
+/// Decimal digits to `u64`, `None` on overflow, empty input or a non-digit.
+pub(crate) fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Converts validated octets to `&str`. The scanners above admit non-ASCII
+/// octets only where RFC 6531 allows UTF-8, so this is where UTF-8 is checked.
+#[inline]
+pub(crate) fn utf8(input: &[u8]) -> Option<&str> {
+    std::str::from_utf8(input).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(scan_domain(b"example.com"), Some(11));
+        assert_eq!(scan_domain(b"a-b.c>"), Some(5));
+        assert_eq!(scan_domain(b"a."), Some(1));
+        assert_eq!(scan_domain(b"-a"), None);
+        assert_eq!(scan_domain(b"a-"), None);
+        assert_eq!(scan_domain(&[b'a'; 64]), None);
+        assert_eq!(scan_domain(&[b'a'; 63]), Some(63));
+    }
+
+    #[test]
+    fn local_parts() {
+        assert_eq!(scan_dot_string(b"john.doe@x"), Some(8));
+        assert_eq!(scan_dot_string(b".x"), None);
+        assert_eq!(scan_dot_string(b"x..y"), Some(1));
+        assert_eq!(scan_quoted_string(br#""a b\"c"@"#), Some(8));
+        assert_eq!(scan_quoted_string(br#""abc"#), None);
+    }
+
+    #[test]
+    fn xtext() {
+        assert_eq!(scan_xtext(b"a+2Bb c"), 5);
+        assert_eq!(scan_xtext(b"a+2b"), 1);
+        assert_eq!(scan_xtext(b"a=b"), 1);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"1a"), None);
+    }
+}

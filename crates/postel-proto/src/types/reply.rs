@@ -1,0 +1,384 @@
+//! Server replies: reply codes, enhanced status codes, and reply text.
+
+use std::borrow::Cow;
+
+use super::ValueError;
+use crate::grammar;
+
+/// A reply code (RFC 5321 section 4.2): `%x32-35 %x30-35 %x30-39`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplyCode(u16);
+
+impl ReplyCode {
+    /// `250`.
+    pub const OK: ReplyCode = ReplyCode(250);
+    /// `334`: AUTH continues.
+    pub const AUTH_CONTINUE: ReplyCode = ReplyCode(334);
+    /// `354`: send the message.
+    pub const START_MAIL_INPUT: ReplyCode = ReplyCode(354);
+
+    /// The numeric code.
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The first digit: 2 success, 3 intermediate, 4 transient, 5 permanent.
+    #[allow(clippy::cast_possible_truncation)] // At most 5.
+    pub const fn class(self) -> u8 {
+        (self.0 / 100) as u8
+    }
+
+    /// 2yz.
+    pub const fn is_positive(self) -> bool {
+        self.class() == 2
+    }
+
+    /// 4yz: try again later.
+    pub const fn is_transient(self) -> bool {
+        self.class() == 4
+    }
+
+    /// 5yz: do not retry.
+    pub const fn is_permanent(self) -> bool {
+        self.class() == 5
+    }
+
+    pub(crate) const fn from_digits(a: u8, b: u8, c: u8) -> Option<ReplyCode> {
+        if a >= b'2' && a <= b'5' && b >= b'0' && b <= b'5' && c >= b'0' && c <= b'9' {
+            Some(ReplyCode(
+                (a - b'0') as u16 * 100 + (b - b'0') as u16 * 10 + (c - b'0') as u16,
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Builds a code in a `const` context; `None` outside the grammar.
+    #[allow(clippy::cast_possible_truncation)] // Each digit is below 10.
+    pub const fn new(code: u16) -> Option<ReplyCode> {
+        if code > 999 {
+            return None;
+        }
+        let (a, b, c) = (
+            (code / 100) as u8,
+            (code / 10 % 10) as u8,
+            (code % 10) as u8,
+        );
+        ReplyCode::from_digits(a + b'0', b + b'0', c + b'0')
+    }
+}
+
+impl TryFrom<u16> for ReplyCode {
+    type Error = ValueError;
+    fn try_from(code: u16) -> Result<Self, ValueError> {
+        ReplyCode::new(code).ok_or(ValueError::OutOfRange {
+            rule: "Reply-code",
+            value: code.into(),
+            min: 200,
+            max: 559,
+        })
+    }
+}
+
+impl std::fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// An enhanced status code `class.subject.detail` (RFC 3463), carried in reply
+/// text as RFC 2034 describes. The class is 2, 4 or 5; subject and detail 0 to 999.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnhancedStatus {
+    class: u8,
+    subject: u16,
+    detail: u16,
+}
+
+impl EnhancedStatus {
+    /// Builds a code; `None` outside RFC 3463's ranges.
+    pub const fn new(class: u8, subject: u16, detail: u16) -> Option<EnhancedStatus> {
+        if (class == 2 || class == 4 || class == 5) && subject <= 999 && detail <= 999 {
+            Some(EnhancedStatus {
+                class,
+                subject,
+                detail,
+            })
+        } else {
+            None
+        }
+    }
+
+    const fn of(class: u8, subject: u16, detail: u16) -> EnhancedStatus {
+        EnhancedStatus {
+            class,
+            subject,
+            detail,
+        }
+    }
+
+    /// 2 success, 4 persistent transient failure, 5 permanent failure.
+    #[allow(clippy::cast_possible_truncation)] // At most 5.
+    pub const fn class(self) -> u8 {
+        self.class
+    }
+
+    /// The subject sub-code (RFC 3463 section 3).
+    pub const fn subject(self) -> u16 {
+        self.subject
+    }
+
+    /// The detail sub-code.
+    pub const fn detail(self) -> u16 {
+        self.detail
+    }
+
+    /// Parses `class "." subject "." detail` at the start of `input`, followed by
+    /// a space or the end. Returns the code and the octets it used.
+    pub(crate) fn parse_prefix(input: &[u8]) -> Option<(EnhancedStatus, usize)> {
+        let class = match input.first()? {
+            b'2' => 2,
+            b'4' => 4,
+            b'5' => 5,
+            _ => return None,
+        };
+        if input.get(1) != Some(&b'.') {
+            return None;
+        }
+        let number = |from: usize| -> Option<(u16, usize)> {
+            let n = grammar::span(&input[from.min(input.len())..], |b| b.is_ascii_digit());
+            if n == 0 || n > 3 {
+                return None;
+            }
+            let v = grammar::parse_u64(&input[from..from + n])?;
+            Some((u16::try_from(v).ok()?, from + n))
+        };
+        let (subject, end) = number(2)?;
+        if input.get(end) != Some(&b'.') {
+            return None;
+        }
+        let (detail, end) = number(end + 1)?;
+        match input.get(end) {
+            None | Some(b' ') => Some((EnhancedStatus::of(class, subject, detail), end)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for EnhancedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// A complete reply, single- or multi-line. The one type for everything a server
+/// says; written by [`Reply::write`] and parsed by [`crate::codec::parse_reply`].
+///
+/// Invariants, checked by the constructors: the enhanced code's class matches the
+/// reply code's; a reply with an enhanced code has at least one line; every line is
+/// a `textstring` (no CR, LF or other controls); and without an enhanced code the
+/// first line does not itself begin with one, so that parsing a written reply
+/// gives back the same reply.
+///
+/// ```
+/// use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
+/// let r = Reply::new(ReplyCode::new(250).unwrap(), EnhancedStatus::new(2, 1, 0), "Sender OK")?;
+/// assert_eq!(r.to_bytes(), b"250 2.1.0 Sender OK\r\n");
+/// assert_eq!(Reply::code_only(ReplyCode::new(334).unwrap()).to_bytes(), b"334\r\n");
+/// # Ok::<(), postel_proto::types::ValueError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reply<'a> {
+    code: ReplyCode,
+    enhanced: Option<EnhancedStatus>,
+    lines: Cow<'a, [Cow<'a, str>]>,
+}
+
+macro_rules! reply_const {
+    ($(#[$doc:meta])* $name:ident, $code:literal, ($c:literal, $s:literal, $d:literal), $text:literal) => {
+        $(#[$doc])*
+        pub const $name: Reply<'static> = Reply {
+            code: ReplyCode($code),
+            enhanced: Some(EnhancedStatus::of($c, $s, $d)),
+            lines: Cow::Borrowed(&[Cow::Borrowed($text)]),
+        };
+    };
+}
+
+impl<'a> Reply<'a> {
+    reply_const!(
+        /// `250 2.0.0 OK`.
+        OK, 250, (2, 0, 0), "OK");
+    reply_const!(
+        /// `221 2.0.0 Bye`, the answer to QUIT.
+        BYE, 221, (2, 0, 0), "Bye");
+    reply_const!(
+        /// `421 4.3.2 Service shutting down`, before closing on shutdown.
+        SHUTTING_DOWN, 421, (4, 3, 2), "Service shutting down, closing transmission channel");
+    reply_const!(
+        /// `421 4.7.0 Too many errors`, before closing after too many errors.
+        TOO_MANY_ERRORS, 421, (4, 7, 0), "Too many errors, closing transmission channel");
+    reply_const!(
+        /// `500 5.5.2 Line too long` (RFC 5321 section 4.5.3.1.10).
+        LINE_TOO_LONG, 500, (5, 5, 2), "Line too long");
+    reply_const!(
+        /// `500 5.5.6 Authentication exchange line is too long` (RFC 4954 section 6).
+        SASL_LINE_TOO_LONG, 500, (5, 5, 6), "Authentication exchange line is too long");
+    reply_const!(
+        /// `500 5.5.1 Command unrecognized`.
+        UNRECOGNIZED, 500, (5, 5, 1), "Command unrecognized");
+    reply_const!(
+        /// `500 5.5.2 Bare CR or LF received`: the line did not end in CRLF.
+        BARE_LINE_ENDING, 500, (5, 5, 2), "Line must end in CRLF");
+    reply_const!(
+        /// `501 5.5.4 Syntax error in parameters or arguments`.
+        SYNTAX_ERROR_ARGS, 501, (5, 5, 4), "Syntax error in parameters or arguments");
+    reply_const!(
+        /// `501 5.1.3 Path too long` (RFC 5321 section 4.5.3.1.10).
+        PATH_TOO_LONG, 501, (5, 1, 3), "Path too long");
+    reply_const!(
+        /// `501 5.1.7 Syntax error in sender address`.
+        SENDER_SYNTAX, 501, (5, 1, 7), "Syntax error in sender address");
+    reply_const!(
+        /// `501 5.1.3 Syntax error in recipient address`.
+        RECIPIENT_SYNTAX, 501, (5, 1, 3), "Syntax error in recipient address");
+    reply_const!(
+        /// `501 5.1.3 Local part too long` (RFC 5321 section 4.5.3.1.1).
+        LOCAL_PART_TOO_LONG, 501, (5, 1, 3), "Local part too long");
+    reply_const!(
+        /// `501 5.1.3 Domain too long` (RFC 5321 section 4.5.3.1.2).
+        DOMAIN_TOO_LONG, 501, (5, 1, 3), "Domain too long");
+    reply_const!(
+        /// `501 5.6.7 Invalid UTF-8` (RFC 6531 section 3.7.4.1).
+        INVALID_UTF8, 501, (5, 6, 7), "Invalid UTF-8");
+    reply_const!(
+        /// `550 5.6.0 Message contains bare CR or LF`: the body had a line ending
+        /// other than CRLF (RFC 5321 section 2.3.8; the SMTP smuggling defence).
+        BODY_BARE_LINE_ENDING, 550, (5, 6, 0), "Message contains bare CR or LF");
+    reply_const!(
+        /// `550 5.6.0 Line too long` for a body line over 1000 octets.
+        BODY_LINE_TOO_LONG, 550, (5, 6, 0), "Message contains a line longer than allowed");
+    reply_const!(
+        /// `552 5.3.4 Message too big for system` (RFC 1870 section 6).
+        MESSAGE_TOO_BIG, 552, (5, 3, 4), "Message size exceeds fixed maximum message size");
+    reply_const!(
+        /// `502 5.5.1 Command not implemented`.
+        NOT_IMPLEMENTED, 502, (5, 5, 1), "Command not implemented");
+    reply_const!(
+        /// `503 5.5.1 Bad sequence of commands`.
+        BAD_SEQUENCE, 503, (5, 5, 1), "Bad sequence of commands");
+    reply_const!(
+        /// `504 5.5.4 Command parameter not implemented`.
+        PARAMETER_NOT_IMPLEMENTED, 504, (5, 5, 4), "Command parameter not implemented");
+    reply_const!(
+        /// `555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented`.
+        PARAMETERS_NOT_RECOGNIZED, 555, (5, 5, 4),
+        "MAIL FROM/RCPT TO parameters not recognized or not implemented");
+
+    /// A single-line reply.
+    pub fn new(
+        code: ReplyCode,
+        enhanced: Option<EnhancedStatus>,
+        text: impl Into<Cow<'a, str>>,
+    ) -> Result<Self, ValueError> {
+        Reply::multiline(code, enhanced, vec![text.into()])
+    }
+
+    /// A reply of one or more lines.
+    pub fn multiline(
+        code: ReplyCode,
+        enhanced: Option<EnhancedStatus>,
+        lines: Vec<Cow<'a, str>>,
+    ) -> Result<Self, ValueError> {
+        if let Some(e) = enhanced
+            && e.class != code.class()
+        {
+            return Err(ValueError::syntax("enhanced status class", &e.to_string()));
+        }
+        if lines.is_empty() {
+            return Err(ValueError::syntax("reply text", ""));
+        }
+        if let Some(bad) = lines.iter().find(|l| !l.bytes().all(grammar::is_text)) {
+            return Err(ValueError::syntax("textstring", bad));
+        }
+        if enhanced.is_none()
+            && EnhancedStatus::parse_prefix(lines[0].as_bytes())
+                .is_some_and(|(e, _)| e.class == code.class())
+        {
+            return Err(ValueError::syntax(
+                "reply text (begins like an enhanced status code)",
+                &lines[0],
+            ));
+        }
+        Ok(Reply {
+            code,
+            enhanced,
+            lines: Cow::Owned(lines),
+        })
+    }
+
+    /// A reply with no text, such as the `334` of an AUTH exchange.
+    pub fn code_only(code: ReplyCode) -> Reply<'static> {
+        Reply {
+            code,
+            enhanced: None,
+            lines: Cow::Borrowed(&[]),
+        }
+    }
+
+    pub(crate) fn from_parts(
+        code: ReplyCode,
+        enhanced: Option<EnhancedStatus>,
+        lines: Vec<Cow<'a, str>>,
+    ) -> Self {
+        Reply {
+            code,
+            enhanced,
+            lines: Cow::Owned(lines),
+        }
+    }
+
+    /// The reply code.
+    pub fn code(&self) -> ReplyCode {
+        self.code
+    }
+
+    /// The enhanced status code, when the text carries one.
+    pub fn enhanced(&self) -> Option<EnhancedStatus> {
+        self.enhanced
+    }
+
+    /// The text lines, without code and enhanced code. Empty for a code-only reply.
+    pub fn lines(&self) -> &[Cow<'a, str>] {
+        &self.lines
+    }
+
+    /// Detaches the value from the buffer it was parsed from.
+    pub fn into_owned(self) -> Reply<'static> {
+        Reply {
+            code: self.code,
+            enhanced: self.enhanced,
+            lines: Cow::Owned(
+                self.lines
+                    .iter()
+                    .map(|l| Cow::Owned(l.clone().into_owned()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Reply<'_> {
+    /// The reply as one line of text for logs: code, enhanced code, lines joined by
+    /// a space.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(e) = self.enhanced {
+            write!(f, " {e}")?;
+        }
+        for l in self.lines.iter() {
+            write!(f, " {l}")?;
+        }
+        Ok(())
+    }
+}
