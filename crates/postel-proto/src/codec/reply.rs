@@ -120,5 +120,8 @@ fn strip_enhanced(text: &[u8], enhanced: Option<EnhancedStatus>) -> Cow<'_, str>
         },
         None => text,
     };
-    String::from_utf8_lossy(text)
+    match String::from_utf8_lossy(text) {
+        Cow::Borrowed(s) => Cow::Borrowed(s),
+        Cow::Owned(s) => Cow::Owned(s.replace(char::REPLACEMENT_CHARACTER, "?")),
+    }
 }

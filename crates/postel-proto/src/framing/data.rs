@@ -205,7 +205,8 @@ impl DotDecoder {
                         self.state = State::LineStart;
                         i += 1;
                     } else {
-                        self.bare(i - 1);
+                        // The CR may have ended the previous input.
+                        self.bare_at((self.offset + i as u64).saturating_sub(1));
                         self.state = State::Text;
                     }
                 }
@@ -238,7 +239,7 @@ impl DotDecoder {
                     }
                     // `.` CR then no LF: the dot was stuffing, the CR is bare data.
                     self.flush(b"\r", sink);
-                    self.bare(i.saturating_sub(1));
+                    self.bare_at((self.offset + i as u64).saturating_sub(1));
                     self.state = State::Text;
                 }
                 State::Done => break,
@@ -264,13 +265,7 @@ impl DotDecoder {
         let crlf = lf & (cr << 1);
         let line_start = (crlf << 1) | u64::from(self.state == State::LineStart);
         let dots = dot & line_start;
-        if !self.opts.allow_bare_line_endings && self.violation.is_none() {
-            // A CR in the last position is judged by the next step, in state Cr.
-            let bare = (lf & !(cr << 1)) | (cr & !(lf >> 1) & !(1 << 63));
-            if bare != 0 {
-                self.bare(at + bare.trailing_zeros() as usize);
-            }
-        }
+        let mut end = None;
         let mut events = dots;
         while events != 0 {
             let p = events.trailing_zeros() as usize;
@@ -279,9 +274,22 @@ impl DotDecoder {
             self.flush(&input[*run..abs], sink);
             *run = abs + 1;
             if input[abs + 1] == b'\r' && input[abs + 2] == b'\n' {
-                self.lines(lf & ((1u64 << p) - 1), p, at);
-                return Some(abs + 3);
+                end = Some(p);
+                break;
             }
+        }
+        // Octets after the terminator belong to the next command, not the body.
+        let body = end.map_or(u64::MAX, |p| (1u64 << p) - 1);
+        if !self.opts.allow_bare_line_endings && self.violation.is_none() {
+            // A CR in the last position is judged by the next step, in state Cr.
+            let bare = ((lf & !(cr << 1)) | (cr & !(lf >> 1) & !(1 << 63))) & body;
+            if bare != 0 {
+                self.bare(at + bare.trailing_zeros() as usize);
+            }
+        }
+        if let Some(p) = end {
+            self.lines(lf & body, p, at);
+            return Some(at + p + 3);
         }
         self.lines(lf, 64, at);
         self.state = if block[63] == b'\r' {
@@ -325,11 +333,15 @@ impl DotDecoder {
         self.line_len = 0;
     }
 
+    /// A bare CR or LF at input position `i`.
     fn bare(&mut self, i: usize) {
+        self.bare_at(self.offset + i as u64);
+    }
+
+    /// A bare CR or LF at body offset `offset`.
+    fn bare_at(&mut self, offset: u64) {
         if !self.opts.allow_bare_line_endings && self.violation.is_none() {
-            self.violation = Some(BodyViolation::BareLineEnding {
-                offset: self.offset + i as u64,
-            });
+            self.violation = Some(BodyViolation::BareLineEnding { offset });
         }
     }
 

@@ -46,8 +46,11 @@ pub fn frame_line(
     let consumed = lf + 1;
     let content = if lf > 0 && input[lf - 1] == b'\r' {
         &input[..lf - 1]
-    } else if allow_bare_lf {
+    } else if allow_bare_lf && lf + 2 <= max {
+        // Counted as if it were CRLF, so the line fits the limit when written back.
         &input[..lf]
+    } else if allow_bare_lf {
+        return Err(Invalid::line(LineError::TooLong { max }, consumed));
     } else {
         return Err(Invalid::line(LineError::BareLf, consumed));
     };

@@ -178,7 +178,8 @@ impl std::fmt::Display for EnhancedStatus {
 /// reply code's; a reply with an enhanced code has at least one line; every line is
 /// a `textstring` (no CR, LF or other controls); and without an enhanced code the
 /// first line does not itself begin with one, so that parsing a written reply
-/// gives back the same reply.
+/// gives back the same reply; and every written line fits the 512-octet reply
+/// line of RFC 5321 section 4.5.3.1.5.
 ///
 /// ```
 /// use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
@@ -300,6 +301,16 @@ impl<'a> Reply<'a> {
         }
         if let Some(bad) = lines.iter().find(|l| !l.bytes().all(grammar::is_text)) {
             return Err(ValueError::syntax("textstring", bad));
+        }
+        // Code, separator, enhanced code and its space, text, CRLF.
+        let overhead = 4 + enhanced.map_or(0, |e| e.to_string().len() + 1) + 2;
+        let max = crate::Limits::DEFAULT.reply_line;
+        if let Some(long) = lines.iter().find(|l| l.len() + overhead > max) {
+            return Err(ValueError::TooLong {
+                rule: "Reply-line",
+                len: long.len() + overhead,
+                max,
+            });
         }
         if enhanced.is_none()
             && EnhancedStatus::parse_prefix(lines[0].as_bytes())
