@@ -1,11 +1,14 @@
 //! Known-answer tests for the command grammar: RFC examples and the lines real
 //! clients and MTAs send, each also written back and parsed again.
 
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use postel_proto::codec::{parse_command, parse_sasl_line};
 use postel_proto::framing::CommandReader;
 use postel_proto::types::{
-    AuthParam, BodyType, Command, ForwardPath, HeloName, InitialResponse, Notify, Ret, ReversePath,
-    SaslResponse,
+    AuthParam, BodyType, Command, ForwardPath, HeloName, InitialResponse, MailParameters, Notify,
+    Ret, ReversePath, SaslResponse,
 };
 use postel_proto::{CommandError, LineError, ParserOptions, Status};
 
@@ -109,7 +112,7 @@ fn null_sender_postmaster_and_their_limits() {
         parse(b"MAIL FROM:<>\r\n"),
         Command::Mail {
             from: ReversePath::Null,
-            params: Default::default()
+            params: MailParameters::default()
         }
     );
     assert!(matches!(

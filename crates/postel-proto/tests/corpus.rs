@@ -1,6 +1,9 @@
 //! Replays every committed fuzz corpus and regression input through the checks
 //! the fuzz targets run, so `cargo test` keeps every fixed crash fixed.
 
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[allow(dead_code, unreachable_pub, missing_docs, clippy::pedantic)]
 #[path = "../../../fuzz/src/lib.rs"]
 mod checks;
