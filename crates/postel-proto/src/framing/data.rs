@@ -131,7 +131,10 @@ pub struct DotDecoder {
     offset: u64,
     /// Octets of the current line seen so far.
     line_len: usize,
+    /// The earliest bare line ending or over-long line.
     violation: Option<BodyViolation>,
+    /// Set once the body passed `max_size`; reported in preference to `violation`.
+    too_large: bool,
 }
 
 impl DotDecoder {
@@ -144,6 +147,7 @@ impl DotDecoder {
             offset: 0,
             line_len: 0,
             violation: None,
+            too_large: false,
         }
     }
 
@@ -155,7 +159,27 @@ impl DotDecoder {
     /// The first violation seen so far, if any: a server may stop storing the
     /// body at once, but must read on to the terminator before replying.
     pub fn violation(&self) -> Option<BodyViolation> {
-        self.violation
+        match self.opts.max_size {
+            Some(max) if self.too_large => Some(BodyViolation::TooLarge { max }),
+            _ => self.violation,
+        }
+    }
+
+    /// Keeps the violation at the lowest offset, so the outcome does not depend
+    /// on how the input was split.
+    fn record(&mut self, v: BodyViolation) {
+        let offset = |v: &BodyViolation| match *v {
+            BodyViolation::BareLineEnding { offset }
+            | BodyViolation::LineTooLong { offset, .. } => offset,
+            BodyViolation::TooLarge { .. } => 0,
+        };
+        if self
+            .violation
+            .as_ref()
+            .is_none_or(|old| offset(&v) < offset(old))
+        {
+            self.violation = Some(v);
+        }
     }
 
     /// Decodes `input`, passing body data to `sink`. Returns `None` when all of
@@ -280,7 +304,7 @@ impl DotDecoder {
         }
         // Octets after the terminator belong to the next command, not the body.
         let body = end.map_or(u64::MAX, |p| (1u64 << p) - 1);
-        if !self.opts.allow_bare_line_endings && self.violation.is_none() {
+        if !self.opts.allow_bare_line_endings {
             // A CR in the last position is judged by the next step, in state Cr.
             let bare = ((lf & !(cr << 1)) | (cr & !(lf >> 1) & !(1 << 63))) & body;
             if bare != 0 {
@@ -323,9 +347,8 @@ impl DotDecoder {
     fn line_end(&mut self, i: usize) {
         if let Some(max) = self.opts.max_line
             && self.line_len > max + 1
-            && self.violation.is_none()
         {
-            self.violation = Some(BodyViolation::LineTooLong {
+            self.record(BodyViolation::LineTooLong {
                 offset: self.offset + i as u64,
                 max,
             });
@@ -340,8 +363,8 @@ impl DotDecoder {
 
     /// A bare CR or LF at body offset `offset`.
     fn bare_at(&mut self, offset: u64) {
-        if !self.opts.allow_bare_line_endings && self.violation.is_none() {
-            self.violation = Some(BodyViolation::BareLineEnding { offset });
+        if !self.opts.allow_bare_line_endings {
+            self.record(BodyViolation::BareLineEnding { offset });
         }
     }
 
@@ -350,13 +373,10 @@ impl DotDecoder {
             return;
         }
         self.size += data.len() as u64;
-        if let Some(max) = self.opts.max_size
-            && self.size > max
-            && self.violation.is_none()
-        {
-            self.violation = Some(BodyViolation::TooLarge { max });
+        if self.opts.max_size.is_some_and(|max| self.size > max) {
+            self.too_large = true;
         }
-        if self.violation.is_none() {
+        if self.violation.is_none() && !self.too_large {
             sink(data);
         }
     }
@@ -365,7 +385,7 @@ impl DotDecoder {
         DataEnd {
             consumed,
             size: self.size,
-            violation: self.violation,
+            violation: self.violation(),
         }
     }
 }
