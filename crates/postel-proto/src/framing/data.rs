@@ -109,8 +109,10 @@ enum State {
 ///
 /// Feed it everything received after the `354` reply. Decoded data goes to a sink
 /// as borrowed slices of the input, so nothing is copied unless the sink copies.
-/// The fast path classifies 64 octets at a time with bit masks and takes a slow
-/// step only at a dot that starts a line or at a chunk boundary.
+/// The fast path checks 256 octets at a time for bare line endings with
+/// vectorizable compares, then finds the lines that start with a dot with a
+/// SIMD substring search; it steps octet by octet only through a block with a
+/// bare CR or LF, and at the edges of the input.
 ///
 /// ```
 /// use postel_proto::framing::DotDecoder;
@@ -129,10 +131,14 @@ pub struct DotDecoder {
     size: u64,
     /// Encoded octets seen before the current input.
     offset: u64,
-    /// Octets of the current line seen so far.
+    /// Octets of the current line seen so far: exact, or an upper bound on the
+    /// fast path (see `line_len_exact`).
     line_len: usize,
+    line_len_exact: bool,
     /// The earliest bare line ending or over-long line.
     violation: Option<BodyViolation>,
+    /// Finds LF `.`: a line that starts with a dot.
+    stuffed: memchr::memmem::Finder<'static>,
     /// Set once the body passed `max_size`; reported in preference to `violation`.
     too_large: bool,
 }
@@ -146,7 +152,9 @@ impl DotDecoder {
             size: 0,
             offset: 0,
             line_len: 0,
+            line_len_exact: true,
             violation: None,
+            stuffed: memchr::memmem::Finder::new(b"\n."),
             too_large: false,
         }
     }
@@ -191,23 +199,220 @@ impl DotDecoder {
         if self.state == State::Done {
             return Some(self.end(0));
         }
-        let fast_lines = self.opts.max_line.is_none_or(|m| m >= 64);
         let mut run = 0; // start of data not yet passed to the sink
         let mut i = 0;
         while i < input.len() {
-            if fast_lines
-                && matches!(self.state, State::Text | State::LineStart)
-                && input.len() - i >= 66
-                && let Some(block) = input[i..].first_chunk::<64>()
+            if matches!(self.state, State::Text | State::LineStart)
+                && i >= 1
+                && input.len() - i >= BLOCK + 2
             {
-                if let Some(end) = self.block(block, i, input, &mut run, sink) {
-                    self.offset += end as u64;
-                    self.state = State::Done;
-                    return Some(self.end(end));
+                match self.span(input, i, &mut run, sink) {
+                    Ok(next) if next > i => {
+                        i = next;
+                        continue;
+                    }
+                    Ok(_) => {
+                        // A bare CR or LF in the next block: step through it.
+                        self.exact_line_len(input, i);
+                        match self.steps(input, i, i + BLOCK, &mut run, sink) {
+                            Ok(next) => i = next,
+                            Err(end) => return Some(self.finish(end)),
+                        }
+                        continue;
+                    }
+                    Err(end) => return Some(self.finish(end)),
                 }
-                i += 64;
-                continue;
             }
+            self.exact_line_len(input, i);
+            match self.steps(input, i, i + 1, &mut run, sink) {
+                Ok(next) => i = next,
+                Err(end) => return Some(self.finish(end)),
+            }
+        }
+        self.exact_line_len(input, input.len());
+        self.flush(&input[run..], sink);
+        self.offset += input.len() as u64;
+        None
+    }
+
+    /// The fast path from `i` (state `Text` or `LineStart`, at least one octet
+    /// before it and `BLOCK + 2` after it): checks whole blocks for bare line
+    /// endings, then removes the dots of the lines they start with a search for
+    /// LF `.`. Every LF in a checked block has its CR, so LF `.` CRLF there is
+    /// the terminator. `Ok` is where it stopped (`i` itself if the first block
+    /// is not clean); `Err` is the end of the terminator.
+    fn span(
+        &mut self,
+        input: &[u8],
+        i: usize,
+        run: &mut usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, usize> {
+        let (j, mut dotted) = self.check_blocks(input, i);
+        if j == i {
+            return Ok(i);
+        }
+        // The octet before `i` counts only if it ended a CRLF.
+        let mut from = if self.state == State::LineStart {
+            i - 1
+        } else {
+            i
+        };
+        // Search only the blocks that hold an LF `.`; when many do, one search
+        // over the span costs less than one per block.
+        if dotted.count_ones() > 2 {
+            dotted = 1;
+        }
+        while dotted != 0 {
+            let first = dotted.trailing_zeros() as usize;
+            let start = i + first * BLOCK;
+            let end = if dotted.is_power_of_two() && first == 0 {
+                j
+            } else {
+                start + BLOCK
+            };
+            dotted &= dotted - 1;
+            from = from.max(start - 1);
+            while let Some(p) = self.stuffed.find(&input[from..end]) {
+                let dot = from + p + 1;
+                self.flush(&input[*run..dot], sink);
+                if input[dot + 1] == b'\r' && input[dot + 2] == b'\n' {
+                    return Err(dot + 3);
+                }
+                *run = dot + 1;
+                from = dot;
+            }
+        }
+        self.state = match input[j - 1] {
+            b'\r' => State::Cr,
+            b'\n' => State::LineStart,
+            _ => State::Text,
+        };
+        // Hand data on while it is still in cache.
+        if j - *run >= FLUSH_EVERY {
+            self.flush(&input[*run..j], sink);
+            *run = j;
+        }
+        Ok(j)
+    }
+
+    fn finish(&mut self, end: usize) -> DataEnd {
+        self.offset += end as u64;
+        // Whole blocks are measured for line length, so a long line after the
+        // terminator may have been seen; it belongs to the next command.
+        if let Some(BodyViolation::LineTooLong { offset, .. }) = self.violation
+            && offset >= self.offset
+        {
+            self.violation = None;
+        }
+        self.state = State::Done;
+        self.end(end)
+    }
+
+    /// Checks whole blocks from `i` on, up to `SPAN` octets, stopping before the
+    /// first one with a bare CR or LF. Returns where the checked octets end, and
+    /// a bit per block that holds an LF `.` pair.
+    fn check_blocks(&mut self, input: &[u8], i: usize) -> (usize, u32) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: `check_blocks_avx2` only requires AVX2, which the CPU has.
+            // The one unsafe block of the crate: with 32-octet vectors the check
+            // runs about twice as fast as with the SSE2 baseline (see the
+            // data-4MiB benchmarks), and it is the bulk of decoding time.
+            #[allow(unsafe_code)]
+            return unsafe { self.check_blocks_avx2(input, i) };
+        }
+        self.check_blocks_portable(input, i)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn check_blocks_avx2(&mut self, input: &[u8], i: usize) -> (usize, u32) {
+        self.check_blocks_portable(input, i)
+    }
+
+    // Inlined into the AVX2 wrapper so that it is compiled for AVX2 there.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn check_blocks_portable(&mut self, input: &[u8], i: usize) -> (usize, u32) {
+        let mut j = i;
+        let mut dotted = 0u32;
+        while j - i < SPAN
+            && input.len() - j >= BLOCK + 2
+            && let Some(window) = input[j - 1..].first_chunk::<{ BLOCK + 1 }>()
+        {
+            let (clean, has_lf, has_dot_line) = scan_block(window);
+            if !clean {
+                break;
+            }
+            dotted |= u32::from(has_dot_line) << ((j - i) / BLOCK);
+            self.clean_block(input, j, has_lf);
+            j += BLOCK;
+        }
+        (j, dotted)
+    }
+
+    /// Line-length accounting for a clean block at `input[at..at + BLOCK]`. The
+    /// fast path keeps only an upper bound of the current line's length; it is
+    /// made exact when a line might be over the limit, or when the octet-wise
+    /// steps take over.
+    #[allow(clippy::inline_always)] // Part of the AVX2-compiled loop.
+    #[inline(always)]
+    fn clean_block(&mut self, input: &[u8], at: usize, has_lf: bool) {
+        if !has_lf {
+            self.line_len += BLOCK;
+            return;
+        }
+        if self.line_len + BLOCK > self.max_line_len() {
+            // A line ending in this block may be too long: measure each.
+            self.exact_line_len(input, at);
+            for (k, &b) in input[at..at + BLOCK].iter().enumerate() {
+                self.line_len += 1;
+                if b == b'\n' {
+                    self.line_end(at + k);
+                }
+            }
+        } else {
+            // Fewer than BLOCK octets follow the block's last LF.
+            self.line_len = BLOCK;
+            self.line_len_exact = false;
+        }
+    }
+
+    /// The limit a line may reach before it is a violation.
+    fn max_line_len(&self) -> usize {
+        self.opts
+            .max_line
+            .map_or(usize::MAX, |m| m.saturating_add(1))
+    }
+
+    /// Replaces the upper bound of the current line's length by the exact value,
+    /// counting back from `at` to the last LF, which lies within the bound.
+    fn exact_line_len(&mut self, input: &[u8], at: usize) {
+        if self.line_len_exact {
+            return;
+        }
+        let from = at.saturating_sub(self.line_len);
+        self.line_len = input[from..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(self.line_len, |p| at - from - p - 1);
+        self.line_len_exact = true;
+    }
+
+    /// The byte-at-a-time state machine over `input[i..stop]` (it may go a few
+    /// octets past `stop` to leave a state that looks back). `Ok` is where it
+    /// stopped; `Err` is the end of the terminator.
+    fn steps(
+        &mut self,
+        input: &[u8],
+        mut i: usize,
+        stop: usize,
+        run: &mut usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, usize> {
+        let stop = stop.min(input.len());
+        while i < stop {
             let b = input[i];
             match self.state {
                 State::Text => {
@@ -236,10 +441,10 @@ impl DotDecoder {
                 }
                 State::LineStart => {
                     if b == b'.' {
-                        self.flush(&input[run..i], sink);
+                        self.flush(&input[*run..i], sink);
                         self.state = State::Dot;
                         i += 1;
-                        run = i;
+                        *run = i;
                         self.line_len += 1;
                     } else {
                         self.state = State::Text;
@@ -249,7 +454,7 @@ impl DotDecoder {
                     if b == b'\r' {
                         self.state = State::DotCr;
                         i += 1;
-                        run = i;
+                        *run = i;
                         self.line_len += 1;
                     } else {
                         self.state = State::Text;
@@ -257,90 +462,17 @@ impl DotDecoder {
                 }
                 State::DotCr => {
                     if b == b'\n' {
-                        self.offset += (i + 1) as u64;
-                        self.state = State::Done;
-                        return Some(self.end(i + 1));
+                        return Err(i + 1);
                     }
                     // `.` CR then no LF: the dot was stuffing, the CR is bare data.
                     self.flush(b"\r", sink);
                     self.bare_at((self.offset + i as u64).saturating_sub(1));
                     self.state = State::Text;
                 }
-                State::Done => break,
+                State::Done => return Err(i),
             }
         }
-        self.flush(&input[run..], sink);
-        self.offset += input.len() as u64;
-        None
-    }
-
-    /// Classifies one 64-octet block starting at `at` in state `Text` or `LineStart`.
-    /// At least two octets follow the block in `input`. Returns the end of the
-    /// terminator if the block holds one.
-    fn block(
-        &mut self,
-        block: &[u8; 64],
-        at: usize,
-        input: &[u8],
-        run: &mut usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Option<usize> {
-        let (lf, cr, dot) = masks(block);
-        let crlf = lf & (cr << 1);
-        let line_start = (crlf << 1) | u64::from(self.state == State::LineStart);
-        let dots = dot & line_start;
-        let mut end = None;
-        let mut events = dots;
-        while events != 0 {
-            let p = events.trailing_zeros() as usize;
-            events &= events - 1;
-            let abs = at + p;
-            self.flush(&input[*run..abs], sink);
-            *run = abs + 1;
-            if input[abs + 1] == b'\r' && input[abs + 2] == b'\n' {
-                end = Some(p);
-                break;
-            }
-        }
-        // Octets after the terminator belong to the next command, not the body.
-        let body = end.map_or(u64::MAX, |p| (1u64 << p) - 1);
-        if !self.opts.allow_bare_line_endings {
-            // A CR in the last position is judged by the next step, in state Cr.
-            let bare = ((lf & !(cr << 1)) | (cr & !(lf >> 1) & !(1 << 63))) & body;
-            if bare != 0 {
-                self.bare(at + bare.trailing_zeros() as usize);
-            }
-        }
-        if let Some(p) = end {
-            self.lines(lf & body, p, at);
-            return Some(at + p + 3);
-        }
-        self.lines(lf, 64, at);
-        self.state = if block[63] == b'\r' {
-            State::Cr
-        } else if crlf >> 63 == 1 {
-            State::LineStart
-        } else {
-            State::Text
-        };
-        None
-    }
-
-    /// Line-length accounting for the first `n` octets of a block with LF mask `lf`.
-    fn lines(&mut self, lf: u64, n: usize, at: usize) {
-        let Some(max) = self.opts.max_line else {
-            return;
-        };
-        if lf == 0 {
-            self.line_len += n;
-            return;
-        }
-        let first = lf.trailing_zeros() as usize;
-        self.line_len += first + 1;
-        self.line_end(at + first);
-        let last = 63 - lf.leading_zeros() as usize;
-        self.line_len = n - last - 1;
-        debug_assert!(max >= 64);
+        Ok(i)
     }
 
     /// A line ended at input position `i` (the LF): check its length.
@@ -390,18 +522,39 @@ impl DotDecoder {
     }
 }
 
-/// Bit masks of LF, CR and `.` in a block: bit `j` stands for octet `j`. Written
-/// as a plain loop over a fixed-size array so the compiler turns it into vector
-/// compares and mask extraction without `unsafe`.
-#[inline]
-fn masks(block: &[u8; 64]) -> (u64, u64, u64) {
-    let (mut lf, mut cr, mut dot) = (0u64, 0u64, 0u64);
-    for (j, &b) in block.iter().enumerate() {
-        lf |= u64::from(b == b'\n') << j;
-        cr |= u64::from(b == b'\r') << j;
-        dot |= u64::from(b == b'.') << j;
-    }
-    (lf, cr, dot)
+/// Octets decoded between two hand-overs to the sink on the fast path.
+const FLUSH_EVERY: usize = 32 * 1024;
+
+/// Octets checked at a time on the fast path.
+const BLOCK: usize = 256;
+/// Octets checked before their dots are looked for.
+const SPAN: usize = 32 * BLOCK;
+
+/// Classifies the `BLOCK` octets after `w[0]`, which is the octet before them:
+/// whether they are free of bare CR and bare LF, whether they hold an LF, and
+/// whether they hold an LF followed by a dot.
+///
+/// Every adjacent pair `(a, b)` is checked at once: `a == CR` must equal
+/// `b == LF`, otherwise a CR lacks its LF or an LF its CR. The fold has no
+/// branches and only lane-wise compares and ORs, so the compiler vectorizes it
+/// without `unsafe`.
+#[allow(clippy::inline_always)] // Part of the AVX2-compiled loop.
+#[inline(always)]
+fn scan_block(w: &[u8; BLOCK + 1]) -> (bool, bool, bool) {
+    let (bad, lf, dot) =
+        w[..BLOCK]
+            .iter()
+            .zip(&w[1..])
+            .fold((0u8, 0u8, 0u8), |(bad, lf, dot), (&a, &b)| {
+                let is_lf = u8::from(b == b'\n');
+                let dot_line = u8::from(a == b'\n') & u8::from(b == b'.');
+                (
+                    bad | (u8::from(a == b'\r') ^ is_lf),
+                    lf | is_lf,
+                    dot | dot_line,
+                )
+            });
+    (bad == 0, lf != 0, dot != 0)
 }
 
 /// Streaming dot-stuffer for the sending side: doubles each `.` that starts a
