@@ -64,7 +64,7 @@ pub fn data_body(size: usize, dotted: bool) -> Vec<u8> {
     let mut seed: u32 = 0x1234_5678;
     let mut line = 0usize;
     while out.len() < size {
-        if dotted && line % 3 == 0 {
+        if dotted && line.is_multiple_of(3) {
             out.extend_from_slice(b"..");
         }
         let target = 60 + (seed % 19) as usize;

@@ -2,6 +2,9 @@
 //! run. Throughput is in bytes per second; the table at the end gives our time
 //! over each peer's.
 
+// A benchmark that meets unexpected input should stop loudly.
+#![allow(clippy::panic, clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::str::FromStr;
 
