@@ -2,33 +2,53 @@
 //! compile-time tables, and the small scanners both the validating constructors in
 //! [`crate::types`] and the parsers in [`crate::codec`] share.
 
-const ALPHA: u8 = 1 << 0;
-const DIGIT: u8 = 1 << 1;
-/// `atext` of RFC 5322 section 3.2.3, without the UTF-8 octets.
-const ATEXT: u8 = 1 << 2;
-/// `qtextSMTP`: `%d32-33 / %d35-91 / %d93-126`.
-const QTEXT: u8 = 1 << 3;
-/// `xchar` of RFC 3461 section 4: `%d33-42 / %d44-60 / %d62-126`.
-const XCHAR: u8 = 1 << 4;
-/// `esmtp-value` octets: `%d33-60 / %d62-126`.
-const ESMTP_VALUE: u8 = 1 << 5;
-/// `dcontent`: `%d33-90 / %d94-126`.
-const DCONTENT: u8 = 1 << 6;
-/// `textstring` of RFC 5321: `%d09 / %d32-126`.
-const TEXT: u8 = 1 << 7;
+// Classes marked "+ UTF-8" include every octet from 0x80 up: RFC 6531 lets
+// UTF-8 appear there, and UTF-8 validity is checked once per line. Folding that
+// into the table keeps each scanner at one lookup per octet.
 
-const fn build() -> [u8; 256] {
-    let mut t = [0u8; 256];
+/// `ALPHA / DIGIT`, ASCII only.
+const ALNUM: u16 = 1 << 0;
+/// `Let-dig` + UTF-8.
+const LET_DIG: u16 = 1 << 1;
+/// `Let-dig / "-"` + UTF-8.
+const LDH: u16 = 1 << 2;
+/// `atext` of RFC 5322 section 3.2.3 + UTF-8.
+const ATEXT: u16 = 1 << 3;
+/// `qtextSMTP`: `%d32-33 / %d35-91 / %d93-126` + UTF-8.
+const QTEXT: u16 = 1 << 4;
+/// `xchar` of RFC 3461 section 4: `%d33-42 / %d44-60 / %d62-126`, ASCII only.
+const XCHAR: u16 = 1 << 5;
+/// `xchar` + UTF-8 (RFC 6533 allows it in ORCPT).
+const XCHAR_UTF8: u16 = 1 << 6;
+/// `esmtp-value` octets: `%d33-60 / %d62-126` + UTF-8.
+const ESMTP_VALUE: u16 = 1 << 7;
+/// `dcontent`: `%d33-90 / %d94-126`.
+const DCONTENT: u16 = 1 << 8;
+/// `textstring` of RFC 5321: `%d09 / %d32-126` + UTF-8.
+const TEXT: u16 = 1 << 9;
+/// `esmtp-keyword` octets after the first: `ALPHA / DIGIT / "-"`.
+const KEYWORD: u16 = 1 << 10;
+
+const fn build() -> [u16; 256] {
+    let mut t = [0u16; 256];
     let mut i = 0usize;
     while i < 256 {
         #[allow(clippy::cast_possible_truncation)] // i < 256
         let b = i as u8;
-        let mut c = 0u8;
-        if b.is_ascii_alphabetic() {
-            c |= ALPHA | ATEXT;
+        let mut c = 0u16;
+        let alnum = b.is_ascii_alphanumeric();
+        let utf8 = b >= 0x80;
+        if alnum {
+            c |= ALNUM | KEYWORD;
         }
-        if b.is_ascii_digit() {
-            c |= DIGIT | ATEXT;
+        if b == b'-' {
+            c |= KEYWORD;
+        }
+        if alnum || utf8 {
+            c |= LET_DIG | LDH | ATEXT;
+        }
+        if b == b'-' {
+            c |= LDH;
         }
         if matches!(
             b,
@@ -53,19 +73,22 @@ const fn build() -> [u8; 256] {
         ) {
             c |= ATEXT;
         }
-        if (b >= 32 && b <= 33) || (b >= 35 && b <= 91) || (b >= 93 && b <= 126) {
+        if (b >= 32 && b <= 33) || (b >= 35 && b <= 91) || (b >= 93 && b <= 126) || utf8 {
             c |= QTEXT;
         }
         if (b >= 33 && b <= 42) || (b >= 44 && b <= 60) || (b >= 62 && b <= 126) {
-            c |= XCHAR;
+            c |= XCHAR | XCHAR_UTF8;
         }
-        if (b >= 33 && b <= 60) || (b >= 62 && b <= 126) {
+        if utf8 {
+            c |= XCHAR_UTF8;
+        }
+        if (b >= 33 && b <= 60) || (b >= 62 && b <= 126) || utf8 {
             c |= ESMTP_VALUE;
         }
         if (b >= 33 && b <= 90) || (b >= 94 && b <= 126) {
             c |= DCONTENT;
         }
-        if b == 9 || (b >= 32 && b <= 126) {
+        if b == 9 || (b >= 32 && b <= 126) || utf8 {
             c |= TEXT;
         }
         t[i] = c;
@@ -74,38 +97,38 @@ const fn build() -> [u8; 256] {
     t
 }
 
-static CLASS: [u8; 256] = build();
+static CLASS: [u16; 256] = build();
 
 #[inline]
-fn is(b: u8, class: u8) -> bool {
+fn is(b: u8, class: u16) -> bool {
     CLASS[b as usize] & class != 0
 }
 
 /// `Let-dig = ALPHA / DIGIT`, plus any non-ASCII octet (a U-label under RFC 6531).
 #[inline]
 pub(crate) fn is_let_dig(b: u8) -> bool {
-    is(b, ALPHA | DIGIT) || b >= 0x80
+    is(b, LET_DIG)
 }
 
 /// `ALPHA / DIGIT`, ASCII only.
 #[inline]
 pub(crate) fn is_alnum(b: u8) -> bool {
-    is(b, ALPHA | DIGIT)
+    is(b, ALNUM)
 }
 
 /// `atext`, plus UTF-8 octets (RFC 6531 `atext =/ UTF8-non-ascii`).
 #[inline]
 pub(crate) fn is_atext(b: u8) -> bool {
-    is(b, ATEXT) || b >= 0x80
+    is(b, ATEXT)
 }
 
 /// `qtextSMTP`, plus UTF-8 octets.
 #[inline]
 pub(crate) fn is_qtext(b: u8) -> bool {
-    is(b, QTEXT) || b >= 0x80
+    is(b, QTEXT)
 }
 
-/// `xchar` (RFC 3461).
+/// `xchar` (RFC 3461), ASCII only.
 #[inline]
 pub(crate) fn is_xchar(b: u8) -> bool {
     is(b, XCHAR)
@@ -114,7 +137,7 @@ pub(crate) fn is_xchar(b: u8) -> bool {
 /// An `esmtp-value` octet, plus UTF-8 octets (RFC 6531 section 3.3).
 #[inline]
 pub(crate) fn is_esmtp_value(b: u8) -> bool {
-    is(b, ESMTP_VALUE) || b >= 0x80
+    is(b, ESMTP_VALUE)
 }
 
 /// `dcontent` of a general address literal.
@@ -126,7 +149,7 @@ pub(crate) fn is_dcontent(b: u8) -> bool {
 /// A `textstring` octet, plus UTF-8 octets (RFC 6531 allows them in reply text).
 #[inline]
 pub(crate) fn is_text(b: u8) -> bool {
-    is(b, TEXT) || b >= 0x80
+    is(b, TEXT)
 }
 
 /// Length of the longest prefix whose octets all satisfy `pred`.
@@ -146,7 +169,7 @@ pub(crate) fn scan_domain(input: &[u8]) -> Option<usize> {
         if !label.first().is_some_and(|&b| is_let_dig(b)) {
             return None;
         }
-        let len = span(label, |b| is_let_dig(b) || b == b'-');
+        let len = span(label, |b| is(b, LDH));
         if len > 63 || label[len - 1] == b'-' {
             return None;
         }
@@ -198,7 +221,7 @@ pub(crate) fn scan_quoted_string(input: &[u8]) -> Option<usize> {
 pub(crate) fn scan_xtext(input: &[u8]) -> usize {
     let mut pos = 0;
     loop {
-        pos += span(&input[pos..], |b| is_xchar(b) || b >= 0x80);
+        pos += span(&input[pos..], |b| is(b, XCHAR_UTF8));
         if input.get(pos) == Some(&b'+')
             && input.get(pos + 1).is_some_and(|&b| is_upper_hex(b))
             && input.get(pos + 2).is_some_and(|&b| is_upper_hex(b))
@@ -220,7 +243,7 @@ pub(crate) fn scan_keyword(input: &[u8]) -> usize {
     if !input.first().is_some_and(|&b| is_alnum(b)) {
         return 0;
     }
-    span(input, |b| is_alnum(b) || b == b'-')
+    span(input, |b| is(b, KEYWORD))
 }
 
 /// Decimal digits to `u64`, `None` on overflow, empty input or a non-digit.

@@ -37,6 +37,7 @@ use crate::types::{
 /// assert_eq!(&input[consumed..], b"DATA\r\n");
 /// # Ok::<(), postel_proto::Invalid<postel_proto::CommandError>>(())
 /// ```
+#[inline]
 pub fn parse_command<'a>(
     input: &'a [u8],
     opts: &ParserOptions,
@@ -64,6 +65,7 @@ const fn key(v: [u8; 4]) -> u32 {
 
 /// `command = verb [SP arguments]`: one framed line without its CRLF. Verbs are
 /// case-insensitive (RFC 5321 section 2.4).
+#[inline]
 pub fn parse_command_line<'a>(
     line: &'a [u8],
     opts: &ParserOptions,
@@ -86,34 +88,36 @@ pub fn parse_command_line<'a>(
     const HELP: u32 = key(*b"help");
     const STAR: u32 = key(*b"star");
     const AUTH: u32 = key(*b"auth");
+    // UTF-8 is checked once per line, for the commands whose arguments may
+    // carry it (RFC 6531); the rest of the grammar then slices the `str`.
+    let text =
+        |verb: &'static str| std::str::from_utf8(rest).map_err(|_| CommandError::NotUtf8 { verb });
     match verb_key(line) {
-        MAIL => mail(rest, opts),
-        RCPT => rcpt(rest, opts),
-        DATA => no_args(rest, "DATA", Command::Data),
-        EHLO => helo(rest, opts, "EHLO").map(Command::Ehlo),
-        HELO => helo(rest, opts, "HELO").map(Command::Helo),
+        MAIL => mail(text("MAIL")?, opts),
+        RCPT => rcpt(text("RCPT")?, opts),
+        DATA => no_args(rest, "DATA").map(|()| Command::Data),
+        EHLO => helo(text("EHLO")?, opts, "EHLO").map(Command::Ehlo),
+        HELO => helo(text("HELO")?, opts, "HELO").map(Command::Helo),
         BDAT => bdat(rest),
-        RSET => no_args(rest, "RSET", Command::Rset),
-        QUIT => no_args(rest, "QUIT", Command::Quit),
-        NOOP => optional_text(rest, "NOOP").map(Command::Noop),
-        HELP => optional_text(rest, "HELP").map(Command::Help),
-        VRFY => required_text(rest, "VRFY").map(Command::Vrfy),
-        EXPN => required_text(rest, "EXPN").map(Command::Expn),
-        AUTH => auth(rest),
+        RSET => no_args(rest, "RSET").map(|()| Command::Rset),
+        QUIT => no_args(rest, "QUIT").map(|()| Command::Quit),
+        NOOP => optional_text(text("NOOP")?, "NOOP").map(Command::Noop),
+        HELP => optional_text(text("HELP")?, "HELP").map(Command::Help),
+        VRFY => required_text(text("VRFY")?, "VRFY").map(Command::Vrfy),
+        EXPN => required_text(text("EXPN")?, "EXPN").map(Command::Expn),
+        AUTH => auth(text("AUTH")?),
         STAR if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"TTLS") => {
-            no_args(&rest[4..], "STARTTLS", Command::StartTls)
+            no_args(&rest[4..], "STARTTLS").map(|()| Command::StartTls)
         }
         _ => Err(CommandError::UnknownCommand),
     }
 }
 
-fn no_args<'a>(
-    rest: &[u8],
-    verb: &'static str,
-    cmd: Command<'a>,
-) -> Result<Command<'a>, CommandError> {
+/// The end of a command that takes no arguments. Returns nothing so the caller
+/// builds the command in place.
+fn no_args(rest: &[u8], verb: &'static str) -> Result<(), CommandError> {
     if rest.is_empty() {
-        Ok(cmd)
+        Ok(())
     } else if rest[0] == b' ' || rest[0] == b'\t' {
         Err(CommandError::Syntax {
             verb,
@@ -126,46 +130,49 @@ fn no_args<'a>(
 
 /// `SP String` where the argument is optional (NOOP, HELP). A lone trailing
 /// space counts as no argument.
-fn optional_text<'a>(rest: &'a [u8], verb: &'static str) -> Result<Option<Text<'a>>, CommandError> {
+fn optional_text<'a>(rest: &'a str, verb: &'static str) -> Result<Option<Text<'a>>, CommandError> {
     match rest {
-        [] | [b' '] => Ok(None),
-        [b' ', arg @ ..] => text(arg, verb).map(Some),
-        _ => Err(CommandError::UnknownCommand),
+        "" | " " => Ok(None),
+        _ => match rest.strip_prefix(' ') {
+            Some(arg) => text(arg, verb).map(Some),
+            None => Err(CommandError::UnknownCommand),
+        },
     }
 }
 
-fn required_text<'a>(rest: &'a [u8], verb: &'static str) -> Result<Text<'a>, CommandError> {
+fn required_text<'a>(rest: &'a str, verb: &'static str) -> Result<Text<'a>, CommandError> {
     match rest {
-        [b' ', arg @ ..] if !arg.is_empty() => text(arg, verb),
-        [] | [b' '] => Err(CommandError::Syntax {
+        "" | " " => Err(CommandError::Syntax {
             verb,
             what: "argument required",
         }),
-        _ => Err(CommandError::UnknownCommand),
+        _ => match rest.strip_prefix(' ') {
+            Some(arg) => text(arg, verb),
+            None => Err(CommandError::UnknownCommand),
+        },
     }
 }
 
-fn text<'a>(arg: &'a [u8], verb: &'static str) -> Result<Text<'a>, CommandError> {
-    if !arg.iter().all(|&b| grammar::is_text(b)) {
+fn text<'a>(arg: &'a str, verb: &'static str) -> Result<Text<'a>, CommandError> {
+    if !arg.bytes().all(grammar::is_text) {
         return Err(CommandError::Syntax {
             verb,
             what: "control character in argument",
         });
     }
-    let s = grammar::utf8(arg).ok_or(CommandError::NotUtf8 { verb })?;
-    Ok(Text::unvalidated(s))
+    Ok(Text::unvalidated(arg))
 }
 
 /// `"HELO" SP Domain` / `"EHLO" SP ( Domain / address-literal )` (section 4.1.1.1).
 /// HELO also takes an address literal, as clients without a name send one.
 fn helo<'a>(
-    rest: &'a [u8],
+    rest: &'a str,
     opts: &ParserOptions,
     verb: &'static str,
 ) -> Result<HeloName<'a>, CommandError> {
-    let arg = match rest {
-        [b' ', arg @ ..] if !arg.is_empty() => arg,
-        [] | [b' '] => {
+    let arg = match rest.strip_prefix(' ') {
+        Some(arg) if !arg.is_empty() => arg,
+        _ if rest.is_empty() || rest == " " => {
             return Err(CommandError::Syntax {
                 verb,
                 what: "domain or address literal required",
@@ -177,27 +184,22 @@ fn helo<'a>(
         verb,
         limits: &opts.limits,
     };
-    let standard = if arg[0] == b'[' {
+    let standard = if arg.starts_with('[') {
         path::address_literal(arg)
             .filter(|(_, n)| *n == arg.len())
             .map(|(l, _)| HeloName::Literal(l))
     } else {
         match path::domain(arg, ctx) {
             Ok((d, n)) if n == arg.len() => Some(HeloName::Domain(d)),
-            Err(e @ (CommandError::DomainTooLong { .. } | CommandError::NotUtf8 { .. })) => {
-                return Err(e);
-            }
+            Err(e @ CommandError::DomainTooLong { .. }) => return Err(e),
             _ => None,
         }
     };
     if let Some(name) = standard {
         return Ok(name);
     }
-    if opts.allow_nonstandard_helo
-        && arg.iter().all(|&b| b > 32 && b != 127)
-        && let Some(s) = grammar::utf8(arg)
-    {
-        return Ok(HeloName::Nonstandard(NonstandardHelo::unvalidated(s)));
+    if opts.allow_nonstandard_helo && arg.bytes().all(|b| b > 32 && b != 127) {
+        return Ok(HeloName::Nonstandard(NonstandardHelo::unvalidated(arg)));
     }
     Err(CommandError::Syntax {
         verb,
@@ -207,21 +209,22 @@ fn helo<'a>(
 
 /// Matches `prefix` (ASCII, case-insensitive) and the optional space some
 /// clients put after the colon; returns the rest.
-fn after_prefix<'a>(rest: &'a [u8], prefix: &[u8], opts: &ParserOptions) -> Option<&'a [u8]> {
-    if rest.len() < prefix.len() || !rest[..prefix.len()].eq_ignore_ascii_case(prefix) {
+fn after_prefix<'a>(rest: &'a str, prefix: &str, opts: &ParserOptions) -> Option<&'a str> {
+    let head = rest.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
         return None;
     }
     let rest = &rest[prefix.len()..];
-    Some(match rest {
-        [b' ', tail @ ..] if opts.allow_space_after_colon => tail,
+    Some(match rest.strip_prefix(' ') {
+        Some(tail) if opts.allow_space_after_colon => tail,
         _ => rest,
     })
 }
 
 /// `"MAIL FROM:" Reverse-path [SP Mail-parameters]` (section 4.1.1.2).
-fn mail<'a>(rest: &'a [u8], opts: &ParserOptions) -> Result<Command<'a>, CommandError> {
+fn mail<'a>(rest: &'a str, opts: &ParserOptions) -> Result<Command<'a>, CommandError> {
     const VERB: &str = "MAIL";
-    let Some(rest) = after_prefix(rest, b" FROM:", opts) else {
+    let Some(rest) = after_prefix(rest, " FROM:", opts) else {
         return Err(syntax(VERB, "expected FROM:"));
     };
     let ctx = PathCtx {
@@ -242,9 +245,9 @@ fn mail<'a>(rest: &'a [u8], opts: &ParserOptions) -> Result<Command<'a>, Command
 
 /// `"RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" / Forward-path )
 /// [SP Rcpt-parameters]` (section 4.1.1.3).
-fn rcpt<'a>(rest: &'a [u8], opts: &ParserOptions) -> Result<Command<'a>, CommandError> {
+fn rcpt<'a>(rest: &'a str, opts: &ParserOptions) -> Result<Command<'a>, CommandError> {
     const VERB: &str = "RCPT";
-    let Some(rest) = after_prefix(rest, b" TO:", opts) else {
+    let Some(rest) = after_prefix(rest, " TO:", opts) else {
         return Err(syntax(VERB, "expected TO:"));
     };
     let ctx = PathCtx {
@@ -269,29 +272,28 @@ fn syntax(verb: &'static str, what: &'static str) -> CommandError {
 
 /// `*(SP esmtp-param)`, `esmtp-param = esmtp-keyword ["=" esmtp-value]`.
 fn for_each_param<'a>(
-    mut rest: &'a [u8],
+    mut rest: &'a str,
     verb: &'static str,
     mut each: impl FnMut(&'a str, Option<&'a str>) -> Result<(), CommandError>,
 ) -> Result<(), CommandError> {
+    let bad = || syntax(verb, "bad parameter");
     while !rest.is_empty() {
-        if rest[0] != b' ' {
-            return Err(syntax(verb, "expected SP before parameter"));
-        }
-        rest = &rest[1..];
-        let k = grammar::scan_keyword(rest);
+        rest = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| syntax(verb, "expected SP before parameter"))?;
+        let k = grammar::scan_keyword(rest.as_bytes());
         if k == 0 {
             return Err(syntax(verb, "bad parameter keyword"));
         }
-        // ok: scan_keyword admits only ASCII
-        let keyword = grammar::utf8(&rest[..k]).ok_or(CommandError::NotUtf8 { verb })?;
-        rest = &rest[k..];
-        let value = if rest.first() == Some(&b'=') {
-            let v = grammar::span(&rest[1..], grammar::is_esmtp_value);
+        let (keyword, tail) = rest.split_at_checked(k).ok_or_else(bad)?;
+        rest = tail;
+        let value = if let Some(tail) = rest.strip_prefix('=') {
+            let v = grammar::span(tail.as_bytes(), grammar::is_esmtp_value);
             if v == 0 {
                 return Err(syntax(verb, "empty parameter value"));
             }
-            let value = grammar::utf8(&rest[1..=v]).ok_or(CommandError::NotUtf8 { verb })?;
-            rest = &rest[v + 1..];
+            let (value, tail) = tail.split_at_checked(v).ok_or_else(bad)?;
+            rest = tail;
             Some(value)
         } else {
             None
@@ -423,12 +425,12 @@ fn notify(v: &str) -> Option<Notify> {
         return Some(Notify::NEVER);
     }
     let mut n = Notify::NEVER;
-    for item in v.split(',') {
-        let slot = if item.eq_ignore_ascii_case("SUCCESS") {
+    for item in v.as_bytes().split(|&b| b == b',') {
+        let slot = if item.eq_ignore_ascii_case(b"SUCCESS") {
             &mut n.success
-        } else if item.eq_ignore_ascii_case("FAILURE") {
+        } else if item.eq_ignore_ascii_case(b"FAILURE") {
             &mut n.failure
-        } else if item.eq_ignore_ascii_case("DELAY") {
+        } else if item.eq_ignore_ascii_case(b"DELAY") {
             &mut n.delay
         } else {
             return None;
@@ -440,7 +442,8 @@ fn notify(v: &str) -> Option<Notify> {
 
 /// `orcpt-value = addr-type ";" xtext` (RFC 3461 section 4.2).
 fn orcpt(v: &str) -> Option<Orcpt<'_>> {
-    let (addr_type, address) = v.split_once(';')?;
+    let semicolon = v.bytes().position(|b| b == b';')?;
+    let (addr_type, address) = (v.get(..semicolon)?, v.get(semicolon + 1..)?);
     let type_ok =
         !addr_type.is_empty() && addr_type.bytes().all(|b| b < 0x80 && grammar::is_atext(b));
     let addr_ok = !address.is_empty() && grammar::scan_xtext(address.as_bytes()) == address.len();
@@ -493,27 +496,29 @@ fn bdat(rest: &[u8]) -> Result<Command<'static>, CommandError> {
 
 /// `"AUTH" SP sasl-mech [SP initial-response]`, `initial-response = base64 / "="`
 /// (RFC 4954 section 4).
-fn auth(rest: &[u8]) -> Result<Command<'_>, CommandError> {
+fn auth(rest: &str) -> Result<Command<'_>, CommandError> {
     let fail = || syntax("AUTH", "expected mechanism and optional initial response");
-    let rest = match rest {
-        [b' ', r @ ..] => r,
-        [] => return Err(fail()),
-        _ => return Err(CommandError::UnknownCommand),
+    let rest = match rest.strip_prefix(' ') {
+        Some(r) => r,
+        None if rest.is_empty() => return Err(fail()),
+        None => return Err(CommandError::UnknownCommand),
     };
-    let m = grammar::span(rest, |b| grammar::is_alnum(b) || b == b'-' || b == b'_');
+    let m = grammar::span(rest.as_bytes(), |b| {
+        grammar::is_alnum(b) || b == b'-' || b == b'_'
+    });
     if m == 0 || m > 20 {
         return Err(fail());
     }
-    let mechanism = Mechanism::unvalidated(grammar::utf8(&rest[..m]).ok_or_else(fail)?);
-    let initial_response = match &rest[m..] {
-        [] => None,
-        [b' ', b'='] => Some(InitialResponse::Empty),
-        [b' ', resp @ ..] => {
-            let s = grammar::utf8(resp).ok_or_else(fail)?;
+    let (mechanism, tail) = rest.split_at_checked(m).ok_or_else(fail)?;
+    let mechanism = Mechanism::unvalidated(mechanism);
+    let initial_response = match tail {
+        "" => None,
+        " =" => Some(InitialResponse::Empty),
+        _ => {
+            let s = tail.strip_prefix(' ').ok_or_else(fail)?;
             crate::types::command_validate_base64(s).map_err(|_| fail())?;
             Some(InitialResponse::Base64(Secret::new(Cow::Borrowed(s))))
         }
-        _ => return Err(fail()),
     };
     Ok(Command::Auth {
         mechanism,

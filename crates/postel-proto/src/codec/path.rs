@@ -27,7 +27,7 @@ impl PathCtx<'_> {
     }
 }
 
-/// A parsed path: `None` for `<>`, with the octets it used (brackets included).
+/// A parsed path, with the octets it used (brackets included).
 pub(crate) enum PathKind<'a> {
     Null,
     Postmaster,
@@ -38,9 +38,10 @@ pub(crate) enum PathKind<'a> {
 /// the caller decides which forms its command allows. At most `limits.path`
 /// octets including the brackets (section 4.5.3.1.3).
 pub(crate) fn path<'a>(
-    input: &'a [u8],
+    text: &'a str,
     ctx: PathCtx<'_>,
 ) -> Result<(PathKind<'a>, usize), CommandError> {
+    let input = text.as_bytes();
     if input.first() != Some(&b'<') {
         return Err(ctx.syntax("path must start with '<'"));
     }
@@ -54,7 +55,7 @@ pub(crate) fn path<'a>(
     if input.len() >= pos + 11 && input[pos..pos + 11].eq_ignore_ascii_case(b"Postmaster>") {
         return Ok((PathKind::Postmaster, pos + 11));
     }
-    let (mailbox, used) = mailbox(&input[pos..], ctx)?;
+    let (mailbox, used) = mailbox(sub(text, pos, text.len(), ctx)?, ctx)?;
     pos += used;
     if input.get(pos) != Some(&b'>') {
         return Err(ctx.syntax("path must end with '>'"));
@@ -94,23 +95,22 @@ fn domain_octets(i: &[u8]) -> nom::IResult<&[u8], &[u8]> {
 
 /// `Mailbox = Local-part "@" ( Domain / address-literal )`.
 pub(crate) fn mailbox<'a>(
-    input: &'a [u8],
+    text: &'a str,
     ctx: PathCtx<'_>,
 ) -> Result<(Mailbox<'a>, usize), CommandError> {
-    let (local, mut pos) = local_part(input, ctx)?;
+    let input = text.as_bytes();
+    let (local, mut pos) = local_part(text, ctx)?;
     if input.get(pos) != Some(&b'@') {
         return Err(ctx.syntax("mailbox needs '@' and a domain"));
     }
     pos += 1;
-    let (host, used) = host(&input[pos..], ctx)?;
+    let (host, used) = host(sub(text, pos, text.len(), ctx)?, ctx)?;
     Ok((Mailbox::new(local, host), pos + used))
 }
 
 /// `Local-part = Dot-string / Quoted-string`, at most `limits.local_part` octets.
-fn local_part<'a>(
-    input: &'a [u8],
-    ctx: PathCtx<'_>,
-) -> Result<(LocalPart<'a>, usize), CommandError> {
+fn local_part<'a>(text: &'a str, ctx: PathCtx<'_>) -> Result<(LocalPart<'a>, usize), CommandError> {
+    let input = text.as_bytes();
     let n = if input.first() == Some(&b'"') {
         grammar::scan_quoted_string(input)
     } else {
@@ -124,30 +124,26 @@ fn local_part<'a>(
             max: ctx.limits.local_part,
         });
     }
-    let s = grammar::utf8(&input[..n]).ok_or(CommandError::NotUtf8 { verb: ctx.verb })?;
-    Ok((LocalPart::unvalidated(s), n))
+    Ok((LocalPart::unvalidated(sub(text, 0, n, ctx)?), n))
 }
 
 /// `Domain / address-literal`.
-pub(crate) fn host<'a>(
-    input: &'a [u8],
-    ctx: PathCtx<'_>,
-) -> Result<(Host<'a>, usize), CommandError> {
-    if input.first() == Some(&b'[') {
-        let (lit, n) = address_literal(input).ok_or_else(|| ctx.syntax("bad address literal"))?;
+pub(crate) fn host<'a>(text: &'a str, ctx: PathCtx<'_>) -> Result<(Host<'a>, usize), CommandError> {
+    if text.starts_with('[') {
+        let (lit, n) = address_literal(text).ok_or_else(|| ctx.syntax("bad address literal"))?;
         Ok((Host::Literal(lit), n))
     } else {
-        let (d, n) = domain(input, ctx)?;
+        let (d, n) = domain(text, ctx)?;
         Ok((Host::Domain(d), n))
     }
 }
 
 /// `Domain = sub-domain *("." sub-domain)`, at most `limits.domain` octets.
 pub(crate) fn domain<'a>(
-    input: &'a [u8],
+    text: &'a str,
     ctx: PathCtx<'_>,
 ) -> Result<(Domain<'a>, usize), CommandError> {
-    let n = grammar::scan_domain(input).ok_or_else(|| ctx.syntax("bad domain"))?;
+    let n = grammar::scan_domain(text.as_bytes()).ok_or_else(|| ctx.syntax("bad domain"))?;
     if n > ctx.limits.domain {
         return Err(CommandError::DomainTooLong {
             verb: ctx.verb,
@@ -155,14 +151,24 @@ pub(crate) fn domain<'a>(
             max: ctx.limits.domain,
         });
     }
-    let s = grammar::utf8(&input[..n]).ok_or(CommandError::NotUtf8 { verb: ctx.verb })?;
-    Ok((Domain::unvalidated(s), n))
+    Ok((Domain::unvalidated(sub(text, 0, n, ctx)?), n))
 }
 
 /// `address-literal = "[" ( IPv4-address-literal / IPv6-address-literal /
 /// General-address-literal ) "]"` (section 4.1.3).
-pub(crate) fn address_literal(input: &[u8]) -> Option<(AddressLiteral<'_>, usize)> {
-    let end = input.iter().take(256).position(|&b| b == b']')?;
-    let inner = std::str::from_utf8(&input[1..end]).ok()?;
-    AddressLiteral::from_inner(inner).map(|l| (l, end + 1))
+pub(crate) fn address_literal(text: &str) -> Option<(AddressLiteral<'_>, usize)> {
+    let end = text.bytes().take(256).position(|b| b == b']')?;
+    AddressLiteral::from_inner(text.get(1..end)?).map(|l| (l, end + 1))
+}
+
+/// `text[from..to]`. The scanners stop only at ASCII octets, so the bounds are
+/// character boundaries; a miss is reported as a syntax error, never a panic.
+pub(crate) fn sub<'a>(
+    text: &'a str,
+    from: usize,
+    to: usize,
+    ctx: PathCtx<'_>,
+) -> Result<&'a str, CommandError> {
+    text.get(from..to)
+        .ok_or_else(|| ctx.syntax("octets out of place"))
 }

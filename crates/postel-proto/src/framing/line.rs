@@ -1,6 +1,6 @@
 //! The line framer: one CRLF-terminated line with a length limit.
 
-use memchr::memchr;
+use memchr::{memchr, memchr2};
 
 use crate::error::{Invalid, LineError, Status};
 
@@ -24,13 +24,15 @@ pub struct Line<'a> {
 /// assert!(frame_line(b"NOOP\nQUIT\r\n", 512, false).is_err());
 /// assert_eq!(frame_line(b"NO", 512, false).unwrap(), Status::Incomplete);
 /// ```
+#[inline]
 pub fn frame_line(
     input: &[u8],
     max: usize,
     allow_bare_lf: bool,
 ) -> Result<Status<Line<'_>>, Invalid<LineError>> {
     let window = &input[..input.len().min(max)];
-    let Some(lf) = memchr(b'\n', window) else {
+    // One search finds the line end, or the first CR or LF out of place.
+    let Some(end) = memchr2(b'\r', b'\n', window) else {
         if input.len() < max {
             return Ok(Status::Incomplete);
         }
@@ -43,22 +45,40 @@ pub fn frame_line(
             },
         });
     };
-    let consumed = lf + 1;
-    let content = if lf > 0 && input[lf - 1] == b'\r' {
-        &input[..lf - 1]
-    } else if allow_bare_lf && lf + 2 <= max {
-        // Counted as if it were CRLF, so the line fits the limit when written back.
-        &input[..lf]
-    } else if allow_bare_lf {
-        return Err(Invalid::line(LineError::TooLong { max }, consumed));
-    } else {
+    if input[end] == b'\r' {
+        return match input.get(end + 1) {
+            Some(b'\n') if end + 2 <= max => Ok(Status::Complete {
+                value: Line {
+                    content: &input[..end],
+                },
+                consumed: end + 2,
+            }),
+            Some(b'\n') => Err(Invalid::line(LineError::TooLong { max }, end + 2)),
+            // The CR is the last octet so far: its LF may be on the way.
+            None if end + 1 < max => Ok(Status::Incomplete),
+            _ => Err(match skip_line(&input[end..]) {
+                Some(n) => Invalid::line(LineError::BareCr, end + n),
+                None => Invalid {
+                    error: LineError::BareCr,
+                    consumed: input.len(),
+                    line_finished: false,
+                },
+            }),
+        };
+    }
+    // A bare LF.
+    let consumed = end + 1;
+    if !allow_bare_lf {
         return Err(Invalid::line(LineError::BareLf, consumed));
-    };
-    if memchr(b'\r', content).is_some() {
-        return Err(Invalid::line(LineError::BareCr, consumed));
+    }
+    if end + 2 > max {
+        // Counted as if it were CRLF, so the line fits the limit when written back.
+        return Err(Invalid::line(LineError::TooLong { max }, consumed));
     }
     Ok(Status::Complete {
-        value: Line { content },
+        value: Line {
+            content: &input[..end],
+        },
         consumed,
     })
 }

@@ -67,12 +67,24 @@ pub enum AddressLiteral<'a> {
     /// `IPv6-address-literal`.
     Ipv6(Ipv6Addr),
     /// `General-address-literal = Standardized-tag ":" 1*dcontent`.
-    General {
-        /// `Standardized-tag`, an `Ldh-str` other than `IPv6`.
-        tag: Cow<'a, str>,
-        /// `1*dcontent`.
-        content: Cow<'a, str>,
-    },
+    General(GeneralLiteral<'a>),
+}
+
+/// A general address literal, `tag:content` without the brackets. Kept as one
+/// string so that a parsed command stays small.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GeneralLiteral<'a>(Cow<'a, str>);
+
+impl GeneralLiteral<'_> {
+    /// `Standardized-tag`, an `Ldh-str` other than `IPv6`.
+    pub fn tag(&self) -> &str {
+        self.0.split_once(':').map_or("", |(t, _)| t)
+    }
+
+    /// `1*dcontent`.
+    pub fn content(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, c)| c)
+    }
 }
 
 impl<'a> AddressLiteral<'a> {
@@ -87,10 +99,9 @@ impl<'a> AddressLiteral<'a> {
                 && tag.bytes().all(|b| grammar::is_alnum(b) || b == b'-')
                 && !tag.ends_with('-');
             let content_ok = !content.is_empty() && content.bytes().all(grammar::is_dcontent);
-            (tag_ok && content_ok).then_some(AddressLiteral::General {
-                tag: Cow::Borrowed(tag),
-                content: Cow::Borrowed(content),
-            })
+            (tag_ok && content_ok).then_some(AddressLiteral::General(GeneralLiteral(
+                Cow::Borrowed(inner),
+            )))
         } else {
             // std's parser takes exactly the dotted quad `Snum 3("."  Snum)`,
             // and refuses leading zeros, which RFC 5321 leaves ambiguous.
@@ -103,10 +114,9 @@ impl<'a> AddressLiteral<'a> {
         match self {
             AddressLiteral::Ipv4(a) => AddressLiteral::Ipv4(a),
             AddressLiteral::Ipv6(a) => AddressLiteral::Ipv6(a),
-            AddressLiteral::General { tag, content } => AddressLiteral::General {
-                tag: Cow::Owned(tag.into_owned()),
-                content: Cow::Owned(content.into_owned()),
-            },
+            AddressLiteral::General(g) => {
+                AddressLiteral::General(GeneralLiteral(Cow::Owned(g.0.into_owned())))
+            }
         }
     }
 
@@ -115,7 +125,7 @@ impl<'a> AddressLiteral<'a> {
         match self {
             AddressLiteral::Ipv4(a) => Some((*a).into()),
             AddressLiteral::Ipv6(a) => Some((*a).into()),
-            AddressLiteral::General { .. } => None,
+            AddressLiteral::General(_) => None,
         }
     }
 }
@@ -145,7 +155,7 @@ impl std::fmt::Display for AddressLiteral<'_> {
         match self {
             AddressLiteral::Ipv4(a) => write!(f, "[{a}]"),
             AddressLiteral::Ipv6(a) => write!(f, "[IPv6:{a}]"),
-            AddressLiteral::General { tag, content } => write!(f, "[{tag}:{content}]"),
+            AddressLiteral::General(g) => write!(f, "[{}]", g.0),
         }
     }
 }
@@ -213,7 +223,7 @@ mod tests {
         ));
         assert!(matches!(
             AddressLiteral::try_from("[x-foo:bar]").unwrap(),
-            AddressLiteral::General { .. }
+            AddressLiteral::General(_)
         ));
         assert!(AddressLiteral::try_from("[IPv6:1.2.3.4]").is_err());
         assert!(AddressLiteral::try_from("[256.1.1.1]").is_err());

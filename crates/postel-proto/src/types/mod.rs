@@ -14,7 +14,7 @@ pub use capability::{Capabilities, Capability};
 pub use command::{
     Command, HeloName, InitialResponse, Mechanism, NonstandardHelo, SaslResponse, Text,
 };
-pub use domain::{AddressLiteral, Domain, Host};
+pub use domain::{AddressLiteral, Domain, GeneralLiteral, Host};
 pub use mailbox::{ForwardPath, LocalPart, Mailbox, ReversePath};
 pub use param::{
     AuthParam, BodyType, MailParameters, MtPriority, Notify, Orcpt, Parameter, RcptParameters, Ret,
