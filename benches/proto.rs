@@ -12,7 +12,9 @@ use criterion::{Criterion, Throughput};
 use postel_benches::{
     CODE_ONLY_REPLY, COMMAND_MIX, EHLO_REPLY, SINGLE_REPLY, data_body, pipelined, print_ratios,
 };
-use postel_proto::codec::{parse_capabilities, parse_command, parse_reply};
+use postel_proto::codec::{
+    EhloReply, parse_capabilities, parse_command, parse_ehlo_reply, parse_reply,
+};
 use postel_proto::framing::{BodyOptions, CommandReader, DotDecoder};
 use postel_proto::{ParserOptions, Status};
 
@@ -159,6 +161,20 @@ fn replies(c: &mut Criterion) {
     let mut g = c.benchmark_group("ehlo-capabilities");
     g.throughput(Throughput::Bytes(EHLO_REPLY.len() as u64));
     g.bench_function(OURS, |b| {
+        b.iter(|| {
+            let r = parse_ehlo_reply(black_box(EHLO_REPLY), &opts);
+            let Ok(Status::Complete {
+                value: EhloReply::Accepted(caps),
+                ..
+            }) = r
+            else {
+                unreachable!()
+            };
+            assert!(caps.pipelining);
+            black_box(caps)
+        });
+    });
+    g.bench_function("postel-via-reply", |b| {
         b.iter(|| {
             let Ok(Status::Complete { value, .. }) = parse_reply(black_box(EHLO_REPLY), &opts)
             else {

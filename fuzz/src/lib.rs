@@ -3,7 +3,9 @@
 //! (crates/postel-proto/tests/corpus.rs includes this file), so a crash found
 //! here stays fixed.
 
-use postel_proto::codec::{parse_capabilities, parse_command, parse_reply};
+use postel_proto::codec::{
+    EhloReply, parse_capabilities, parse_command, parse_ehlo_reply, parse_reply,
+};
 use postel_proto::framing::{BodyOptions, DotDecoder, dot_stuff};
 use postel_proto::{ParserOptions, Status};
 
@@ -71,7 +73,29 @@ pub fn check_replies(data: &[u8]) {
     };
     let opts = options(selector);
     while !input.is_empty() {
-        match parse_reply(input, &opts) {
+        // The EHLO fast path agrees with the general parser, errors included.
+        let general = parse_reply(input, &opts);
+        let fast = parse_ehlo_reply(input, &opts);
+        match (&general, &fast) {
+            (
+                Ok(Status::Complete { value, consumed }),
+                Ok(Status::Complete {
+                    value: e,
+                    consumed: c,
+                }),
+            ) => {
+                assert_eq!(consumed, c);
+                match (parse_capabilities(value), e) {
+                    (Ok(caps), EhloReply::Accepted(fast_caps)) => assert_eq!(&caps, fast_caps),
+                    (Err(_), EhloReply::Refused(r)) => assert_eq!(value, r),
+                    (a, b) => panic!("EHLO fast path disagrees: {a:?} / {b:?}"),
+                }
+            }
+            (Ok(Status::Incomplete), Ok(Status::Incomplete)) => {}
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (a, b) => panic!("EHLO fast path disagrees: {a:?} / {b:?}"),
+        }
+        match general {
             Ok(Status::Complete { value, consumed }) => {
                 assert!(consumed > 0 && consumed <= input.len());
                 let written = value.to_bytes();

@@ -2,9 +2,109 @@
 
 use std::borrow::Cow;
 
-use crate::error::ReplyError;
+use crate::error::{Invalid, ReplyError, Status};
+use crate::framing::frame_line;
 use crate::grammar;
+use crate::limits::ParserOptions;
 use crate::types::{Capabilities, Capability, Mechanism, Reply};
+
+/// What a server answered to EHLO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EhloReply<'a> {
+    /// `250`: the server's extensions.
+    Accepted(Capabilities<'a>),
+    /// Any other reply; a client falls back to HELO on 500 and 502
+    /// (RFC 5321 section 4.1.4).
+    Refused(Reply<'a>),
+}
+
+/// Parses the reply to EHLO straight into [`Capabilities`], without building the
+/// intermediate [`Reply`]: the client's fast path. Gives the same result as
+/// [`parse_reply`](super::parse_reply) followed by [`parse_capabilities`], with
+/// the same errors.
+///
+/// ```
+/// use postel_proto::{ParserOptions, codec::{EhloReply, parse_ehlo_reply}};
+/// let input = b"250-mx.example.org\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+/// let (reply, _) = parse_ehlo_reply(input, &ParserOptions::STRICT)?.complete().unwrap();
+/// let EhloReply::Accepted(caps) = reply else { panic!() };
+/// assert!(caps.pipelining && caps.chunking);
+/// # Ok::<(), postel_proto::Invalid<postel_proto::ReplyError>>(())
+/// ```
+pub fn parse_ehlo_reply<'a>(
+    input: &'a [u8],
+    opts: &ParserOptions,
+) -> Result<Status<EhloReply<'a>>, Invalid<ReplyError>> {
+    if input.len() < 4 {
+        // Too short to tell; the general parser says whether more is needed.
+        return map_refused(input, opts);
+    }
+    if !input.starts_with(b"250") || !matches!(input[3], b' ' | b'-' | b'\r' | b'\n') {
+        return map_refused(input, opts);
+    }
+    let mut caps = Capabilities::default();
+    let mut pos = 0;
+    let mut first = true;
+    loop {
+        let (content, used) =
+            match frame_line(&input[pos..], opts.limits.reply_line, opts.allow_bare_lf) {
+                Ok(Status::Complete { value, consumed }) => (value.content, consumed),
+                Ok(Status::Incomplete) => return Ok(Status::Incomplete),
+                Err(_) => return map_refused(input, opts),
+            };
+        pos += used;
+        let (last, text) = match content {
+            [b'2', b'5', b'0'] => (true, ""),
+            [b'2', b'5', b'0', sep @ (b' ' | b'-'), text @ ..]
+                if super::reply::is_textstring(text) =>
+            {
+                match std::str::from_utf8(text) {
+                    Ok(t) => (*sep == b' ', t),
+                    // Invalid UTF-8 is replaced; the general parser owns that.
+                    Err(_) => return map_refused(input, opts),
+                }
+            }
+            // Another code, a bad separator, a control character: the general
+            // parser gives the precise error.
+            _ => return map_refused(input, opts),
+        };
+        if first {
+            if crate::types::EnhancedStatus::parse_prefix(text.as_bytes())
+                .is_some_and(|(e, _)| e.class() == 2)
+            {
+                // The general parser takes enhanced codes out of the text.
+                return map_refused(input, opts);
+            }
+            caps.greeting = Cow::Borrowed(text);
+            first = false;
+        } else if !apply(&mut caps, text) && !text.is_empty() {
+            caps.other.push(Capability::unvalidated(text));
+        }
+        if last {
+            return Ok(Status::Complete {
+                value: EhloReply::Accepted(caps),
+                consumed: pos,
+            });
+        }
+    }
+}
+
+/// The general path: a reply that is not a plain 250.
+fn map_refused<'a>(
+    input: &'a [u8],
+    opts: &ParserOptions,
+) -> Result<Status<EhloReply<'a>>, Invalid<ReplyError>> {
+    Ok(match super::parse_reply(input, opts)? {
+        Status::Complete { value, consumed } => Status::Complete {
+            value: match parse_capabilities(&value) {
+                Ok(caps) => EhloReply::Accepted(caps.into_owned()),
+                Err(_) => EhloReply::Refused(value),
+            },
+            consumed,
+        },
+        Status::Incomplete => Status::Incomplete,
+    })
+}
 
 /// Reads the extensions out of an EHLO reply: `ehlo-ok-rsp = "250" SP Domain [ SP
 /// ehlo-greet ] CRLF / ( "250-" Domain [ SP ehlo-greet ] CRLF *( "250-" ehlo-line
@@ -41,10 +141,22 @@ pub fn parse_capabilities<'r>(reply: &'r Reply<'_>) -> Result<Capabilities<'r>, 
     Ok(caps)
 }
 
+/// Up to the first eight octets of a keyword, upper-cased, as one number: the
+/// keyword dispatch compares one integer instead of strings.
+const fn key(k: &[u8]) -> u64 {
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < k.len() && i < 8 {
+        v |= (k[i].to_ascii_uppercase() as u64) << (8 * i);
+        i += 1;
+    }
+    v
+}
+
 /// Sets the field for one known `ehlo-line`; false if the line is not one.
 fn apply<'r>(caps: &mut Capabilities<'r>, line: &'r str) -> bool {
-    let (keyword, params) = line.split_once(' ').unwrap_or((line, ""));
-    let is = |k: &str| keyword.eq_ignore_ascii_case(k);
+    let space = line.bytes().position(|b| b == b' ').unwrap_or(line.len());
+    let (keyword, params) = (&line[..space], line.get(space + 1..).unwrap_or(""));
     let flag = |slot: &mut bool| {
         if *slot || !params.is_empty() {
             return false;
@@ -52,55 +164,62 @@ fn apply<'r>(caps: &mut Capabilities<'r>, line: &'r str) -> bool {
         *slot = true;
         true
     };
-    if is("PIPELINING") {
-        flag(&mut caps.pipelining)
-    } else if is("8BITMIME") {
-        flag(&mut caps.eight_bit_mime)
-    } else if is("SMTPUTF8") {
-        flag(&mut caps.smtputf8)
-    } else if is("CHUNKING") {
-        flag(&mut caps.chunking)
-    } else if is("BINARYMIME") {
-        flag(&mut caps.binary_mime)
-    } else if is("STARTTLS") {
-        flag(&mut caps.starttls)
-    } else if is("ENHANCEDSTATUSCODES") {
-        flag(&mut caps.enhanced_status_codes)
-    } else if is("DSN") {
-        flag(&mut caps.dsn)
-    } else if is("REQUIRETLS") {
-        flag(&mut caps.requiretls)
-    } else if is("HELP") {
-        flag(&mut caps.help)
-    } else if is("SIZE") {
-        // `size-param = [ SP 1*20DIGIT ]` (RFC 1870 section 4).
-        if caps.size.is_some() {
-            return false;
-        }
-        if params.is_empty() && !line.ends_with(' ') {
-            caps.size = Some(None);
-        } else if let Some(n) = grammar::parse_u64(params.as_bytes()) {
-            caps.size = Some(Some(n));
-        } else {
-            return false;
-        }
-        true
-    } else if is("AUTH") {
-        // `"AUTH" 1*(SP sasl-mech)` (RFC 4954 section 3).
-        if caps.auth.is_some() || params.is_empty() {
-            return false;
-        }
-        let mut mechs = Vec::new();
-        for m in params.split(' ') {
-            if crate::types::command_validate_mechanism(m).is_err() {
+    let k = keyword.as_bytes();
+    // Keywords longer than eight octets must match in full as well.
+    let full = |name: &str| k.eq_ignore_ascii_case(name.as_bytes());
+    const PIPELINING: u64 = key(b"PIPELINING");
+    const EIGHTBITMIME: u64 = key(b"8BITMIME");
+    const SMTPUTF8: u64 = key(b"SMTPUTF8");
+    const CHUNKING: u64 = key(b"CHUNKING");
+    const BINARYMIME: u64 = key(b"BINARYMIME");
+    const STARTTLS: u64 = key(b"STARTTLS");
+    const ENHANCED: u64 = key(b"ENHANCEDSTATUSCODES");
+    const DSN: u64 = key(b"DSN");
+    const REQUIRETLS: u64 = key(b"REQUIRETLS");
+    const HELP: u64 = key(b"HELP");
+    const SIZE: u64 = key(b"SIZE");
+    const AUTH: u64 = key(b"AUTH");
+    match (k.len(), key(k)) {
+        (10, PIPELINING) if full("PIPELINING") => flag(&mut caps.pipelining),
+        (8, EIGHTBITMIME) => flag(&mut caps.eight_bit_mime),
+        (8, SMTPUTF8) => flag(&mut caps.smtputf8),
+        (8, CHUNKING) => flag(&mut caps.chunking),
+        (10, BINARYMIME) if full("BINARYMIME") => flag(&mut caps.binary_mime),
+        (8, STARTTLS) => flag(&mut caps.starttls),
+        (19, ENHANCED) if full("ENHANCEDSTATUSCODES") => flag(&mut caps.enhanced_status_codes),
+        (3, DSN) => flag(&mut caps.dsn),
+        (10, REQUIRETLS) if full("REQUIRETLS") => flag(&mut caps.requiretls),
+        (4, HELP) => flag(&mut caps.help),
+        (4, SIZE) => {
+            // `size-param = [ SP 1*20DIGIT ]` (RFC 1870 section 4).
+            if caps.size.is_some() {
                 return false;
             }
-            mechs.push(Mechanism::unvalidated(m));
+            if params.is_empty() && !line.ends_with(' ') {
+                caps.size = Some(None);
+            } else if let Some(n) = grammar::parse_u64(params.as_bytes()) {
+                caps.size = Some(Some(n));
+            } else {
+                return false;
+            }
+            true
         }
-        caps.auth = Some(mechs);
-        true
-    } else {
-        false
+        (4, AUTH) => {
+            // `"AUTH" 1*(SP sasl-mech)` (RFC 4954 section 3).
+            if caps.auth.is_some() || params.is_empty() {
+                return false;
+            }
+            let mut mechs = Vec::new();
+            for m in params.split(' ') {
+                if crate::types::command_validate_mechanism(m).is_err() {
+                    return false;
+                }
+                mechs.push(Mechanism::unvalidated(m));
+            }
+            caps.auth = Some(mechs);
+            true
+        }
+        _ => false,
     }
 }
 

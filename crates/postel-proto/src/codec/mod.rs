@@ -13,7 +13,7 @@ mod reply;
 mod write;
 
 pub use command::{parse_command, parse_command_line, parse_sasl_line};
-pub use ehlo::parse_capabilities;
+pub use ehlo::{EhloReply, parse_capabilities, parse_ehlo_reply};
 pub use reply::parse_reply;
 
 pub(crate) use ehlo::KNOWN_KEYWORDS;

@@ -4,9 +4,8 @@ use std::borrow::Cow;
 
 use crate::error::{Invalid, ReplyError, Status};
 use crate::framing::frame_line;
-use crate::grammar;
 use crate::limits::ParserOptions;
-use crate::types::{EnhancedStatus, Reply, ReplyCode};
+use crate::types::{EnhancedStatus, Reply, ReplyCode, reply_lines::Lines};
 
 /// One reply line split into its parts.
 struct ReplyLine<'a> {
@@ -34,10 +33,12 @@ pub fn parse_reply<'a>(
     input: &'a [u8],
     opts: &ParserOptions,
 ) -> Result<Status<Reply<'a>>, Invalid<ReplyError>> {
+    // First pass: frame and check every line, noting where each text lies.
+    // Text is turned into `str` afterwards, with one UTF-8 check for the reply.
     let mut pos = 0;
-    let mut first: Option<ReplyCode> = None;
+    let mut code: Option<ReplyCode> = None;
     let mut enhanced: Option<EnhancedStatus> = None;
-    let mut lines: Vec<Cow<'a, str>> = Vec::new();
+    let mut ranges = TextRanges::default();
     loop {
         let (content, used) =
             match frame_line(&input[pos..], opts.limits.reply_line, opts.allow_bare_lf) {
@@ -49,22 +50,36 @@ pub fn parse_reply<'a>(
                     return Err(e);
                 }
             };
+        let start = pos;
         pos += used;
         let line = reply_line(content).map_err(|error| Invalid::line(error, pos))?;
-        match first {
+        match code {
             None => {
-                first = Some(line.code);
+                code = Some(line.code);
+                let mut skip = 0;
                 if let Some(t) = line.text
-                    && let Some((e, _)) = EnhancedStatus::parse_prefix(t)
+                    && let Some((e, n)) = EnhancedStatus::parse_prefix(t)
                     && e.class() == line.code.class()
                 {
                     enhanced = Some(e);
+                    skip = (n + 1).min(t.len());
+                }
+                if line.last {
+                    // A single-line reply, the common case: no bookkeeping.
+                    let mut lines = Lines::empty();
+                    if let Some(t) = line.text {
+                        lines.push(text_of(&t[skip..]));
+                    }
+                    return Ok(Status::Complete {
+                        value: Reply::from_parts(line.code, enhanced, lines),
+                        consumed: pos,
+                    });
                 }
             }
-            Some(code) if code != line.code => {
+            Some(first) if first != line.code => {
                 return Err(Invalid::line(
                     ReplyError::InconsistentCode {
-                        first: code.get(),
+                        first: first.get(),
                         later: line.code.get(),
                     },
                     pos,
@@ -73,19 +88,74 @@ pub fn parse_reply<'a>(
             Some(_) => {}
         }
         match line.text {
-            Some(text) => lines.push(strip_enhanced(text, enhanced)),
+            Some(text) => {
+                let from = start + 4 + strip_enhanced(text, enhanced);
+                ranges.push((from, start + content.len()));
+            }
             // A code-only line inside a multiline reply, or ending one, has empty text.
-            None if !(line.last && lines.is_empty()) => lines.push(Cow::Borrowed("")),
+            None if !(line.last && ranges.is_empty()) => ranges.push((start, start)),
             None => {}
         }
         if line.last {
-            let code = first.unwrap_or(line.code);
-            return Ok(Status::Complete {
-                value: Reply::from_parts(code, enhanced, lines),
-                consumed: pos,
-            });
+            break;
         }
     }
+    let whole = std::str::from_utf8(&input[..pos]).ok();
+    let lines: Vec<Cow<'a, str>> = ranges
+        .iter()
+        .map(|(from, to)| {
+            let text = whole.and_then(|w| w.get(from..to));
+            text.map_or_else(|| text_of(&input[from..to]), Cow::Borrowed)
+        })
+        .collect();
+    let lines = Lines::Many(Cow::Owned(lines));
+    let Some(code) = code else {
+        unreachable!("the loop reads at least one line"); // ok: set on the first line
+    };
+    Ok(Status::Complete {
+        value: Reply::from_parts(code, enhanced, lines),
+        consumed: pos,
+    })
+}
+
+/// Text positions of a multiline reply's lines: the first 16 on the stack, as
+/// nearly every reply fits there; more only in a vector.
+#[derive(Default)]
+struct TextRanges {
+    inline: [(u32, u32); 16],
+    len: usize,
+    more: Vec<(usize, usize)>,
+}
+
+impl TextRanges {
+    fn push(&mut self, range: (usize, usize)) {
+        match (u32::try_from(range.0), u32::try_from(range.1)) {
+            (Ok(a), Ok(b)) if self.len < self.inline.len() && self.more.is_empty() => {
+                self.inline[self.len] = (a, b);
+                self.len += 1;
+            }
+            _ => self.more.push(range),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.more.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.inline[..self.len]
+            .iter()
+            .map(|&(a, b)| (a as usize, b as usize))
+            .chain(self.more.iter().copied())
+    }
+}
+
+/// `textstring` excludes the controls but HT. Compares without a table and
+/// without early exit, so the compiler vectorizes the check.
+pub(crate) fn is_textstring(t: &[u8]) -> bool {
+    t.iter().fold(0u8, |bad, &b| {
+        bad | (u8::from(b < 0x20) & u8::from(b != b'\t')) | u8::from(b == 0x7f)
+    }) == 0
 }
 
 /// `Reply-code [ ( SP / "-" ) textstring ]` for one framed line.
@@ -101,25 +171,30 @@ fn reply_line(content: &[u8]) -> Result<ReplyLine<'_>, ReplyError> {
         _ => return Err(ReplyError::BadSeparator),
     };
     if let Some(t) = text
-        && !t.iter().all(|&b| grammar::is_text(b))
+        && !is_textstring(t)
     {
         return Err(ReplyError::BadText);
     }
     Ok(ReplyLine { code, last, text })
 }
 
-/// Removes `enhanced` and the space after it from the start of `text`, when the
-/// line repeats it, and converts to text. Invalid UTF-8, which old servers send in
-/// Latin-1 greetings, is replaced rather than refused: a client must still be able
-/// to read the code.
-fn strip_enhanced(text: &[u8], enhanced: Option<EnhancedStatus>) -> Cow<'_, str> {
-    let text = match enhanced {
-        Some(e) => match EnhancedStatus::parse_prefix(text) {
-            Some((found, n)) if found == e => &text[(n + 1).min(text.len())..],
-            _ => text,
-        },
-        None => text,
-    };
+/// How many octets of `text` to skip: `enhanced` and the space after it, when
+/// the line repeats it.
+fn strip_enhanced(text: &[u8], enhanced: Option<EnhancedStatus>) -> usize {
+    match enhanced.and_then(|e| EnhancedStatus::parse_prefix(text).filter(|(f, _)| *f == e)) {
+        Some((_, n)) => (n + 1).min(text.len()),
+        None => 0,
+    }
+}
+
+/// Invalid UTF-8, which old servers send in Latin-1 greetings, is replaced by
+/// `?` rather than refused: a client must still be able to read the code, and
+/// a one-octet replacement keeps the line within the limit it was read under.
+/// Reply text as `str`, with `?` for each invalid UTF-8 sequence.
+fn text_of(text: &[u8]) -> Cow<'_, str> {
+    if let Ok(s) = std::str::from_utf8(text) {
+        return Cow::Borrowed(s);
+    }
     match String::from_utf8_lossy(text) {
         Cow::Borrowed(s) => Cow::Borrowed(s),
         Cow::Owned(s) => Cow::Owned(s.replace(char::REPLACEMENT_CHARACTER, "?")),

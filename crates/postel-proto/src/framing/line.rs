@@ -31,8 +31,16 @@ pub fn frame_line(
     allow_bare_lf: bool,
 ) -> Result<Status<Line<'_>>, Invalid<LineError>> {
     let window = &input[..input.len().min(max)];
-    // One search finds the line end, or the first CR or LF out of place.
-    let Some(end) = memchr2(b'\r', b'\n', window) else {
+    // One search finds the line end, or the first CR or LF out of place. Short
+    // lines (DATA, QUIT, a code-only reply) end before a SIMD search pays off.
+    const SHORT: usize = 16;
+    let head = &window[..window.len().min(SHORT)];
+    let found = match head.iter().position(|&b| b == b'\r' || b == b'\n') {
+        Some(p) => Some(p),
+        None if window.len() > SHORT => memchr2(b'\r', b'\n', &window[SHORT..]).map(|p| p + SHORT),
+        None => None,
+    };
+    let Some(end) = found else {
         if input.len() < max {
             return Ok(Status::Incomplete);
         }

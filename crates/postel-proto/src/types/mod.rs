@@ -21,6 +21,9 @@ pub use param::{
     XText,
 };
 pub use reply::{EnhancedStatus, Reply, ReplyCode};
+pub(crate) mod reply_lines {
+    pub(crate) use super::reply::Lines;
+}
 pub use secret::Secret;
 
 /// Why a value could not be built. Returned by the validating constructors

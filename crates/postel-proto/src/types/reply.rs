@@ -145,13 +145,18 @@ impl EnhancedStatus {
         if input.get(1) != Some(&b'.') {
             return None;
         }
-        let number = |from: usize| -> Option<(u16, usize)> {
-            let n = grammar::span(&input[from.min(input.len())..], |b| b.is_ascii_digit());
-            if n == 0 || n > 3 {
-                return None;
+        // `1*3digit`, returning the value and the position after it.
+        let number = |mut at: usize| -> Option<(u16, usize)> {
+            let start = at;
+            let mut v = 0u16;
+            while let Some(&d) = input
+                .get(at)
+                .filter(|d| d.is_ascii_digit() && at - start < 3)
+            {
+                v = v * 10 + u16::from(d - b'0');
+                at += 1;
             }
-            let v = grammar::parse_u64(&input[from..from + n])?;
-            Some((u16::try_from(v).ok()?, from + n))
+            (at > start).then_some((v, at))
         };
         let (subject, end) = number(2)?;
         if input.get(end) != Some(&b'.') {
@@ -188,11 +193,65 @@ impl std::fmt::Display for EnhancedStatus {
 /// assert_eq!(Reply::code_only(ReplyCode::new(334).unwrap()).to_bytes(), b"334\r\n");
 /// # Ok::<(), postel_proto::types::ValueError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Reply<'a> {
     code: ReplyCode,
     enhanced: Option<EnhancedStatus>,
-    lines: Cow<'a, [Cow<'a, str>]>,
+    lines: Lines<'a>,
+}
+
+impl PartialEq for Reply<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.enhanced == other.enhanced && self.lines() == other.lines()
+    }
+}
+
+impl Eq for Reply<'_> {}
+
+impl std::hash::Hash for Reply<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.code.hash(state);
+        self.enhanced.hash(state);
+        self.lines().hash(state);
+    }
+}
+
+/// The text of a reply. Most replies have one line, kept without a vector so
+/// that parsing one allocates nothing.
+#[derive(Debug, Clone)]
+pub(crate) enum Lines<'a> {
+    One(Cow<'a, str>),
+    Many(Cow<'a, [Cow<'a, str>]>),
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn empty() -> Lines<'a> {
+        Lines::Many(Cow::Borrowed(&[]))
+    }
+
+    pub(crate) fn push(&mut self, line: Cow<'a, str>) {
+        *self = match std::mem::replace(self, Lines::empty()) {
+            Lines::Many(v) if v.is_empty() => Lines::One(line),
+            Lines::One(first) => {
+                let mut v = Vec::with_capacity(8);
+                v.push(first);
+                v.push(line);
+                Lines::Many(Cow::Owned(v))
+            }
+            Lines::Many(v) => {
+                let mut v = v.into_owned();
+                v.push(line);
+                Lines::Many(Cow::Owned(v))
+            }
+        };
+    }
+
+    fn as_slice(&self) -> &[Cow<'a, str>] {
+        match self {
+            Lines::One(l) => std::slice::from_ref(l),
+            Lines::Many(v) => v,
+        }
+    }
 }
 
 macro_rules! reply_const {
@@ -201,7 +260,7 @@ macro_rules! reply_const {
         pub const $name: Reply<'static> = Reply {
             code: ReplyCode($code),
             enhanced: Some(EnhancedStatus::of($c, $s, $d)),
-            lines: Cow::Borrowed(&[Cow::Borrowed($text)]),
+            lines: Lines::One(Cow::Borrowed($text)),
         };
     };
 }
@@ -321,10 +380,14 @@ impl<'a> Reply<'a> {
                 &lines[0],
             ));
         }
+        let mut text = Lines::empty();
+        for line in lines {
+            text.push(line);
+        }
         Ok(Reply {
             code,
             enhanced,
-            lines: Cow::Owned(lines),
+            lines: text,
         })
     }
 
@@ -333,19 +396,19 @@ impl<'a> Reply<'a> {
         Reply {
             code,
             enhanced: None,
-            lines: Cow::Borrowed(&[]),
+            lines: Lines::Many(Cow::Borrowed(&[])),
         }
     }
 
     pub(crate) fn from_parts(
         code: ReplyCode,
         enhanced: Option<EnhancedStatus>,
-        lines: Vec<Cow<'a, str>>,
+        lines: Lines<'a>,
     ) -> Self {
         Reply {
             code,
             enhanced,
-            lines: Cow::Owned(lines),
+            lines,
         }
     }
 
@@ -361,7 +424,7 @@ impl<'a> Reply<'a> {
 
     /// The text lines, without code and enhanced code. Empty for a code-only reply.
     pub fn lines(&self) -> &[Cow<'a, str>] {
-        &self.lines
+        self.lines.as_slice()
     }
 
     /// Detaches the value from the buffer it was parsed from.
@@ -369,12 +432,14 @@ impl<'a> Reply<'a> {
         Reply {
             code: self.code,
             enhanced: self.enhanced,
-            lines: Cow::Owned(
-                self.lines
-                    .iter()
-                    .map(|l| Cow::Owned(l.clone().into_owned()))
-                    .collect(),
-            ),
+            lines: match self.lines {
+                Lines::One(l) => Lines::One(Cow::Owned(l.into_owned())),
+                Lines::Many(v) => Lines::Many(Cow::Owned(
+                    v.iter()
+                        .map(|l| Cow::Owned(l.clone().into_owned()))
+                        .collect(),
+                )),
+            },
         }
     }
 }
@@ -387,7 +452,7 @@ impl std::fmt::Display for Reply<'_> {
         if let Some(e) = self.enhanced {
             write!(f, " {e}")?;
         }
-        for l in self.lines.iter() {
+        for l in self.lines() {
             write!(f, " {l}")?;
         }
         Ok(())
