@@ -248,7 +248,11 @@ impl DotDecoder {
         run: &mut usize,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, usize> {
+        // A line-length violation found while checking may lie after a
+        // terminator the dot search is about to find; it counts only if not.
+        let before = self.violation;
         let (j, mut dotted) = self.check_blocks(input, i);
+        let checked = std::mem::replace(&mut self.violation, before);
         if j == i {
             return Ok(i);
         }
@@ -277,12 +281,19 @@ impl DotDecoder {
                 let dot = from + p + 1;
                 self.flush(&input[*run..dot], sink);
                 if input[dot + 1] == b'\r' && input[dot + 2] == b'\n' {
+                    let end = self.offset + (dot + 3) as u64;
+                    if let Some(BodyViolation::LineTooLong { offset, .. }) = checked
+                        && offset < end
+                    {
+                        self.violation = checked;
+                    }
                     return Err(dot + 3);
                 }
                 *run = dot + 1;
                 from = dot;
             }
         }
+        self.violation = checked;
         self.state = match input[j - 1] {
             b'\r' => State::Cr,
             b'\n' => State::LineStart,
