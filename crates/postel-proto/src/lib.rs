@@ -15,7 +15,7 @@
 //!         assert_eq!(consumed, input.len());
 //!         assert_eq!(Reply::OK.to_bytes(), b"250 2.0.0 OK\r\n");
 //!     }
-//!     Ok(Status::Complete { .. }) => unreachable!("another command"),
+//!     Ok(Status::Complete { value, .. }) => println!("another command: {}", value.verb()),
 //!     Ok(Status::Incomplete) => { /* read more, call again */ }
 //!     Err(bad) => {
 //!         // Drop `bad.consumed` octets and send the matching reply.

@@ -26,8 +26,9 @@ pub enum EhloReply<'a> {
 /// ```
 /// use postel_proto::{ParserOptions, codec::{EhloReply, parse_ehlo_reply}};
 /// let input = b"250-mx.example.org\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
-/// let (reply, _) = parse_ehlo_reply(input, &ParserOptions::STRICT)?.complete().unwrap();
-/// let EhloReply::Accepted(caps) = reply else { panic!() };
+/// let Some((EhloReply::Accepted(caps), _)) = parse_ehlo_reply(input, &ParserOptions::STRICT)?.complete() else {
+///     return Ok(()); // incomplete, or refused: fall back to HELO
+/// };
 /// assert!(caps.pipelining && caps.chunking);
 /// # Ok::<(), postel_proto::Invalid<postel_proto::ReplyError>>(())
 /// ```
@@ -116,11 +117,11 @@ fn map_refused<'a>(
 /// ```
 /// use postel_proto::{ParserOptions, codec::{parse_capabilities, parse_reply}};
 /// let input = b"250-mx.example.org\r\n250-SIZE 10240000\r\n250-AUTH PLAIN LOGIN\r\n250 PIPELINING\r\n";
-/// let (reply, _) = parse_reply(input, &ParserOptions::STRICT)?.complete().unwrap();
-/// let caps = parse_capabilities(&reply).unwrap();
+/// let (reply, _) = parse_reply(input, &ParserOptions::STRICT)?.complete().ok_or("incomplete")?;
+/// let caps = parse_capabilities(&reply)?;
 /// assert_eq!(caps.size, Some(Some(10_240_000)));
 /// assert!(caps.pipelining && caps.offers_auth("plain"));
-/// # Ok::<(), postel_proto::Invalid<postel_proto::ReplyError>>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn parse_capabilities<'r>(reply: &'r Reply<'_>) -> Result<Capabilities<'r>, ReplyError> {
     if reply.code().get() != 250 {

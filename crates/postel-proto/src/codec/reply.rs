@@ -25,9 +25,9 @@ struct ReplyLine<'a> {
 /// ```
 /// use postel_proto::{ParserOptions, codec::parse_reply};
 /// let input = b"250-mx.example.org\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
-/// let (reply, used) = parse_reply(input, &ParserOptions::STRICT)?.complete().unwrap();
+/// let (reply, used) = parse_reply(input, &ParserOptions::STRICT)?.complete().ok_or("incomplete")?;
 /// assert_eq!((reply.code().get(), reply.lines().len(), used), (250, 3, input.len()));
-/// # Ok::<(), postel_proto::Invalid<postel_proto::ReplyError>>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn parse_reply<'a>(
     input: &'a [u8],

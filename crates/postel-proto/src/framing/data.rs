@@ -119,9 +119,9 @@ enum State {
 /// let mut dec = DotDecoder::new(Default::default());
 /// let mut body = Vec::new();
 /// assert!(dec.decode(b"Subject: hi\r\n\r\n..dot\r\n.", &mut |d| body.extend_from_slice(d)).is_none());
-/// let end = dec.decode(b"\r\nQUIT\r\n", &mut |d| body.extend_from_slice(d)).unwrap();
+/// let end = dec.decode(b"\r\nQUIT\r\n", &mut |d| body.extend_from_slice(d));
 /// assert_eq!(body, b"Subject: hi\r\n\r\n.dot\r\n");
-/// assert_eq!((end.consumed, end.violation), (2, None));
+/// assert_eq!(end.map(|e| (e.consumed, e.violation)), Some((2, None)));
 /// ```
 #[derive(Debug, Clone)]
 pub struct DotDecoder {

@@ -18,11 +18,12 @@ pub struct Line<'a> {
 ///
 /// ```
 /// use postel_proto::{Status, framing::frame_line};
-/// let s = frame_line(b"NOOP\r\nQUIT\r\n", 512, false).unwrap();
-/// let (line, used) = s.complete().unwrap();
+/// let s = frame_line(b"NOOP\r\nQUIT\r\n", 512, false)?;
+/// let (line, used) = s.complete().ok_or("incomplete")?;
 /// assert_eq!((line.content, used), (&b"NOOP"[..], 6));
 /// assert!(frame_line(b"NOOP\nQUIT\r\n", 512, false).is_err());
-/// assert_eq!(frame_line(b"NO", 512, false).unwrap(), Status::Incomplete);
+/// assert_eq!(frame_line(b"NO", 512, false)?, Status::Incomplete);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[inline]
 pub fn frame_line(

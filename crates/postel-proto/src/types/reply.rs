@@ -188,9 +188,9 @@ impl std::fmt::Display for EnhancedStatus {
 ///
 /// ```
 /// use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
-/// let r = Reply::new(ReplyCode::new(250).unwrap(), EnhancedStatus::new(2, 1, 0), "Sender OK")?;
+/// let r = Reply::new(ReplyCode::OK, EnhancedStatus::new(2, 1, 0), "Sender OK")?;
 /// assert_eq!(r.to_bytes(), b"250 2.1.0 Sender OK\r\n");
-/// assert_eq!(Reply::code_only(ReplyCode::new(334).unwrap()).to_bytes(), b"334\r\n");
+/// assert_eq!(Reply::code_only(ReplyCode::AUTH_CONTINUE).to_bytes(), b"334\r\n");
 /// # Ok::<(), postel_proto::types::ValueError>(())
 /// ```
 #[derive(Debug, Clone)]
