@@ -210,3 +210,18 @@ fn capabilities_built_by_hand() {
         "known keywords have fields"
     );
 }
+
+#[test]
+fn a_line_without_the_repeated_enhanced_code_must_fit_with_it() {
+    // Written back, every line carries the code (RFC 2034), so a line that
+    // omits it counts as if it had it.
+    // 4 + 500 octets of line, 6 of "2.0.0 " and CRLF: exactly 512.
+    let fits = [&b"250-2.0.0 a\r\n250-"[..], &[b'x'; 500], b"\r\n250 b\r\n"].concat();
+    let r = parse(&fits);
+    assert_eq!(r.lines()[1].len(), 500);
+    let too_long = [&b"250-2.0.0 a\r\n250-"[..], &[b'x'; 501], b"\r\n250 b\r\n"].concat();
+    assert_eq!(
+        error(&too_long),
+        ReplyError::Line(LineError::TooLong { max: 512 })
+    );
+}

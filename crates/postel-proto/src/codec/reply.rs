@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::error::{Invalid, ReplyError, Status};
+use crate::error::{Invalid, LineError, ReplyError, Status};
 use crate::framing::frame_line;
 use crate::limits::ParserOptions;
 use crate::types::{EnhancedStatus, Reply, ReplyCode, reply_lines::Lines};
@@ -89,8 +89,20 @@ pub fn parse_reply<'a>(
         }
         match line.text {
             Some(text) => {
-                let from = start + 4 + strip_enhanced(text, enhanced);
-                ranges.push((from, start + content.len()));
+                let skip = strip_enhanced(text, enhanced);
+                // The writer puts the enhanced code on every line, as RFC 2034
+                // asks; a line sent without it must fit the limit with it.
+                if let Some(e) = enhanced
+                    && skip == 0
+                    && content.len() + e.written_len() + 1 + 2 > opts.limits.reply_line
+                {
+                    let max = opts.limits.reply_line;
+                    return Err(Invalid::line(
+                        ReplyError::Line(LineError::TooLong { max }),
+                        pos,
+                    ));
+                }
+                ranges.push((start + 4 + skip, start + content.len()));
             }
             // A code-only line inside a multiline reply, or ending one, has empty text.
             None if !(line.last && ranges.is_empty()) => ranges.push((start, start)),

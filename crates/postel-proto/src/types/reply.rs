@@ -123,6 +123,16 @@ impl EnhancedStatus {
         self.class
     }
 
+    /// Octets of `class.subject.detail` as written.
+    pub(crate) fn written_len(self) -> usize {
+        let digits = |n: u16| match n {
+            0..=9 => 1,
+            10..=99 => 2,
+            _ => 3,
+        };
+        3 + digits(self.subject) + digits(self.detail)
+    }
+
     /// The subject sub-code (RFC 3463 section 3).
     pub const fn subject(self) -> u16 {
         self.subject
@@ -362,7 +372,7 @@ impl<'a> Reply<'a> {
             return Err(ValueError::syntax("textstring", bad));
         }
         // Code, separator, enhanced code and its space, text, CRLF.
-        let overhead = 4 + enhanced.map_or(0, |e| e.to_string().len() + 1) + 2;
+        let overhead = 4 + enhanced.map_or(0, |e| e.written_len() + 1) + 2;
         let max = crate::Limits::DEFAULT.reply_line;
         if let Some(long) = lines.iter().find(|l| l.len() + overhead > max) {
             return Err(ValueError::TooLong {
