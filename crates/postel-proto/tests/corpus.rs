@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(dead_code, unreachable_pub, missing_docs, clippy::pedantic)]
-#[path = "../../../fuzz/src/lib.rs"]
+#[path = "../../../fuzz/src/proto_checks.rs"]
 mod checks;
 
 use std::path::Path;
