@@ -99,13 +99,13 @@ fn main() {
     let mut g = c.benchmark_group("server-transaction");
     g.throughput(Throughput::Bytes(whole.len() as u64));
     g.bench_function("postel", |b| {
-        b.iter(|| black_box(postel(black_box(&lines), None)))
+        b.iter(|| black_box(postel(black_box(&lines), None)));
     });
     g.bench_function("postel-one-buffer", |b| {
         b.iter(|| black_box(postel(&lines, Some(black_box(&whole)))));
     });
     g.bench_function("mailin", |b| {
-        b.iter(|| black_box(mailin(black_box(&lines))))
+        b.iter(|| black_box(mailin(black_box(&lines))));
     });
     g.finish();
     c.final_summary();
