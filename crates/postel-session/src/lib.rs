@@ -55,5 +55,6 @@
 //! | 3461 | DSN parameters carried to the application |
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod sasl;
 pub mod server;

@@ -1,0 +1,646 @@
+//! The client side of an SMTP session, without I/O: one connection that
+//! delivers one or more messages.
+//!
+//! ```text
+//!   greeting 220 -> EHLO (HELO if refused) -> [STARTTLS -> EHLO] -> [AUTH]
+//!        -> for each message: MAIL, RCPT..., DATA or BDAT -> outcome -> RSET
+//!        -> QUIT
+//! ```
+//!
+//! Queue messages with [`Client::send`], then loop: write [`Client::transmit`],
+//! feed what the server answers to [`Client::receive`], and [`Client::poll`]
+//! for events. Each message ends in an [`Outcome`] with one result per
+//! recipient, so a queue retries exactly the recipients that need it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use postel_proto::codec::{EhloReply, parse_ehlo_reply, parse_reply};
+use postel_proto::framing::dot_stuff;
+use postel_proto::types::{
+    Capabilities, Command, Domain, ForwardPath, HeloName, InitialResponse, MailParameters,
+    Mechanism, RcptParameters, Reply, ReversePath, Secret,
+};
+use postel_proto::{ParserOptions, ReplyError, Status};
+
+use crate::sasl::encode_base64;
+
+/// When to use STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Never, even if offered.
+    Never,
+    /// When the server offers it; go on in plaintext otherwise (RFC 3207
+    /// opportunistic TLS, what MTAs do by default).
+    Opportunistic,
+    /// Only over TLS: fail the connection if the server does not offer it.
+    Required,
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The name sent in EHLO.
+    pub helo_name: Domain<'static>,
+    /// STARTTLS policy.
+    pub tls: TlsPolicy,
+    /// Credentials for AUTH PLAIN (user, password); `None` sends no AUTH.
+    pub auth: Option<(String, Secret<String>)>,
+    /// Send MAIL, every RCPT and DATA in one flight when the server offers
+    /// PIPELINING (RFC 2920).
+    pub pipelining: bool,
+    /// Send the body with BDAT when the server offers CHUNKING (RFC 3030).
+    pub chunking: bool,
+    /// Grammar options for the server's replies.
+    pub parser: ParserOptions,
+}
+
+impl ClientConfig {
+    /// Opportunistic TLS, no AUTH, PIPELINING and CHUNKING when offered.
+    pub fn new(helo_name: Domain<'static>) -> Self {
+        ClientConfig {
+            helo_name,
+            tls: TlsPolicy::Opportunistic,
+            auth: None,
+            pipelining: true,
+            chunking: true,
+            parser: ParserOptions::STRICT,
+        }
+    }
+}
+
+/// One message to deliver: the envelope and the message octets (headers and
+/// body, CRLF line endings; dot-stuffing is done here).
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// MAIL FROM.
+    pub from: ReversePath<'static>,
+    /// MAIL parameters (SIZE is filled in when the server offers it).
+    pub params: MailParameters<'static>,
+    /// RCPT TO, each with its parameters.
+    pub recipients: Vec<(ForwardPath<'static>, RcptParameters<'static>)>,
+    /// The message.
+    pub data: Vec<u8>,
+}
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientResult {
+    /// The server took responsibility for the message (RFC 5321 section 6.1).
+    Delivered(Reply<'static>),
+    /// Try again later (4yz, or the connection failed).
+    Transient(Reply<'static>),
+    /// Do not retry (5yz): bounce.
+    Permanent(Reply<'static>),
+}
+
+impl RecipientResult {
+    fn from_reply(reply: Reply<'static>) -> Self {
+        if reply.code().is_positive() {
+            RecipientResult::Delivered(reply)
+        } else if reply.code().is_permanent() {
+            RecipientResult::Permanent(reply)
+        } else {
+            RecipientResult::Transient(reply)
+        }
+    }
+}
+
+/// The result of one message: one entry per recipient, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Index of the message in the order it was queued.
+    pub message: usize,
+    /// Each recipient's result.
+    pub recipients: Vec<(ForwardPath<'static>, RecipientResult)>,
+}
+
+/// Why the connection failed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server sent something that is not a reply.
+    #[error("malformed reply: {0}")]
+    Protocol(ReplyError),
+    /// The server refused the session (greeting, EHLO and HELO, or AUTH).
+    #[error("server refused the session: {0}")]
+    Refused(Reply<'static>),
+    /// TLS is required and the server does not offer STARTTLS.
+    #[error("the server does not offer STARTTLS")]
+    TlsUnavailable,
+}
+
+/// What the client tells its driver.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The server agreed to STARTTLS: run the TLS handshake now, then call
+    /// [`Client::tls_established`].
+    StartTls,
+    /// A message is done, with a result per recipient.
+    Delivered(Outcome),
+    /// The connection failed; messages not yet done are reported as
+    /// [`ClientEvent::Delivered`] with transient results first.
+    Failed(ClientError),
+    /// QUIT was answered: close the connection.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    Greeting,
+    Ehlo,
+    Helo,
+    StartTls,
+    Auth,
+    Mail,
+    Rcpt(usize),
+    Data,
+    Body,
+    Rset,
+    Quit,
+}
+
+/// The message being delivered.
+#[derive(Debug)]
+struct InFlight {
+    index: usize,
+    message: Message,
+    results: Vec<Option<RecipientResult>>,
+    /// MAIL's refusal, which every recipient shares.
+    mail_refused: Option<Reply<'static>>,
+}
+
+/// A sans-I/O SMTP client connection. See the [module documentation](self).
+#[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // Independent facts of the connection.
+pub struct Client {
+    config: ClientConfig,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Replies still to come, in order.
+    expect: VecDeque<Expect>,
+    caps: Option<Capabilities<'static>>,
+    tls: bool,
+    queue: VecDeque<Message>,
+    sent: usize,
+    current: Option<InFlight>,
+    events: VecDeque<ClientEvent>,
+    finished: bool,
+    closed: bool,
+    waiting_tls: bool,
+}
+
+impl Client {
+    /// A client on a new connection, waiting for the greeting.
+    pub fn new(config: ClientConfig) -> Self {
+        Client {
+            config,
+            input: Vec::new(),
+            output: Vec::new(),
+            expect: VecDeque::from([Expect::Greeting]),
+            caps: None,
+            tls: false,
+            queue: VecDeque::new(),
+            sent: 0,
+            current: None,
+            events: VecDeque::new(),
+            finished: false,
+            closed: false,
+            waiting_tls: false,
+        }
+    }
+
+    /// Queues a message for this connection.
+    pub fn send(&mut self, message: Message) {
+        self.queue.push_back(message);
+        self.next();
+    }
+
+    /// No more messages: QUIT once the queued ones are done.
+    pub fn finish(&mut self) {
+        self.finished = true;
+        self.next();
+    }
+
+    /// The server's capabilities, once EHLO was answered.
+    pub fn capabilities(&self) -> Option<&Capabilities<'static>> {
+        self.caps.as_ref()
+    }
+
+    /// Octets to write to the server.
+    pub fn transmit(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// True once the connection should be closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// How long to wait for the server's next reply (RFC 5321 section 4.5.3.2):
+    /// 5 minutes for the greeting, MAIL and RCPT, 2 for DATA's 354, 10 after the
+    /// end of the body. `None` when no reply is awaited.
+    pub fn timeout(&self) -> Option<Duration> {
+        let minutes = match self.expect.front()? {
+            Expect::Data => 2,
+            Expect::Body => 10,
+            _ => 5,
+        };
+        Some(Duration::from_secs(60 * minutes))
+    }
+
+    /// The TLS handshake after [`ClientEvent::StartTls`] is done: EHLO again
+    /// (RFC 3207 section 4.2).
+    pub fn tls_established(&mut self) {
+        if self.waiting_tls {
+            self.waiting_tls = false;
+            self.tls = true;
+            self.caps = None;
+            self.input.clear();
+            self.ehlo();
+        }
+    }
+
+    /// Appends octets received from the server.
+    pub fn receive(&mut self, data: &[u8]) {
+        if !self.waiting_tls {
+            self.input.extend_from_slice(data);
+        }
+    }
+
+    /// Handles the replies received so far; returns the next event.
+    pub fn poll(&mut self) -> Option<ClientEvent> {
+        while self.events.is_empty() && !self.closed && !self.waiting_tls {
+            let Some(expect) = self.expect.front() else {
+                break;
+            };
+            if matches!(expect, Expect::Ehlo) {
+                match parse_ehlo_reply(&self.input, &self.config.parser) {
+                    Ok(Status::Incomplete) => break,
+                    Ok(Status::Complete { value, consumed }) => {
+                        let value = match value {
+                            EhloReply::Accepted(caps) => Ok(caps.into_owned()),
+                            EhloReply::Refused(r) => Err(r.into_owned()),
+                        };
+                        self.input.drain(..consumed);
+                        self.expect.pop_front();
+                        self.on_ehlo(value);
+                    }
+                    Err(bad) => self.fail(ClientError::Protocol(bad.error)),
+                }
+                continue;
+            }
+            match parse_reply(&self.input, &self.config.parser) {
+                Ok(Status::Incomplete) => break,
+                Ok(Status::Complete { value, consumed }) => {
+                    let reply = value.into_owned();
+                    self.input.drain(..consumed);
+                    if let Some(expect) = self.expect.pop_front() {
+                        self.on_reply(expect, reply);
+                    }
+                }
+                Err(bad) => self.fail(ClientError::Protocol(bad.error)),
+            }
+        }
+        self.events.pop_front()
+    }
+
+    fn command(&mut self, command: &Command<'_>, expect: Expect) {
+        command.write(&mut self.output);
+        self.expect.push_back(expect);
+    }
+
+    fn ehlo(&mut self) {
+        let name = HeloName::Domain(self.config.helo_name.clone());
+        self.command(&Command::Ehlo(name), Expect::Ehlo);
+    }
+
+    fn on_ehlo(&mut self, answer: Result<Capabilities<'static>, Reply<'static>>) {
+        match answer {
+            Ok(caps) => {
+                self.caps = Some(caps);
+                self.after_hello();
+            }
+            // RFC 5321 section 4.1.4: fall back to HELO when EHLO is not known.
+            Err(r) if matches!(r.code().get(), 500 | 502) => {
+                let name = HeloName::Domain(self.config.helo_name.clone());
+                self.command(&Command::Helo(name), Expect::Helo);
+            }
+            Err(r) => self.fail(ClientError::Refused(r)),
+        }
+    }
+
+    fn after_hello(&mut self) {
+        let offers_tls = self.caps.as_ref().is_some_and(|c| c.starttls);
+        if !self.tls && self.config.tls != TlsPolicy::Never && offers_tls {
+            self.command(&Command::StartTls, Expect::StartTls);
+            return;
+        }
+        if !self.tls && self.config.tls == TlsPolicy::Required {
+            self.fail(ClientError::TlsUnavailable);
+            return;
+        }
+        if let Some((user, password)) = self.config.auth.clone() {
+            let message = [b"\0", user.as_bytes(), b"\0", password.expose().as_bytes()].concat();
+            let initial = InitialResponse::base64(encode_base64(&message)).ok();
+            let command = Command::Auth {
+                mechanism: Mechanism::PLAIN,
+                initial_response: initial,
+            };
+            self.command(&command, Expect::Auth);
+            return;
+        }
+        self.next();
+    }
+
+    /// Starts the next message, or QUIT, when the connection is idle.
+    fn next(&mut self) {
+        if self.closed || !self.expect.is_empty() || self.current.is_some() || self.waiting_tls {
+            return;
+        }
+        let Some(message) = self.queue.pop_front() else {
+            if self.finished {
+                self.command(&Command::Quit, Expect::Quit);
+            }
+            return;
+        };
+        let caps = self.caps.clone().unwrap_or_default();
+        let mut params = message.params.clone();
+        if caps.size.is_some() && params.size.is_none() {
+            params.size = Some(message.data.len() as u64);
+        }
+        let mail = Command::Mail {
+            from: message.from.clone(),
+            params,
+        };
+        self.command(&mail, Expect::Mail);
+        let pipelined = self.config.pipelining && caps.pipelining;
+        let results = vec![None; message.recipients.len()];
+        let index = self.sent;
+        self.sent += 1;
+        if pipelined {
+            for (i, (to, params)) in message.recipients.iter().enumerate() {
+                let rcpt = Command::Rcpt {
+                    to: to.clone(),
+                    params: params.clone(),
+                };
+                self.command(&rcpt, Expect::Rcpt(i));
+            }
+            if !self.use_bdat() {
+                self.command(&Command::Data, Expect::Data);
+            }
+        }
+        self.current = Some(InFlight {
+            index,
+            message,
+            results,
+            mail_refused: None,
+        });
+    }
+
+    fn use_bdat(&self) -> bool {
+        self.config.chunking && self.caps.as_ref().is_some_and(|c| c.chunking)
+    }
+
+    fn pipelined(&self) -> bool {
+        self.config.pipelining && self.caps.as_ref().is_some_and(|c| c.pipelining)
+    }
+
+    fn on_reply(&mut self, expect: Expect, reply: Reply<'static>) {
+        match expect {
+            Expect::Greeting if reply.code().get() == 220 => self.ehlo(),
+            Expect::Helo if reply.code().is_positive() => {
+                self.caps = Some(Capabilities::default());
+                self.after_hello();
+            }
+            Expect::Greeting | Expect::Helo | Expect::Ehlo => {
+                self.fail(ClientError::Refused(reply));
+            }
+            Expect::StartTls if reply.code().get() == 220 => {
+                self.waiting_tls = true;
+                self.input.clear();
+                self.events.push_back(ClientEvent::StartTls);
+            }
+            Expect::StartTls if self.config.tls == TlsPolicy::Required => {
+                self.fail(ClientError::Refused(reply));
+            }
+            Expect::StartTls => {
+                // Opportunistic: go on without TLS.
+                if let Some(c) = self.caps.as_mut() {
+                    c.starttls = false;
+                }
+                self.after_hello();
+            }
+            Expect::Auth if reply.code().is_positive() => self.next(),
+            Expect::Auth => self.fail(ClientError::Refused(reply)),
+            Expect::Mail => self.on_mail(reply),
+            Expect::Rcpt(i) => self.on_rcpt(i, reply),
+            Expect::Data => self.on_data(&reply),
+            Expect::Body => self.on_body(&reply),
+            Expect::Rset => self.next(),
+            Expect::Quit => {
+                self.closed = true;
+                self.events.push_back(ClientEvent::Closed);
+            }
+        }
+    }
+
+    fn on_mail(&mut self, reply: Reply<'static>) {
+        if reply.code().is_positive() {
+            if !self.pipelined() {
+                let first = self
+                    .current
+                    .as_ref()
+                    .and_then(|c| c.message.recipients.first().cloned());
+                match first {
+                    Some((to, params)) => {
+                        self.command(&Command::Rcpt { to, params }, Expect::Rcpt(0));
+                    }
+                    None => self.complete(true),
+                }
+            }
+            return;
+        }
+        // Every recipient shares the sender's fate; pipelined RCPT and DATA
+        // replies still arrive and are read, then dropped.
+        if let Some(c) = self.current.as_mut() {
+            for r in &mut c.results {
+                *r = Some(RecipientResult::from_reply(reply.clone()));
+            }
+            c.mail_refused = Some(reply);
+        }
+        if !self.pipelined() {
+            self.complete(true);
+        }
+    }
+
+    fn on_rcpt(&mut self, i: usize, reply: Reply<'static>) {
+        let pipelined = self.pipelined();
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
+        // A refused recipient keeps its own reply, whatever comes next.
+        if c.mail_refused.is_none() {
+            c.results[i] = Some(RecipientResult::from_reply(reply));
+        }
+        let count = c.message.recipients.len();
+        let next = c.message.recipients.get(i + 1).cloned();
+        if pipelined {
+            if i + 1 == count && self.use_bdat() {
+                self.start_body();
+            }
+            return;
+        }
+        if let Some((to, params)) = next {
+            self.command(&Command::Rcpt { to, params }, Expect::Rcpt(i + 1));
+        } else if self.any_accepted() {
+            if self.use_bdat() {
+                self.start_body();
+            } else {
+                self.command(&Command::Data, Expect::Data);
+            }
+        } else {
+            self.complete(true);
+        }
+    }
+
+    fn any_accepted(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| {
+            c.mail_refused.is_none()
+                && c.results
+                    .iter()
+                    .any(|r| matches!(r, Some(RecipientResult::Delivered(_))))
+        })
+    }
+
+    /// Sends the body with BDAT, if any recipient was accepted.
+    fn start_body(&mut self) {
+        if !self.any_accepted() {
+            self.complete(true);
+            return;
+        }
+        if let Some(c) = &self.current {
+            let bdat = Command::Bdat {
+                size: c.message.data.len() as u64,
+                last: true,
+            };
+            bdat.write(&mut self.output);
+            self.output.extend_from_slice(&c.message.data);
+            self.expect.push_back(Expect::Body);
+        }
+    }
+
+    fn on_data(&mut self, reply: &Reply<'static>) {
+        if reply.code().get() != 354 {
+            // Recipients that were accepted get DATA's refusal.
+            self.finish_accepted(reply);
+            self.complete(true);
+            return;
+        }
+        if self.any_accepted() {
+            if let Some(c) = &self.current {
+                self.output.extend_from_slice(&dot_stuff(&c.message.data));
+            }
+        } else {
+            // RFC 2920 section 3.1: 354 after every RCPT failed; end the empty
+            // body, and ignore its reply.
+            self.output.extend_from_slice(b".\r\n");
+        }
+        self.expect.push_back(Expect::Body);
+    }
+
+    fn on_body(&mut self, reply: &Reply<'static>) {
+        if self.any_accepted() {
+            self.finish_accepted(reply);
+        }
+        let refused = !reply.code().is_positive();
+        self.complete(refused);
+    }
+
+    /// Gives every accepted recipient the final reply.
+    fn finish_accepted(&mut self, reply: &Reply<'static>) {
+        if let Some(c) = self.current.as_mut()
+            && c.mail_refused.is_none()
+        {
+            for r in &mut c.results {
+                if matches!(r, Some(RecipientResult::Delivered(_))) {
+                    *r = Some(RecipientResult::from_reply(reply.clone()));
+                }
+            }
+        }
+    }
+
+    /// Reports the current message and moves on; `reset` sends RSET first.
+    fn complete(&mut self, reset: bool) {
+        // Pipelined replies not yet read belong to this message.
+        if self
+            .expect
+            .iter()
+            .any(|e| matches!(e, Expect::Rcpt(_) | Expect::Data))
+        {
+            return;
+        }
+        let Some(InFlight {
+            index,
+            message,
+            results,
+            ..
+        }) = self.current.take()
+        else {
+            return;
+        };
+        let missing = || RecipientResult::Transient(Reply::SHUTTING_DOWN);
+        let recipients = message
+            .recipients
+            .into_iter()
+            .zip(results)
+            .map(|((to, _), r)| (to, r.unwrap_or_else(missing)))
+            .collect();
+        self.events.push_back(ClientEvent::Delivered(Outcome {
+            message: index,
+            recipients,
+        }));
+        if reset && (!self.queue.is_empty() || !self.finished) {
+            self.command(&Command::Rset, Expect::Rset);
+        } else {
+            self.next();
+        }
+    }
+
+    fn fail(&mut self, error: ClientError) {
+        let transient = match &error {
+            ClientError::Refused(r) if r.code().is_permanent() => None,
+            _ => Some(()),
+        };
+        let reply = match &error {
+            ClientError::Refused(r) => r.clone(),
+            _ => Reply::SHUTTING_DOWN,
+        };
+        let mut pending: Vec<Message> =
+            self.current.take().map(|c| c.message).into_iter().collect();
+        pending.extend(self.queue.drain(..));
+        for message in pending {
+            let index = self.sent;
+            self.sent += 1;
+            let result = if transient.is_some() {
+                RecipientResult::Transient(reply.clone())
+            } else {
+                RecipientResult::Permanent(reply.clone())
+            };
+            let recipients = message
+                .recipients
+                .into_iter()
+                .map(|(to, _)| (to, result.clone()))
+                .collect();
+            self.events.push_back(ClientEvent::Delivered(Outcome {
+                message: index,
+                recipients,
+            }));
+        }
+        self.events.push_back(ClientEvent::Failed(error));
+        self.expect.clear();
+        self.closed = true;
+    }
+}
