@@ -75,8 +75,3 @@ pub mod types;
 
 pub use error::{CommandError, Invalid, LineError, ReplyError, Status};
 pub use limits::{Limits, ParserOptions};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
