@@ -224,7 +224,13 @@ impl DotDecoder {
                 }
             }
             self.exact_line_len(input, i);
-            match self.steps(input, i, i + 1, &mut run, sink) {
+            // Up to where the fast path could take over again.
+            let stop = if matches!(self.state, State::Text | State::LineStart) && i == 0 {
+                1
+            } else {
+                input.len().min(i + BLOCK)
+            };
+            match self.steps(input, i, stop, &mut run, sink) {
                 Ok(next) => i = next,
                 Err(end) => return Some(self.finish(end)),
             }
@@ -427,14 +433,19 @@ impl DotDecoder {
             let b = input[i];
             match self.state {
                 State::Text => {
-                    self.line_len += 1;
-                    match b {
-                        b'\r' => self.state = State::Cr,
-                        b'\n' => {
-                            self.bare(i);
-                            self.line_end(i);
-                        }
-                        _ => {}
+                    // Plain text up to the next CR or LF needs no state change.
+                    let Some(p) = memchr::memchr2(b'\r', b'\n', &input[i..stop]) else {
+                        self.line_len += stop - i;
+                        i = stop;
+                        continue;
+                    };
+                    i += p;
+                    self.line_len += p + 1;
+                    if input[i] == b'\r' {
+                        self.state = State::Cr;
+                    } else {
+                        self.bare(i);
+                        self.line_end(i);
                     }
                     i += 1;
                 }
