@@ -1,0 +1,226 @@
+//! The [`Resolver`] on hickory-resolver: the system's name servers or given
+//! ones, UDP with TCP fallback, with hickory's cache (positive answers no
+//! longer than their TTL, negative ones per RFC 2308).
+//!
+//! hickory's resolver runs on tokio: call it from within a tokio runtime.
+
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::{DnsError, NetError};
+
+use crate::resolver::{Answer, DnsFailure, MxRecord, Resolver};
+
+/// A [`Resolver`] backed by hickory-resolver.
+#[derive(Clone)]
+pub struct HickoryResolver {
+    inner: TokioResolver,
+}
+
+impl std::fmt::Debug for HickoryResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HickoryResolver")
+    }
+}
+
+/// Why a resolver could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the DNS resolver: {0}")]
+pub struct BuildError(String);
+
+impl HickoryResolver {
+    /// Uses the system's configuration (`/etc/resolv.conf`), with no search
+    /// domains applied: every query is for an absolute name.
+    pub fn system() -> Result<Self, BuildError> {
+        let builder = TokioResolver::builder_tokio().map_err(|e| BuildError(e.to_string()))?;
+        let mut builder = builder;
+        builder.options_mut().ndots = 0;
+        let inner = builder.build().map_err(|e| BuildError(e.to_string()))?;
+        Ok(HickoryResolver { inner })
+    }
+
+    /// Uses the given name servers (address and port), over UDP with TCP for
+    /// truncated answers.
+    pub fn with_servers(servers: &[SocketAddr]) -> Result<Self, BuildError> {
+        let mut config = ResolverConfig::default();
+        for server in servers {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = server.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = server.port();
+            config.add_name_server(NameServerConfig::new(server.ip(), true, vec![udp, tcp]));
+        }
+        let mut builder = TokioResolver::builder_with_config(
+            config,
+            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+        );
+        builder.options_mut().ndots = 0;
+        let inner = builder.build().map_err(|e| BuildError(e.to_string()))?;
+        Ok(HickoryResolver { inner })
+    }
+
+    /// Follows the CNAME chain from `name`, at most 8 links; the last name.
+    async fn canonical_name(&self, name: &str) -> Result<String, DnsFailure> {
+        let mut current = name.to_owned();
+        let mut seen = vec![current.clone()];
+        for _ in 0..8 {
+            let absolute = format!("{current}.");
+            let target = match self
+                .inner
+                .lookup(absolute.as_str(), RecordType::CNAME)
+                .await
+            {
+                Ok(lookup) => lookup.answers().iter().find_map(|r| match &r.data {
+                    RData::CNAME(c) => Some(canonical(&c.0.to_ascii())),
+                    _ => None,
+                }),
+                Err(e) => match negative(&e, &current) {
+                    Negative::Failure(f) => return Err(f),
+                    _ => None,
+                },
+            };
+            let Some(target) = target else {
+                return Ok(current);
+            };
+            if seen.contains(&target) {
+                return Err(DnsFailure::CnameChain);
+            }
+            seen.push(target.clone());
+            current = target;
+        }
+        Err(DnsFailure::CnameChain)
+    }
+
+    async fn ask(&self, name: &str, rtype: RecordType) -> Result<(String, Vec<RData>), Negative> {
+        let absolute = format!("{name}.");
+        match self.inner.lookup(absolute.as_str(), rtype).await {
+            Ok(lookup) => {
+                let records = lookup.answers();
+                let owner = records
+                    .iter()
+                    .rev()
+                    .find(|r| r.record_type() == rtype)
+                    .map_or_else(|| name.to_owned(), |r| canonical(&r.name.to_ascii()));
+                let data = records
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .map(|r| r.data.clone())
+                    .collect();
+                Ok((owner, data))
+            }
+            Err(e) => Err(negative(&e, name)),
+        }
+    }
+}
+
+/// A negative or failed answer.
+enum Negative {
+    NoData(String),
+    NoSuchName,
+    Failure(DnsFailure),
+}
+
+fn canonical(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn negative(e: &NetError, name: &str) -> Negative {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(no)) => match no.response_code {
+            ResponseCode::NXDomain => Negative::NoSuchName,
+            ResponseCode::NoError => Negative::NoData(name.to_owned()),
+            ResponseCode::ServFail => Negative::Failure(DnsFailure::ServerFailure),
+            ResponseCode::Refused => Negative::Failure(DnsFailure::Refused),
+            ResponseCode::FormErr => Negative::Failure(DnsFailure::FormatError),
+            other => Negative::Failure(DnsFailure::Other(other.to_string())),
+        },
+        NetError::Dns(DnsError::ResponseCode(code)) => Negative::Failure(match *code {
+            ResponseCode::ServFail => DnsFailure::ServerFailure,
+            ResponseCode::Refused => DnsFailure::Refused,
+            ResponseCode::FormErr => DnsFailure::FormatError,
+            other => DnsFailure::Other(other.to_string()),
+        }),
+        other => {
+            let text = other.to_string();
+            Negative::Failure(if text.contains("timed out") || text.contains("timeout") {
+                DnsFailure::Timeout
+            } else {
+                DnsFailure::Other(text)
+            })
+        }
+    }
+}
+
+impl Negative {
+    fn into_answer<T>(self) -> Result<Answer<T>, DnsFailure> {
+        match self {
+            Negative::NoData(name) => Ok(Answer::NoData { name }),
+            Negative::NoSuchName => Ok(Answer::NoSuchName),
+            Negative::Failure(f) => Err(f),
+        }
+    }
+}
+
+impl Resolver for HickoryResolver {
+    async fn mx(&self, name: &str) -> Result<Answer<MxRecord>, DnsFailure> {
+        // With no MX, the implicit MX is the name the CNAME chain ends at.
+        let answer = self.ask(name, RecordType::MX).await;
+        if let Err(Negative::NoData(_)) = answer {
+            return Ok(Answer::NoData {
+                name: self.canonical_name(name).await?,
+            });
+        }
+        match answer {
+            Ok((owner, data)) => {
+                let records = data
+                    .into_iter()
+                    .filter_map(|d| match d {
+                        RData::MX(mx) => Some(MxRecord {
+                            preference: mx.preference,
+                            exchange: canonical(&mx.exchange.to_ascii()),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Answer::Records {
+                    name: owner,
+                    records,
+                })
+            }
+            Err(n) => n.into_answer(),
+        }
+    }
+
+    async fn ipv4(&self, name: &str) -> Result<Answer<IpAddr>, DnsFailure> {
+        self.addresses(name, RecordType::A).await
+    }
+
+    async fn ipv6(&self, name: &str) -> Result<Answer<IpAddr>, DnsFailure> {
+        self.addresses(name, RecordType::AAAA).await
+    }
+}
+
+impl HickoryResolver {
+    async fn addresses(&self, name: &str, rtype: RecordType) -> Result<Answer<IpAddr>, DnsFailure> {
+        match self.ask(name, rtype).await {
+            Ok((owner, data)) => {
+                let records = data
+                    .into_iter()
+                    .filter_map(|d| match d {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Answer::Records {
+                    name: owner,
+                    records,
+                })
+            }
+            Err(n) => n.into_answer(),
+        }
+    }
+}
