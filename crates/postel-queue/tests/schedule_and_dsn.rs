@@ -1,0 +1,200 @@
+//! The retry schedule's bounds as properties, and DSNs read back by a MIME
+//! parser.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mail_parser::{MessageParser, MimeHeaders};
+use postel_proto::types::{EnhancedStatus, Mailbox, Notify, Reply, ReplyCode, ReversePath};
+use postel_queue::dsn::{Action, Dsn, DsnRecipient, NoDsn, notify_wants, rfc5322_date};
+use postel_queue::schedule::{NextStep, RetrySchedule};
+use proptest::prelude::*;
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+proptest! {
+    #[test]
+    fn retry_is_within_bounds_and_never_past_expiry(
+        arrived in 0u64..4_000_000_000,
+        age in 0u64..(6 * 24 * 3600),
+        random in 0.0f64..1.0,
+    ) {
+        let s = RetrySchedule::default();
+        let (arrived, now) = (at(arrived), at(arrived + age));
+        match s.next_attempt(arrived, now, random) {
+            NextStep::Expire => prop_assert!(now >= s.expiry(arrived)),
+            NextStep::RetryAt(next) => {
+                prop_assert!(next <= s.expiry(arrived), "never past expiry");
+                prop_assert!(next <= now + s.max_backoff, "never later than the maximum");
+                prop_assert!(next >= (now + s.min_backoff).min(s.expiry(arrived)), "never earlier than the minimum");
+            }
+        }
+    }
+}
+
+#[test]
+fn backoff_follows_the_age_of_the_message() {
+    let mut s = RetrySchedule::default();
+    s.jitter = 0.0;
+    let arrived = at(1_000_000);
+    let next = |age: u64| match s.next_attempt(arrived, at(1_000_000 + age), 0.5) {
+        NextStep::RetryAt(t) => t.duration_since(at(1_000_000 + age)).unwrap().as_secs(),
+        NextStep::Expire => u64::MAX,
+    };
+    assert_eq!(next(10), 300, "minimum");
+    assert_eq!(next(1000), 1000, "the age");
+    assert_eq!(next(100_000), 4000, "maximum");
+    assert_eq!(next(5 * 24 * 3600), u64::MAX, "expired after 5 days");
+    assert_eq!(
+        next(5 * 24 * 3600 - 100),
+        100,
+        "the last retry lands on the expiry"
+    );
+}
+
+#[test]
+fn delay_warnings_are_sent_once_when_configured() {
+    let mut s = RetrySchedule::default();
+    assert!(
+        !s.delay_warning_due(at(0), at(100_000), false),
+        "off by default"
+    );
+    s.delay_warning = Some(Duration::from_secs(4 * 3600));
+    assert!(!s.delay_warning_due(at(0), at(3600), false));
+    assert!(s.delay_warning_due(at(0), at(5 * 3600), false));
+    assert!(!s.delay_warning_due(at(0), at(5 * 3600), true));
+}
+
+#[test]
+fn dates_follow_rfc5322() {
+    assert_eq!(rfc5322_date(at(0)), "Thu, 1 Jan 1970 00:00:00 +0000");
+    // Checked against `date -u -R -d @SECONDS`.
+    assert_eq!(
+        rfc5322_date(at(1_795_454_100)),
+        "Mon, 23 Nov 2026 17:15:00 +0000"
+    );
+    assert_eq!(
+        rfc5322_date(at(951_782_400)),
+        "Tue, 29 Feb 2000 00:00:00 +0000"
+    );
+}
+
+#[test]
+fn notify_decides_who_hears() {
+    let never = Some(Notify::NEVER);
+    let success = Some(Notify {
+        success: true,
+        failure: false,
+        delay: false,
+    });
+    assert!(notify_wants(None, Action::Failed) && !notify_wants(None, Action::Delivered));
+    assert!(!notify_wants(never, Action::Failed));
+    assert!(notify_wants(success, Action::Delivered) && !notify_wants(success, Action::Failed));
+}
+
+fn sample<'a>(
+    return_path: &'a ReversePath<'static>,
+    recipients: &'a [DsnRecipient],
+    original: &'a [u8],
+    headers_only: bool,
+) -> Dsn<'a> {
+    Dsn {
+        reporting_mta: "mx.example.org",
+        return_path,
+        envelope_id: Some("QQ314159"),
+        arrival: at(1_795_450_000),
+        recipients,
+        original,
+        headers_only,
+        now: at(1_795_454_100),
+        boundary: "postel-boundary-1234",
+    }
+}
+
+#[test]
+fn bounce_reads_back_as_a_multipart_report() {
+    let from = ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap());
+    let reply = Reply::new(
+        ReplyCode::try_from(550).unwrap(),
+        EnhancedStatus::new(5, 1, 1),
+        "No such user",
+    )
+    .unwrap();
+    let recipients = [DsnRecipient {
+        final_recipient: "gone@example.net".into(),
+        original_recipient: Some("rfc822;Gone@example.net".into()),
+        action: Action::Failed,
+        status: EnhancedStatus::new(5, 1, 1).unwrap(),
+        diagnostic: Some(reply),
+        remote_mta: Some("mx.example.net".into()),
+        last_attempt: Some(at(1_795_454_000)),
+    }];
+    let original = b"Subject: hello\r\nFrom: sender@example.org\r\n\r\nthe body\r\n";
+    let bytes = sample(&from, &recipients, original, false)
+        .to_message()
+        .unwrap();
+    let parsed = MessageParser::default().parse(&bytes).unwrap();
+    assert_eq!(
+        parsed.subject(),
+        Some("Undelivered Mail Returned to Sender")
+    );
+    let ct = parsed.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+    assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+    assert_eq!(parsed.parts.len(), 4, "the multipart and its three parts");
+    let status = String::from_utf8_lossy(parsed.parts[2].contents());
+    for field in [
+        "Reporting-MTA: dns; mx.example.org",
+        "Original-Envelope-Id: QQ314159",
+        "Original-Recipient: rfc822;Gone@example.net",
+        "Final-Recipient: rfc822; gone@example.net",
+        "Action: failed",
+        "Status: 5.1.1",
+        "Remote-MTA: dns; mx.example.net",
+        "Diagnostic-Code: smtp; 550 5.1.1 No such user",
+        "Last-Attempt-Date: Mon, 23 Nov 2026 17:13:20 +0000",
+    ] {
+        assert!(status.contains(field), "{field} in {status}");
+    }
+    let returned = String::from_utf8_lossy(parsed.parts[3].contents());
+    assert!(
+        returned.contains("the body"),
+        "RET=FULL returns the message: {returned}"
+    );
+
+    let bytes = sample(&from, &recipients, original, true)
+        .to_message()
+        .unwrap();
+    let parsed = MessageParser::default().parse(&bytes).unwrap();
+    let returned = String::from_utf8_lossy(parsed.parts[3].contents());
+    assert!(
+        returned.contains("Subject: hello") && !returned.contains("the body"),
+        "RET=HDRS: {returned}"
+    );
+}
+
+#[test]
+fn no_bounce_for_the_null_sender() {
+    let recipients = [DsnRecipient {
+        final_recipient: "x@example.net".into(),
+        original_recipient: None,
+        action: Action::Failed,
+        status: EnhancedStatus::new(5, 0, 0).unwrap(),
+        diagnostic: None,
+        remote_mta: None,
+        last_attempt: None,
+    }];
+    assert_eq!(
+        sample(&ReversePath::Null, &recipients, b"", false).to_message(),
+        Err(NoDsn::NullSender)
+    );
+    let from = ReversePath::Mailbox(Mailbox::try_from("s@example.org").unwrap());
+    assert_eq!(
+        sample(&from, &[], b"", false).to_message(),
+        Err(NoDsn::NotRequested)
+    );
+}
