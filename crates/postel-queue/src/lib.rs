@@ -1,8 +1,12 @@
 //! # postel-queue
 //!
-//! What every queue backend shares: the retry schedule ([`schedule`]) and
-//! delivery status notifications ([`dsn`], RFC 3464). Both are pure: time and
-//! randomness are arguments, so every behaviour is testable without waiting.
+//! A mail queue that never loses an accepted message: the [`Queue`] trait that
+//! servers and tools program against, the logic every backend shares (the
+//! retry [`schedule`], [`apply_outcomes`], and failure reports as RFC 3464
+//! [`dsn`]s), and backends: [`MemoryQueue`] here, a filesystem spool and a
+//! `PostgreSQL` queue to follow. Time and randomness are arguments throughout,
+//! so every behaviour is testable without waiting. [`conformance`] is the one
+//! test suite every backend must pass.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -16,5 +20,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod dsn;
+mod memory;
+pub mod model;
+mod queue;
 pub mod schedule;
+
+pub use memory::MemoryQueue;
+pub use queue::{
+    Bounce, Claim, Lease, Queue, QueueError, RecoveryReport, apply_outcomes, bounce,
+    report_failures,
+};

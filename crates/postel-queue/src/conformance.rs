@@ -1,0 +1,367 @@
+//! The conformance suite every [`Queue`] backend must pass, written once.
+//! Each check takes a fresh, empty queue and panics with a message on the
+//! first violation; [`run_all`] runs them in turn. Time is simulated.
+//!
+//! A backend's test calls it with its own runtime:
+//!
+//! ```
+//! # #[allow(clippy::unwrap_used)]
+//! # fn main() {
+//! use postel_queue::{MemoryQueue, conformance, schedule::RetrySchedule};
+//! conformance::block_on(conformance::run_all(|| MemoryQueue::new(RetrySchedule::default())));
+//! # }
+//! ```
+
+// The suite reports failures by panicking, as tests do.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    missing_docs
+)]
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use postel_proto::types::{
+    BodyType, EnhancedStatus, ForwardPath, Mailbox, Reply, ReplyCode, ReversePath,
+};
+
+use crate::model::{
+    Arrival, AttemptResult, NewMessage, NewRecipient, Outcome, RecipientState, Stage,
+};
+use crate::queue::{Queue, QueueError, apply_outcomes, report_failures};
+use crate::schedule::RetrySchedule;
+
+/// Runs a future that completes without waiting on I/O readiness (the memory
+/// and file backends) to the end.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn t(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+}
+
+fn message(recipients: &[&'static str]) -> NewMessage {
+    NewMessage {
+        return_path: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
+        envid: Some("ENV1".into()),
+        ret: None,
+        body_type: BodyType::EightBitMime,
+        smtputf8: false,
+        arrival: Arrival::default(),
+        recipients: recipients
+            .iter()
+            .map(|r| NewRecipient {
+                address: ForwardPath::Mailbox(Mailbox::try_from(*r).unwrap()),
+                orcpt: None,
+                notify: None,
+            })
+            .collect(),
+    }
+}
+
+fn result(code: u16, enhanced: (u8, u16, u16)) -> AttemptResult {
+    AttemptResult {
+        stage: Stage::Rcpt,
+        remote_host: Some("mx.example.net".into()),
+        reply: Reply::new(
+            ReplyCode::try_from(code).unwrap(),
+            EnhancedStatus::new(enhanced.0, enhanced.1, enhanced.2),
+            "test reply",
+        )
+        .unwrap(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+const BODY: &[u8] = b"Subject: test\r\n\r\nbody\r\n";
+
+/// Enqueue, then claim once: the body and envelope come back whole, and a live
+/// lease keeps a second worker away.
+pub async fn enqueue_and_claim<Q: Queue>(q: &Q) {
+    let id = q
+        .enqueue(message(&["a@example.net"]), BODY.to_vec(), t(0))
+        .await
+        .unwrap();
+    let claims = q.claim("w1", t(1), LEASE, 10).await.unwrap();
+    assert_eq!(claims.len(), 1, "the message is due");
+    assert_eq!(claims[0].message.id, id);
+    assert_eq!(claims[0].message.envelope.envid.as_deref(), Some("ENV1"));
+    assert_eq!(q.body(&id).await.unwrap(), BODY);
+    assert!(
+        q.claim("w2", t(2), LEASE, 10).await.unwrap().is_empty(),
+        "leased"
+    );
+    assert_eq!(
+        q.enqueue(message(&[]), Vec::new(), t(0)).await,
+        Err(QueueError::NoRecipients)
+    );
+}
+
+/// A lapsed lease is taken over; the old worker's completion is refused
+/// (fencing), the new one's is kept.
+pub async fn lease_expiry_takeover_and_fencing<Q: Queue>(q: &Q) {
+    q.enqueue(message(&["a@example.net"]), BODY.to_vec(), t(0))
+        .await
+        .unwrap();
+    let old = q.claim("w1", t(1), LEASE, 1).await.unwrap().remove(0);
+    let extended = q.extend(&old.lease, t(30), LEASE).await.unwrap();
+    assert!(
+        q.claim("w2", t(80), LEASE, 1).await.unwrap().is_empty(),
+        "extended to 90"
+    );
+    let new = q.claim("w2", t(100), LEASE, 1).await.unwrap().remove(0);
+    assert_ne!(new.lease.token, old.lease.token);
+    let mut done = new.message.clone();
+    apply_outcomes(
+        &mut done,
+        &[(0, Outcome::Delivered(result(250, (2, 0, 0))))],
+        &RetrySchedule::default(),
+        t(101),
+        0.5,
+    );
+    let stale = q
+        .complete(extended.clone(), done.recipients.clone(), false)
+        .await;
+    assert!(
+        matches!(stale, Err(QueueError::StaleLease(_))),
+        "stale worker refused: {stale:?}"
+    );
+    assert!(q.extend(&extended, t(102), LEASE).await.is_err());
+    q.complete(new.lease, done.recipients, false).await.unwrap();
+    assert!(
+        q.list().await.unwrap().is_empty(),
+        "delivered messages leave the queue"
+    );
+}
+
+/// One attempt with three results: delivered, deferred, failed. Only the
+/// deferred recipient is tried again, when due; the failure is bounced once.
+pub async fn partial_success_retry_and_bounce<Q: Queue>(q: &Q) {
+    let id = q
+        .enqueue(
+            message(&["ok@example.net", "later@example.net", "gone@example.net"]),
+            BODY.to_vec(),
+            t(0),
+        )
+        .await
+        .unwrap();
+    let claim = q.claim("w", t(1), LEASE, 1).await.unwrap().remove(0);
+    let mut m = claim.message.clone();
+    let schedule = RetrySchedule::default();
+    apply_outcomes(
+        &mut m,
+        &[
+            (0, Outcome::Delivered(result(250, (2, 0, 0)))),
+            (1, Outcome::Deferred(result(451, (4, 3, 0)))),
+            (2, Outcome::Failed(result(550, (5, 1, 1)))),
+        ],
+        &schedule,
+        t(2),
+        0.5,
+    );
+    q.complete(claim.lease, m.recipients.clone(), false)
+        .await
+        .unwrap();
+    let stored = q.show(&id).await.unwrap();
+    let states: Vec<_> = stored.recipients.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        [
+            RecipientState::Delivered,
+            RecipientState::Pending,
+            RecipientState::Failed { reported: false }
+        ]
+    );
+    assert_eq!(stored.recipients[1].attempts, 1);
+    assert_eq!(
+        stored.recipients[1].next_attempt,
+        t(2 + 300),
+        "the 5-minute minimum"
+    );
+
+    // The unreported failure makes the message due at once: report it.
+    let claim = q.claim("w", t(3), LEASE, 1).await.unwrap().remove(0);
+    let bounce = report_failures(q, &claim.message, "mx.example.org", t(3), "b0undary")
+        .await
+        .unwrap();
+    let bounce = bounce.expect("a bounce is owed");
+    let dsn = q.show(&bounce).await.unwrap();
+    assert_eq!(
+        dsn.envelope.return_path,
+        ReversePath::Null,
+        "bounces come from the null sender"
+    );
+    let text = String::from_utf8(q.body(&bounce).await.unwrap()).unwrap();
+    assert!(
+        text.contains("Final-Recipient: rfc822; gone@example.net")
+            && text.contains("Status: 5.1.1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ok@example.net"),
+        "only the failure is reported"
+    );
+    q.complete(claim.lease, q.show(&id).await.unwrap().recipients, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        q.show(&id).await.unwrap().recipients[2].state,
+        RecipientState::Failed { reported: true }
+    );
+
+    // Retry timing: not before the next attempt, then due.
+    let due: Vec<_> = q
+        .claim("w", t(200), LEASE, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.message.id == id)
+        .collect();
+    assert!(due.is_empty(), "not due before its retry time");
+    let due: Vec<_> = q
+        .claim("w", t(303), LEASE, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.message.id == id)
+        .collect();
+    assert_eq!(due.len(), 1);
+}
+
+/// A message deferred past its lifetime expires and bounces; a bounce itself
+/// (null sender) never bounces.
+pub async fn expiry_and_dsn<Q: Queue>(q: &Q) {
+    let id = q
+        .enqueue(message(&["slow@example.net"]), BODY.to_vec(), t(0))
+        .await
+        .unwrap();
+    let late = t(5 * 24 * 3600 + 10);
+    let claim = q.claim("w", late, LEASE, 1).await.unwrap().remove(0);
+    let mut m = claim.message.clone();
+    apply_outcomes(
+        &mut m,
+        &[(0, Outcome::Deferred(result(451, (4, 4, 1))))],
+        &RetrySchedule::default(),
+        late,
+        0.5,
+    );
+    assert_eq!(
+        m.recipients[0].state,
+        RecipientState::Expired { reported: false }
+    );
+    q.complete(claim.lease, m.recipients.clone(), false)
+        .await
+        .unwrap();
+    let stored = q.show(&id).await.unwrap();
+    let bounce = report_failures(q, &stored, "mx.example.org", late, "b0undary")
+        .await
+        .unwrap()
+        .expect("bounce");
+    let text = String::from_utf8(q.body(&bounce).await.unwrap()).unwrap();
+    assert!(
+        text.contains("Status: 4.4.7") && text.contains("Original-Envelope-Id: ENV1"),
+        "{text}"
+    );
+    assert!(q.show(&id).await.is_err(), "reported and done");
+
+    // The bounce fails for good: no bounce of a bounce.
+    let claim = q
+        .claim("w", late, LEASE, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.message.id == bounce)
+        .expect("bounce due");
+    let mut b = claim.message.clone();
+    apply_outcomes(
+        &mut b,
+        &[(0, Outcome::Failed(result(550, (5, 1, 1))))],
+        &RetrySchedule::default(),
+        late,
+        0.5,
+    );
+    q.complete(claim.lease, b.recipients.clone(), false)
+        .await
+        .unwrap();
+    let stored = q.show(&bounce).await.unwrap();
+    assert_eq!(
+        report_failures(q, &stored, "mx.example.org", late, "b")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(q.list().await.unwrap().is_empty());
+}
+
+/// The operator's verbs.
+pub async fn hold_release_delete_requeue<Q: Queue>(q: &Q) {
+    let id = q
+        .enqueue(message(&["a@example.net"]), BODY.to_vec(), t(0))
+        .await
+        .unwrap();
+    q.set_held(&id, true).await.unwrap();
+    assert!(
+        q.claim("w", t(1), LEASE, 10).await.unwrap().is_empty(),
+        "held"
+    );
+    q.set_held(&id, false).await.unwrap();
+    let claim = q.claim("w", t(2), LEASE, 10).await.unwrap().remove(0);
+    let mut m = claim.message.clone();
+    apply_outcomes(
+        &mut m,
+        &[(0, Outcome::Deferred(result(451, (4, 0, 0))))],
+        &RetrySchedule::default(),
+        t(3),
+        0.5,
+    );
+    q.complete(claim.lease, m.recipients, false).await.unwrap();
+    assert!(q.claim("w", t(4), LEASE, 10).await.unwrap().is_empty());
+    q.requeue(&id, t(5)).await.unwrap();
+    assert_eq!(
+        q.claim("w", t(5), LEASE, 10).await.unwrap().len(),
+        1,
+        "requeued: due now"
+    );
+    q.delete(&id).await.unwrap();
+    assert!(matches!(q.show(&id).await, Err(QueueError::NotFound(_))));
+    assert!(matches!(q.delete(&id).await, Err(QueueError::NotFound(_))));
+}
+
+/// Startup recovery releases a previous run's leases.
+pub async fn recovery<Q: Queue>(q: &Q) {
+    q.enqueue(message(&["a@example.net"]), BODY.to_vec(), t(0))
+        .await
+        .unwrap();
+    q.enqueue(message(&["b@example.net"]), BODY.to_vec(), t(0))
+        .await
+        .unwrap();
+    assert_eq!(q.claim("crashed", t(1), LEASE, 1).await.unwrap().len(), 1);
+    let report = q.recover(t(2)).await.unwrap();
+    assert_eq!((report.messages, report.leases_released), (2, 1));
+    assert_eq!(
+        q.claim("w", t(3), LEASE, 10).await.unwrap().len(),
+        2,
+        "both claimable after recovery"
+    );
+}
+
+/// Runs every check, each on a fresh queue from `make`.
+pub async fn run_all<Q: Queue, F: Fn() -> Q>(make: F) {
+    enqueue_and_claim(&make()).await;
+    lease_expiry_takeover_and_fencing(&make()).await;
+    partial_success_retry_and_bounce(&make()).await;
+    expiry_and_dsn(&make()).await;
+    hold_release_delete_requeue(&make()).await;
+    recovery(&make()).await;
+}

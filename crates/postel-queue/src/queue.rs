@@ -1,0 +1,338 @@
+//! The queue trait that servers and tools program against, and the logic
+//! every backend shares: applying attempt outcomes, and reporting failures.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use postel_proto::types::{EnhancedStatus, ReversePath};
+
+use crate::dsn::{Action, Dsn, DsnRecipient, notify_wants};
+use crate::model::{
+    Message, NewMessage, NewRecipient, Outcome, QueueId, Recipient, RecipientState,
+};
+use crate::schedule::{NextStep, RetrySchedule};
+
+/// A claim on a message for one worker, until `expires`. `token` fences: a
+/// completion carrying an older token than the message's current one is
+/// refused, so a worker whose lease lapsed cannot overwrite newer state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The message.
+    pub id: QueueId,
+    /// The fencing token of this claim.
+    pub token: u64,
+    /// When the claim lapses unless extended.
+    pub expires: SystemTime,
+}
+
+/// A claimed message: the lease and the message as stored.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The lease to extend and complete with.
+    pub lease: Lease,
+    /// The message; recipients not pending are included for reference.
+    pub message: Message,
+}
+
+/// What startup recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Messages in the queue.
+    pub messages: usize,
+    /// Leases of a previous run released.
+    pub leases_released: usize,
+    /// Messages that could not be read, moved aside.
+    pub quarantined: Vec<String>,
+}
+
+/// Why a queue operation failed. Grouped by cause: the caller's mistake, a
+/// lost race, or the storage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// No such message.
+    #[error("no message {0} in the queue")]
+    NotFound(QueueId),
+    /// The lease was taken over or the message changed: this worker's result
+    /// is refused.
+    #[error("the lease on {0} is no longer held")]
+    StaleLease(QueueId),
+    /// A message must have at least one recipient.
+    #[error("a message needs at least one recipient")]
+    NoRecipients,
+    /// The storage is full: answer 452 (RFC 5321 section 4.5.3.1.10) rather
+    /// than accept the message.
+    #[error("queue storage is full")]
+    Full,
+    /// The storage failed.
+    #[error("queue storage failed while {context}: {message}")]
+    Storage {
+        /// What the queue was doing.
+        context: &'static str,
+        /// The underlying error.
+        message: String,
+    },
+}
+
+/// The operations every backend provides. Methods take the time as an
+/// argument; no backend reads a clock.
+pub trait Queue: Send + Sync {
+    /// Stores a message durably; only once this returns may the server answer
+    /// 250 to the end of data.
+    fn enqueue(
+        &self,
+        message: NewMessage,
+        body: Vec<u8>,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<QueueId, QueueError>> + Send;
+
+    /// Claims up to `limit` messages that are due at `now` (a pending
+    /// recipient due, or a failure not yet reported), not held, and not under
+    /// a live lease, for `lease_for`.
+    fn claim(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        lease_for: Duration,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Claim>, QueueError>> + Send;
+
+    /// Extends a lease during a long delivery.
+    fn extend(
+        &self,
+        lease: &Lease,
+        now: SystemTime,
+        lease_for: Duration,
+    ) -> impl Future<Output = Result<Lease, QueueError>> + Send;
+
+    /// Stores the recipients' new states (see [`apply_outcomes`]) and releases
+    /// the lease, atomically, if the lease is still held.
+    fn complete(
+        &self,
+        lease: Lease,
+        recipients: Vec<Recipient>,
+        warned: bool,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Marks failures as reported, once their DSN is enqueued; a message whose
+    /// recipients are all done leaves the queue.
+    fn mark_reported(
+        &self,
+        id: &QueueId,
+        recipients: &[usize],
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// The message body.
+    fn body(&self, id: &QueueId) -> impl Future<Output = Result<Vec<u8>, QueueError>> + Send;
+
+    /// Every message, oldest first.
+    fn list(&self) -> impl Future<Output = Result<Vec<Message>, QueueError>> + Send;
+
+    /// One message.
+    fn show(&self, id: &QueueId) -> impl Future<Output = Result<Message, QueueError>> + Send;
+
+    /// Holds (`true`) or releases (`false`) a message.
+    fn set_held(
+        &self,
+        id: &QueueId,
+        held: bool,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Deletes a message without a bounce.
+    fn delete(&self, id: &QueueId) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Makes every pending recipient due at `now`.
+    fn requeue(
+        &self,
+        id: &QueueId,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Startup: releases leases of a previous run, sets aside what cannot be read.
+    fn recover(
+        &self,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<RecoveryReport, QueueError>> + Send;
+}
+
+/// The recipients of a new message, all pending and due at `now`.
+pub(crate) fn new_recipients(recipients: &[NewRecipient], now: SystemTime) -> Vec<Recipient> {
+    recipients
+        .iter()
+        .map(|r| Recipient {
+            address: r.address.clone(),
+            orcpt: r.orcpt.clone(),
+            notify: r.notify,
+            state: RecipientState::Pending,
+            attempts: 0,
+            last_attempt: None,
+            next_attempt: now,
+            last_result: None,
+        })
+        .collect()
+}
+
+/// Applies one attempt's outcomes to a claimed message's recipients (index,
+/// outcome), with the retry schedule: the logic every backend shares. A
+/// deferral past the message's lifetime becomes an expiry. `random` in
+/// `0.0..1.0` spreads the retry.
+pub fn apply_outcomes(
+    message: &mut Message,
+    outcomes: &[(usize, Outcome)],
+    schedule: &RetrySchedule,
+    now: SystemTime,
+    random: f64,
+) {
+    for (index, outcome) in outcomes {
+        let Some(r) = message.recipients.get_mut(*index) else {
+            continue;
+        };
+        if r.state != RecipientState::Pending {
+            continue;
+        }
+        match outcome {
+            Outcome::LocalLimit => {
+                r.next_attempt = schedule.after_local_limit(now);
+                continue;
+            }
+            Outcome::Delivered(result) => {
+                r.state = RecipientState::Delivered;
+                r.last_result = Some(result.clone());
+            }
+            Outcome::Failed(result) => {
+                r.state = RecipientState::Failed { reported: false };
+                r.last_result = Some(result.clone());
+            }
+            Outcome::Deferred(result) => {
+                r.last_result = Some(result.clone());
+                match schedule.next_attempt(message.created, now, random) {
+                    NextStep::RetryAt(t) => r.next_attempt = t,
+                    NextStep::Expire => r.state = RecipientState::Expired { reported: false },
+                }
+            }
+        }
+        r.attempts += 1;
+        r.last_attempt = Some(now);
+    }
+    // Recipients that waited past expiry without an attempt expire too.
+    for r in &mut message.recipients {
+        if r.state == RecipientState::Pending && now >= message.expires {
+            r.state = RecipientState::Expired { reported: false };
+        }
+    }
+}
+
+/// A bounce owed for a message: the recipients it covers (to mark reported
+/// once it is enqueued), and the DSN to enqueue, unless NOTIFY declined it.
+pub type Bounce = (Vec<usize>, Option<(NewMessage, Vec<u8>)>);
+
+/// The bounce for a message's unreported failures, if one is owed: the
+/// indices of the recipients it covers (to mark reported once it is
+/// enqueued), and the message to enqueue from the null sender. Recipients
+/// whose NOTIFY declines get no report but are still marked.
+pub fn bounce(
+    message: &Message,
+    body: &[u8],
+    reporting_mta: &str,
+    now: SystemTime,
+    boundary: &str,
+) -> Option<Bounce> {
+    let unreported: Vec<usize> = message
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            matches!(
+                r.state,
+                RecipientState::Failed { reported: false }
+                    | RecipientState::Expired { reported: false }
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if unreported.is_empty() {
+        return None;
+    }
+    let dsn_recipients: Vec<DsnRecipient> = unreported
+        .iter()
+        .filter_map(|&i| message.recipients.get(i))
+        .filter(|r| notify_wants(r.notify, Action::Failed))
+        .filter_map(|r| {
+            let expired = matches!(r.state, RecipientState::Expired { .. });
+            // RFC 3463: X.4.7 is "delivery time expired"; otherwise the last
+            // reply's code, or 5.0.0 when there was none.
+            let last = r.last_result.as_ref().and_then(|res| res.reply.enhanced());
+            let status = if expired {
+                EnhancedStatus::new(4, 4, 7)
+            } else {
+                last.or_else(|| EnhancedStatus::new(5, 0, 0))
+            }?;
+            Some(DsnRecipient {
+                final_recipient: r
+                    .address
+                    .mailbox()
+                    .map_or_else(|| "postmaster".into(), ToString::to_string),
+                original_recipient: r.orcpt.clone(),
+                action: Action::Failed,
+                status,
+                diagnostic: r.last_result.as_ref().map(|res| res.reply.clone()),
+                remote_mta: r
+                    .last_result
+                    .as_ref()
+                    .and_then(|res| res.remote_host.clone()),
+                last_attempt: r.last_attempt,
+            })
+        })
+        .collect();
+    let dsn = Dsn {
+        reporting_mta,
+        return_path: &message.envelope.return_path,
+        envelope_id: message.envelope.envid.as_deref(),
+        arrival: message.created,
+        recipients: &dsn_recipients,
+        original: body,
+        headers_only: message.envelope.ret == Some(postel_proto::types::Ret::Hdrs),
+        now,
+        boundary,
+    };
+    let report = dsn.to_message().ok().and_then(|bytes| {
+        let to = message.envelope.return_path.mailbox()?.clone().into_owned();
+        let envelope = NewMessage {
+            return_path: ReversePath::Null,
+            envid: None,
+            ret: None,
+            body_type: postel_proto::types::BodyType::EightBitMime,
+            smtputf8: !to.is_ascii(),
+            arrival: crate::model::Arrival::default(),
+            recipients: vec![NewRecipient {
+                address: postel_proto::types::ForwardPath::Mailbox(to),
+                orcpt: None,
+                notify: Some(postel_proto::types::Notify::NEVER),
+            }],
+        };
+        Some((envelope, bytes))
+    });
+    Some((unreported, report))
+}
+
+/// Reports a message's unreported failures: the DSN is enqueued durably
+/// first, then the recipients are marked reported, so a crash between the two
+/// gives at worst a duplicate bounce, never a missing one.
+pub async fn report_failures<Q: Queue>(
+    queue: &Q,
+    message: &Message,
+    reporting_mta: &str,
+    now: SystemTime,
+    boundary: &str,
+) -> Result<Option<QueueId>, QueueError> {
+    let body = queue.body(&message.id).await?;
+    let Some((indices, report)) = bounce(message, &body, reporting_mta, now, boundary) else {
+        return Ok(None);
+    };
+    let mut id = None;
+    if let Some((envelope, bytes)) = report {
+        id = Some(queue.enqueue(envelope, bytes, now).await?);
+    }
+    queue.mark_reported(&message.id, &indices).await?;
+    Ok(id)
+}
