@@ -3,7 +3,7 @@
 //! A mail queue that never loses an accepted message: the [`Queue`] trait that
 //! servers and tools program against, the logic every backend shares (the
 //! retry [`schedule`], [`apply_outcomes`], and failure reports as RFC 3464
-//! [`dsn`]s), and backends: [`MemoryQueue`] here, a filesystem spool and a
+//! [`dsn`]s), and backends: [`MemoryQueue`], the durable filesystem [`SpoolQueue`], and a
 //! `PostgreSQL` queue to follow. Time and randomness are arguments throughout,
 //! so every behaviour is testable without waiting. [`conformance`] is the one
 //! test suite every backend must pass.
@@ -26,9 +26,11 @@ mod memory;
 pub mod model;
 mod queue;
 pub mod schedule;
+mod spool;
 
 pub use memory::MemoryQueue;
 pub use queue::{
     Bounce, Claim, Lease, Queue, QueueError, RecoveryReport, apply_outcomes, bounce,
     report_failures,
 };
+pub use spool::SpoolQueue;

@@ -1,4 +1,7 @@
-//! The conformance suite against the memory backend.
+//! The conformance suite against the memory backend and the spool.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::expect_used)]
 
 use postel_queue::schedule::RetrySchedule;
 use postel_queue::{MemoryQueue, conformance};
@@ -35,4 +38,51 @@ fn hold_release_delete_requeue() {
 #[test]
 fn recovery() {
     conformance::block_on(conformance::recovery(&queue()));
+}
+
+/// The same suite against the filesystem spool, each check in a fresh
+/// directory.
+mod spool {
+    use postel_queue::schedule::RetrySchedule;
+    use postel_queue::{SpoolQueue, conformance};
+
+    fn queue(name: &str) -> SpoolQueue {
+        let dir = std::env::temp_dir().join(format!("postel-spool-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        SpoolQueue::open(&dir, RetrySchedule::default()).expect("spool opens")
+    }
+
+    #[test]
+    fn enqueue_and_claim() {
+        conformance::block_on(conformance::enqueue_and_claim(&queue("claim")));
+    }
+
+    #[test]
+    fn lease_expiry_takeover_and_fencing() {
+        conformance::block_on(conformance::lease_expiry_takeover_and_fencing(&queue(
+            "lease",
+        )));
+    }
+
+    #[test]
+    fn partial_success_retry_and_bounce() {
+        conformance::block_on(conformance::partial_success_retry_and_bounce(&queue(
+            "partial",
+        )));
+    }
+
+    #[test]
+    fn expiry_and_dsn() {
+        conformance::block_on(conformance::expiry_and_dsn(&queue("expiry")));
+    }
+
+    #[test]
+    fn hold_release_delete_requeue() {
+        conformance::block_on(conformance::hold_release_delete_requeue(&queue("ops")));
+    }
+
+    #[test]
+    fn recovery() {
+        conformance::block_on(conformance::recovery(&queue("recovery")));
+    }
 }

@@ -1,0 +1,133 @@
+//! What only the spool has: state that survives a restart, and damaged files
+//! set aside rather than lost or fatal.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, SystemTime};
+
+use postel_proto::types::{
+    BodyType, EnhancedStatus, ForwardPath, Mailbox, Notify, Reply, ReplyCode, Ret, ReversePath,
+};
+use postel_queue::conformance::block_on;
+use postel_queue::model::{
+    Arrival, AttemptResult, NewMessage, NewRecipient, Outcome, RecipientState, Stage,
+};
+use postel_queue::schedule::RetrySchedule;
+use postel_queue::{Queue, SpoolQueue, apply_outcomes};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("postel-spool-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn t(s: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+}
+
+fn message() -> NewMessage {
+    NewMessage {
+        return_path: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
+        envid: Some("id with spaces+and=signs".into()),
+        ret: Some(Ret::Hdrs),
+        body_type: BodyType::EightBitMime,
+        smtputf8: true,
+        arrival: Arrival {
+            client: Some("192.0.2.9".parse().unwrap()),
+            helo: Some("client.example".into()),
+            auth_user: Some("jane doe".into()),
+            tls: true,
+        },
+        recipients: vec![
+            NewRecipient {
+                address: ForwardPath::Mailbox(Mailbox::try_from("用户@例子.广告").unwrap()),
+                orcpt: Some("utf-8;用户@例子.广告".into()),
+                notify: Some(Notify {
+                    success: true,
+                    failure: true,
+                    delay: false,
+                }),
+            },
+            NewRecipient {
+                address: ForwardPath::Postmaster,
+                orcpt: None,
+                notify: None,
+            },
+        ],
+    }
+}
+
+#[test]
+fn everything_survives_a_restart() {
+    let d = dir("restart");
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let id = block_on(q.enqueue(message(), b"body\r\n".to_vec(), t(0))).unwrap();
+    let claim = block_on(q.claim("w", t(1), Duration::from_secs(60), 1))
+        .unwrap()
+        .remove(0);
+    let mut m = claim.message.clone();
+    let reply = Reply::new(
+        ReplyCode::try_from(451).unwrap(),
+        EnhancedStatus::new(4, 3, 0),
+        "try later, please",
+    )
+    .unwrap();
+    let result = AttemptResult {
+        stage: Stage::Data,
+        remote_host: Some("mx.example.net".into()),
+        reply,
+    };
+    apply_outcomes(
+        &mut m,
+        &[(0, Outcome::Deferred(result))],
+        &RetrySchedule::default(),
+        t(2),
+        0.5,
+    );
+    block_on(q.complete(claim.lease, m.recipients.clone(), false)).unwrap();
+    block_on(q.set_held(&id, true)).unwrap();
+    let before = block_on(q.show(&id)).unwrap();
+    drop(q);
+
+    let again = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let after = block_on(again.show(&id)).unwrap();
+    assert_eq!(
+        after, before,
+        "envelope, recipients, results and hold are all read back"
+    );
+    assert_eq!(after.recipients[0].state, RecipientState::Pending);
+    assert_eq!(
+        after.envelope.envid.as_deref(),
+        Some("id with spaces+and=signs")
+    );
+    assert_eq!(block_on(again.body(&id)).unwrap(), b"body\r\n");
+}
+
+#[test]
+fn damaged_and_half_written_files_are_set_aside() {
+    let d = dir("damage");
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let good = block_on(q.enqueue(message(), b"good\r\n".to_vec(), t(0))).unwrap();
+    let bad = block_on(q.enqueue(message(), b"bad\r\n".to_vec(), t(0))).unwrap();
+    drop(q);
+    std::fs::write(d.join(format!("{bad}.env")), b"not an envelope").unwrap();
+    // A body whose envelope never landed: an enqueue that did not complete.
+    std::fs::write(d.join("0000000000000a000001.body"), b"orphan").unwrap();
+    // A torn journal line from a crash mid-append.
+    std::fs::write(d.join(format!("{good}.log")), b"r 0 deliv").unwrap();
+
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let report = block_on(q.recover(t(1))).unwrap();
+    assert_eq!(report.messages, 1);
+    assert_eq!(report.quarantined, [bad.to_string()]);
+    assert!(
+        d.join("corrupt").join(format!("{bad}.env")).exists(),
+        "kept for the operator"
+    );
+    assert!(!d.join("0000000000000a000001.body").exists());
+    assert_eq!(
+        block_on(q.show(&good)).unwrap().recipients[0].state,
+        RecipientState::Pending
+    );
+}
