@@ -1,0 +1,64 @@
+//! Durable enqueues per second on the filesystem spool, beside the raw rate of
+//! the same disk for what one enqueue must at least do (write a file, fsync
+//! it, fsync its directory), measured in the same run.
+
+// A benchmark that meets unexpected input should stop loudly.
+#![allow(clippy::panic, clippy::unwrap_used)]
+
+use std::fs::File;
+use std::io::Write;
+use std::time::SystemTime;
+
+use criterion::{Criterion, Throughput};
+use postel_benches::print_ratios;
+use postel_proto::types::{BodyType, ForwardPath, Mailbox, ReversePath};
+use postel_queue::conformance::block_on;
+use postel_queue::model::{Arrival, NewMessage, NewRecipient};
+use postel_queue::schedule::RetrySchedule;
+use postel_queue::{Queue, SpoolQueue};
+
+fn message() -> NewMessage {
+    NewMessage {
+        return_path: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
+        envid: None,
+        ret: None,
+        body_type: BodyType::EightBitMime,
+        smtputf8: false,
+        arrival: Arrival::default(),
+        recipients: vec![NewRecipient {
+            address: ForwardPath::Mailbox(Mailbox::try_from("rcpt@example.net").unwrap()),
+            orcpt: None,
+            notify: None,
+        }],
+    }
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("postel-queue-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("raw")).unwrap();
+    let body = vec![b'x'; 4096];
+    let spool = SpoolQueue::open(dir.join("spool"), RetrySchedule::default()).unwrap();
+    let mut c = Criterion::default().configure_from_args();
+    let mut g = c.benchmark_group("enqueue-4KiB");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.bench_function("spool", |b| {
+        b.iter(|| block_on(spool.enqueue(message(), body.clone(), SystemTime::now())).unwrap());
+    });
+    let mut n = 0u64;
+    g.bench_function("fsync-ceiling", |b| {
+        b.iter(|| {
+            n += 1;
+            let path = dir.join("raw").join(n.to_string());
+            let mut f = File::create(&path).unwrap();
+            f.write_all(&body).unwrap();
+            f.sync_all().unwrap();
+            File::open(dir.join("raw")).unwrap().sync_all().unwrap();
+        });
+    });
+    g.finish();
+    c.final_summary();
+    print_ratios(&[("enqueue-4KiB", "spool", &["fsync-ceiling"])]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
