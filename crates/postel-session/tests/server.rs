@@ -500,3 +500,33 @@ fn over_long_lines_are_dropped_and_answered() {
         "the reply for an oversized body"
     );
 }
+
+#[test]
+fn rfc5321_appendix_d3_verifying_and_sending() {
+    // The client verifies, then sends (RFC 5321 appendix D.3).
+    let mut h = Harness::new(config());
+    assert_eq!(h.send(b"EHLO foo.com\r\n"), [250]);
+    assert_eq!(h.send(b"VRFY Crispin\r\n"), [252]);
+    assert_eq!(h.send(b"MAIL FROM:<Smith@foo.com>\r\n"), [250]);
+    assert_eq!(h.send(b"RCPT TO:<Admin.MRC@foo.com>\r\n"), [250]);
+    assert_eq!(h.send(b"DATA\r\n"), [354]);
+    assert_eq!(
+        h.send(b"Blah blah blah...\r\n...etc. etc. etc.\r\n.\r\n"),
+        [250]
+    );
+    assert_eq!(h.send(b"QUIT\r\n"), [221]);
+}
+
+#[test]
+fn rfc5321_appendix_d4_aborted_transaction() {
+    // The client aborts with RSET after a refused recipient (RFC 5321 appendix D.4).
+    let mut h = Harness::new(config());
+    assert_eq!(h.send(b"EHLO foo.com\r\n"), [250]);
+    assert_eq!(h.send(b"MAIL FROM:<Smith@foo.com>\r\n"), [250]);
+    assert_eq!(h.send(b"RCPT TO:<reject.Jones@foo.com>\r\n"), [250]);
+    assert_eq!(h.send(b"RCPT TO:<reject@foo.com>\r\n"), [550]);
+    assert_eq!(h.send(b"RSET\r\n"), [250]);
+    assert_eq!(h.send(b"QUIT\r\n"), [221]);
+    assert!(h.log.contains(&"reset".to_string()));
+    assert!(h.body.is_empty());
+}
