@@ -43,8 +43,18 @@ impl HickoryResolver {
     }
 
     /// Uses the given name servers (address and port), over UDP with TCP for
-    /// truncated answers.
+    /// truncated answers, with hickory's default timeout (5 s, 2 attempts).
     pub fn with_servers(servers: &[SocketAddr]) -> Result<Self, BuildError> {
+        Self::with_servers_and_timeout(servers, std::time::Duration::from_secs(5), 2)
+    }
+
+    /// Like [`HickoryResolver::with_servers`], with the time to wait for each
+    /// answer and the number of attempts.
+    pub fn with_servers_and_timeout(
+        servers: &[SocketAddr],
+        timeout: std::time::Duration,
+        attempts: usize,
+    ) -> Result<Self, BuildError> {
         let mut config = ResolverConfig::default();
         for server in servers {
             let mut udp = ConnectionConfig::udp();
@@ -58,6 +68,8 @@ impl HickoryResolver {
             hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
         );
         builder.options_mut().ndots = 0;
+        builder.options_mut().timeout = timeout;
+        builder.options_mut().attempts = attempts.max(1);
         let inner = builder.build().map_err(|e| BuildError(e.to_string()))?;
         Ok(HickoryResolver { inner })
     }
