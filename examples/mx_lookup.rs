@@ -62,7 +62,9 @@ async fn main() {
                 println!("{:>5} {} {}", mx.preference, mx.name, addrs.join(" "));
             }
             let kind = if plan.implicit { "implicit MX" } else { "MX" };
-            println!("verdict: deliver ({kind}, {} hosts)", plan.exchangers.len());
+            let n = plan.exchangers.len();
+            let hosts = if n == 1 { "host" } else { "hosts" };
+            println!("verdict: deliver ({kind}, {n} {hosts})");
         }
         Err(e) => {
             let (code, enhanced) = e.status();

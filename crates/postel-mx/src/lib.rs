@@ -8,19 +8,57 @@
 //! so tests and callers can plug in another resolver; [`HickoryResolver`] is
 //! the implementation on hickory-resolver. Randomness is passed in.
 //!
-//! | Rule | Where |
-//! |------|-------|
-//! | address literals used as is, no DNS | [`route::route`] |
-//! | names compared as ASCII lower case, IDNs as A-labels, absolute queries | [`route::route`], [`HickoryResolver`] |
-//! | MX first; a CNAME's target replaces the domain | [`Resolver::mx`] returns the canonical name |
-//! | MX records exclude the domain's own A/AAAA; no MX means the implicit MX | [`route::route`] |
-//! | NXDOMAIN permanent; SERVFAIL, timeouts temporary, no A fallback | [`route::RouteError`] |
-//! | null MX: 556 5.1.10, mixed by policy | [`route::MixedNullMx`] |
-//! | IP-address exchanges refused unless allowed | [`route::RouteOptions::allow_ip_exchange`] |
-//! | preference order, duplicates removed, equal preferences shuffled | [`route::order`] |
-//! | relaying: only exchangers better than this host, else 5.4.6 | [`route::RouteOptions::local_names`] |
-//! | family policy, 5 addresses over at least 2 hosts | [`route::RouteOptions`] |
-//! | caching within TTLs, RFC 2308 negative caching | hickory's cache |
+//! | # | Rule | RFC | Where |
+//! |---|------|-----|-------|
+//! | 1 | address literals used as is, no DNS | 5321 §5.1, §4.1.3 | [`route::route`] |
+//! | 2 | names compared as ASCII lower case, IDNs as A-labels, absolute queries | 5321 §2.4, 5890 | [`route::route`], [`HickoryResolver`] |
+//! | 3 | MX first; a CNAME's target replaces the domain; loops temporary | 5321 §5.1 | [`Resolver::mx`] returns the canonical name |
+//! | 4 | any MX record excludes the domain's own A/AAAA | 5321 §5.1 | [`route::route`] |
+//! | 5 | NODATA means the implicit MX: the domain at preference 0 | 5321 §5.1 | [`route::route`] |
+//! | 6 | NXDOMAIN permanent; SERVFAIL, timeouts temporary, no A fallback; REFUSED/FORMERR by option | 5321 §5.1, 1035 | [`route::RouteError`], [`route::RouteOptions::refused_is_temporary`] |
+//! | 7 | null MX: 556 5.1.10, mixed records by policy | 7505 §3, §4.2 | [`route::MixedNullMx`] |
+//! | 8 | IP-address exchanges refused unless allowed; CNAME exchanges followed | 5321 §5.1 | [`route::RouteOptions::allow_ip_exchange`] |
+//! | 9 | preference order, duplicates removed, equal preferences shuffled | 5321 §5.1 | [`route::order`] |
+//! | 10 | relaying: only exchangers better than this host, else 5.4.6 | 5321 §5.1, 3463 | [`route::RouteOptions::local_names`] |
+//! | 11 | family policy, 5 addresses over at least 2 hosts | 5321 §5.1, 6724 | [`route::RouteOptions`] |
+//! | 12 | cached within TTLs, negative answers per RFC 2308 | 1035, 2308 | hickory's cache |
+//!
+//! Every rule is tested twice: against a table resolver (`tests/rules.rs`) and
+//! against NSD serving a test zone on a loopback port (`tests/nsd.rs`).
+//!
+//! ```
+//! use postel_mx::{Answer, DnsFailure, MxRecord, Resolver, RouteOptions, route};
+//! use postel_proto::types::Host;
+//! use std::net::IpAddr;
+//!
+//! /// A resolver with one answer per question, as a test would write it.
+//! struct Fixed;
+//! impl Resolver for Fixed {
+//!     async fn mx(&self, name: &str) -> Result<Answer<MxRecord>, DnsFailure> {
+//!         Ok(Answer::Records {
+//!             name: name.to_owned(),
+//!             records: vec![
+//!                 MxRecord { preference: 20, exchange: "backup.example".into() },
+//!                 MxRecord { preference: 10, exchange: "primary.example".into() },
+//!             ],
+//!         })
+//!     }
+//!     async fn ipv4(&self, name: &str) -> Result<Answer<IpAddr>, DnsFailure> {
+//!         let ip = if name == "primary.example" { "192.0.2.1" } else { "192.0.2.2" };
+//!         Ok(Answer::Records { name: name.to_owned(), records: vec![ip.parse().unwrap()] })
+//!     }
+//!     async fn ipv6(&self, name: &str) -> Result<Answer<IpAddr>, DnsFailure> {
+//!         Ok(Answer::NoData { name: name.to_owned() })
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let host = Host::try_from("example.com").unwrap();
+//! let plan = route(&Fixed, &host, &RouteOptions::default(), &mut |n| n - 1).await.unwrap();
+//! let order: Vec<&str> = plan.exchangers.iter().map(|e| e.name.as_str()).collect();
+//! assert_eq!(order, ["primary.example", "backup.example"]);
+//! # });
+//! ```
 #![forbid(unsafe_code)]
 
 mod hickory;

@@ -252,32 +252,7 @@ pub async fn route<R: Resolver>(
     }
 
     // Rule 11: addresses per host, in family order, within the caps.
-    let mut any_temporary = false;
-    let mut hosts: Vec<(MxRecord, Vec<IpAddr>)> = Vec::new();
-    for record in ordered {
-        match addresses(resolver, &record.exchange, options).await {
-            Ok(addrs) => {
-                if addrs.iter().any(|a| options.local_addresses.contains(a)) {
-                    // This host, found by address: the rest would loop.
-                    if hosts.is_empty() {
-                        return Err(if any_temporary {
-                            RouteError::NoAddress {
-                                domain,
-                                temporary: true,
-                            }
-                        } else {
-                            RouteError::Loop { domain }
-                        });
-                    }
-                    break;
-                }
-                if !addrs.is_empty() {
-                    hosts.push((record, addrs));
-                }
-            }
-            Err(_) => any_temporary = true,
-        }
-    }
+    let (hosts, any_temporary) = gather(resolver, ordered, options, domain.clone()).await?;
     let exchangers = cap(hosts, options);
     if exchangers.is_empty() {
         return Err(RouteError::NoAddress {
@@ -289,6 +264,47 @@ pub async fn route<R: Resolver>(
         exchangers,
         implicit,
     })
+}
+
+/// Rules 10 and 11: each exchanger's addresses, stopping at this host when
+/// it is found by address; whether any look-up failed temporarily.
+async fn gather<R: Resolver>(
+    resolver: &R,
+    ordered: Vec<MxRecord>,
+    options: &RouteOptions,
+    domain: String,
+) -> Result<(Vec<(MxRecord, Vec<IpAddr>)>, bool), RouteError> {
+    let mut failed: Vec<u16> = Vec::new();
+    let mut hosts: Vec<(MxRecord, Vec<IpAddr>)> = Vec::new();
+    for record in ordered {
+        match addresses(resolver, &record.exchange, options).await {
+            Ok(addrs) => {
+                if addrs.iter().any(|a| options.local_addresses.contains(a)) {
+                    // This host, found by address: it and every exchanger
+                    // not better than it would loop (rule 10).
+                    let local = record.preference;
+                    hosts.retain(|(r, _)| r.preference < local);
+                    failed.retain(|p| *p < local);
+                    if hosts.is_empty() {
+                        return Err(if failed.is_empty() {
+                            RouteError::Loop { domain }
+                        } else {
+                            RouteError::NoAddress {
+                                domain,
+                                temporary: true,
+                            }
+                        });
+                    }
+                    break;
+                }
+                if !addrs.is_empty() {
+                    hosts.push((record, addrs));
+                }
+            }
+            Err(_) => failed.push(record.preference),
+        }
+    }
+    Ok((hosts, !failed.is_empty()))
 }
 
 /// Rule 2: the name as DNS compares it: ASCII (A-labels for IDNs), lower case,

@@ -94,13 +94,22 @@ impl Resolver for Table {
 }
 
 fn run(table: &Table, domain: &str, options: &RouteOptions) -> Result<Route, RouteError> {
+    // A fixed source: always the last index, so shuffles are predictable.
+    let mut random = |n: usize| n - 1;
+    run_with(table, domain, options, &mut random)
+}
+
+fn run_with(
+    table: &Table,
+    domain: &str,
+    options: &RouteOptions,
+    random: &mut (dyn FnMut(usize) -> usize + Send),
+) -> Result<Route, RouteError> {
     let host = Host::try_from(domain).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    // A fixed source: always the last index, so shuffles are predictable.
-    let mut random = |n: usize| n - 1;
-    rt.block_on(route(table, &host, options, &mut random))
+    rt.block_on(route(table, &host, options, random))
 }
 
 fn names(route: &Route) -> Vec<&str> {
@@ -316,6 +325,21 @@ fn rule_10_relaying_drops_this_host_and_worse() {
     o.local_addresses = vec!["198.51.100.7".parse().unwrap()];
     let e = run(&table, "example.com", &o).unwrap_err();
     assert!(!e.is_permanent(), "{e:?}");
+
+    // Found by address after an exchanger of the same preference: that one
+    // is dropped too, since it is not better than this host.
+    let table = Table::default()
+        .mx(
+            "example.com",
+            &[(10, "peer.example"), (10, "alias.example")],
+        )
+        .a("peer.example", &["192.0.2.1"])
+        .a("alias.example", &["198.51.100.7"]);
+    for pick in 0..2 {
+        let mut random = move |_n: usize| pick;
+        let e = run_with(&table, "example.com", &o, &mut random).unwrap_err();
+        assert!(matches!(e, RouteError::Loop { .. }), "{e:?}");
+    }
 }
 
 #[test]
