@@ -1,0 +1,498 @@
+//! The configuration file (TOML) and its checked form.
+//!
+//! Every key has a default, so an empty file (or none) is the embedded
+//! default: 127.0.0.1:2525, data under `./postel-data/`, mail accepted for
+//! `postmaster@localhost`, nothing relayed. `postel.example.toml` documents
+//! each key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use postel_proto::types::Domain;
+use serde::Deserialize;
+
+/// A configuration that cannot be used, naming the key and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value of the right type that cannot be used.
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid {
+        /// The key, dotted.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Port 25: mail for local domains from anyone; relays only for
+    /// authenticated clients. STARTTLS offered when TLS is configured.
+    Mx,
+    /// Port 587: AUTH required, and STARTTLS before AUTH.
+    Submission,
+    /// Port 465: implicit TLS, AUTH required.
+    Submissions,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(clippy::struct_field_names)] // The keys of the file.
+struct File {
+    hostname: Option<String>,
+    data_dir: PathBuf,
+    users_file: Option<PathBuf>,
+    listener: Vec<ListenerFile>,
+    tls: Option<TlsFile>,
+    domain: Vec<DomainFile>,
+    limits: LimitsFile,
+    relay: RelayFile,
+    dns: DnsFile,
+    queue: QueueFile,
+}
+
+impl Default for File {
+    fn default() -> Self {
+        File {
+            hostname: None,
+            data_dir: PathBuf::from("postel-data"),
+            users_file: None,
+            listener: vec![ListenerFile {
+                address: "127.0.0.1:2525".into(),
+                role: Role::Mx,
+            }],
+            tls: None,
+            domain: vec![DomainFile {
+                name: "localhost".into(),
+                mailboxes: vec!["postmaster".into()],
+                aliases: BTreeMap::new(),
+                catch_all: None,
+            }],
+            limits: LimitsFile::default(),
+            relay: RelayFile::default(),
+            dns: DnsFile::default(),
+            queue: QueueFile::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerFile {
+    address: String,
+    role: Role,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainFile {
+    name: String,
+    #[serde(default)]
+    mailboxes: Vec<String>,
+    #[serde(default)]
+    aliases: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    catch_all: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsFile {
+    message_size: u64,
+    recipients: usize,
+    connections: usize,
+    connections_per_ip: usize,
+    errors: usize,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            message_size: 35 * 1024 * 1024,
+            recipients: 100,
+            connections: 200,
+            connections_per_ip: 20,
+            errors: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RelayFile {
+    port: u16,
+    smarthost: Option<String>,
+    per_domain: usize,
+    workers: usize,
+    verify_tls: bool,
+}
+
+impl Default for RelayFile {
+    fn default() -> Self {
+        RelayFile {
+            port: 25,
+            smarthost: None,
+            per_domain: 10,
+            workers: 20,
+            verify_tls: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DnsFile {
+    servers: Vec<String>,
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct QueueFile {
+    lifetime_secs: u64,
+    min_retry_secs: u64,
+    max_retry_secs: u64,
+    poll_ms: u64,
+}
+
+impl Default for QueueFile {
+    fn default() -> Self {
+        QueueFile {
+            lifetime_secs: 5 * 24 * 3600,
+            min_retry_secs: 300,
+            max_retry_secs: 4000,
+            poll_ms: 1000,
+        }
+    }
+}
+
+/// A listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// What for.
+    pub role: Role,
+}
+
+/// A local domain and its mailboxes.
+#[derive(Debug, Clone)]
+pub struct LocalDomain {
+    /// The domain, lower case.
+    pub name: String,
+    /// Local parts with a Maildir, lower case.
+    pub mailboxes: Vec<String>,
+    /// Local part to mailboxes of this domain.
+    pub aliases: BTreeMap<String, Vec<String>>,
+    /// The mailbox that gets mail for unknown local parts, if any.
+    pub catch_all: Option<String>,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This host's name: greeting, EHLO, Received, bounces.
+    pub hostname: Domain<'static>,
+    /// Queue and Maildirs live here.
+    pub data_dir: PathBuf,
+    /// Users who may authenticate: `name:argon2-hash` lines.
+    pub users_file: PathBuf,
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// PEM certificate chain and key, if TLS is configured.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Local domains.
+    pub domains: Vec<LocalDomain>,
+    /// Largest message accepted, octets.
+    pub max_message_size: u64,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Most connections at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// Errors before the session is closed with 421.
+    pub max_errors: usize,
+    /// The port remote deliveries connect to.
+    pub relay_port: u16,
+    /// Send every remote message through this host instead of MX.
+    pub smarthost: Option<(String, u16)>,
+    /// Most deliveries at once to one domain.
+    pub per_domain: usize,
+    /// Most deliveries at once.
+    pub workers: usize,
+    /// Verify remote certificates (off: opportunistic TLS, as MTAs do).
+    pub verify_tls: bool,
+    /// Name servers; empty means the system's.
+    pub dns_servers: Vec<SocketAddr>,
+    /// DNS timeout per attempt.
+    pub dns_timeout: Duration,
+    /// How long a message may stay queued before it bounces.
+    pub lifetime: Duration,
+    /// Shortest retry interval.
+    pub min_retry: Duration,
+    /// Longest retry interval.
+    pub max_retry: Duration,
+    /// How often idle workers look for due mail.
+    pub poll: Duration,
+}
+
+impl Config {
+    /// The embedded default, as if from an empty file.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::check(File::default())
+    }
+
+    /// Reads and checks a file. Relative paths in it are relative to the
+    /// current directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Checks TOML text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::check(file)
+    }
+
+    #[allow(clippy::too_many_lines)] // One check per key, in file order.
+    fn check(file: File) -> Result<Config, ConfigError> {
+        let hostname = match file.hostname {
+            Some(h) => h,
+            None => system_hostname(),
+        };
+        let hostname = Domain::try_from(hostname.as_str())
+            .map(Domain::into_owned)
+            .map_err(|e| invalid("hostname", format!("{hostname:?} is not a domain: {e}")))?;
+        if file.listener.is_empty() {
+            return Err(invalid("listener", "at least one listener is needed"));
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in file.listener.iter().enumerate() {
+            let address = l.address.parse().map_err(|_| {
+                invalid(
+                    format!("listener[{i}].address"),
+                    format!("{:?} is not an address:port", l.address),
+                )
+            })?;
+            listeners.push(Listener {
+                address,
+                role: l.role,
+            });
+        }
+        let mut domains = Vec::new();
+        for (i, d) in file.domain.iter().enumerate() {
+            let key = |k: &str| format!("domain[{i}].{k}");
+            let name = d.name.to_ascii_lowercase();
+            Domain::try_from(name.as_str())
+                .map_err(|e| invalid(key("name"), format!("{name:?} is not a domain: {e}")))?;
+            let mailboxes: Vec<String> = d.mailboxes.iter().map(|m| m.to_lowercase()).collect();
+            for m in &mailboxes {
+                if m.is_empty() || m.contains(['/', '\\', '\0']) || m.starts_with('.') {
+                    return Err(invalid(
+                        key("mailboxes"),
+                        format!("{m:?} cannot name a Maildir"),
+                    ));
+                }
+            }
+            let mut aliases = BTreeMap::new();
+            for (from, to) in &d.aliases {
+                for t in to {
+                    if !mailboxes.contains(&t.to_lowercase()) {
+                        return Err(invalid(
+                            key(&format!("aliases.{from}")),
+                            format!("{t:?} is not a mailbox of {name}"),
+                        ));
+                    }
+                }
+                aliases.insert(
+                    from.to_lowercase(),
+                    to.iter().map(|t| t.to_lowercase()).collect(),
+                );
+            }
+            let catch_all = d.catch_all.as_ref().map(|c| c.to_lowercase());
+            if let Some(c) = &catch_all
+                && !mailboxes.contains(c)
+            {
+                return Err(invalid(
+                    key("catch_all"),
+                    format!("{c:?} is not a mailbox of {name}"),
+                ));
+            }
+            domains.push(LocalDomain {
+                name,
+                mailboxes,
+                aliases,
+                catch_all,
+            });
+        }
+        let smarthost = match &file.relay.smarthost {
+            None => None,
+            Some(s) => {
+                let (host, port) = match s.rsplit_once(':') {
+                    Some((h, p)) => (
+                        h.to_owned(),
+                        p.parse().map_err(|_| {
+                            invalid("relay.smarthost", format!("{p:?} is not a port"))
+                        })?,
+                    ),
+                    None => (s.clone(), file.relay.port),
+                };
+                Some((host, port))
+            }
+        };
+        let mut dns_servers = Vec::new();
+        for (i, s) in file.dns.servers.iter().enumerate() {
+            let addr = s
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    invalid(
+                        format!("dns.servers[{i}]"),
+                        format!("{s:?} is not an address"),
+                    )
+                })?;
+            dns_servers.push(addr);
+        }
+        if file.limits.recipients == 0 {
+            return Err(invalid("limits.recipients", "must be at least 1"));
+        }
+        if file.relay.workers == 0 || file.relay.per_domain == 0 {
+            return Err(invalid("relay.workers", "must be at least 1"));
+        }
+        if file.queue.min_retry_secs > file.queue.max_retry_secs {
+            return Err(invalid(
+                "queue.min_retry_secs",
+                "must not exceed queue.max_retry_secs",
+            ));
+        }
+        let tls = file.tls.map(|t| (t.cert, t.key));
+        let config = Config {
+            hostname,
+            users_file: file
+                .users_file
+                .unwrap_or_else(|| file.data_dir.join("users")),
+            data_dir: file.data_dir,
+            listeners,
+            tls,
+            domains,
+            max_message_size: file.limits.message_size,
+            max_recipients: file.limits.recipients,
+            max_connections: file.limits.connections.max(1),
+            max_connections_per_ip: file.limits.connections_per_ip.max(1),
+            max_errors: file.limits.errors.max(1),
+            relay_port: file.relay.port,
+            smarthost,
+            per_domain: file.relay.per_domain,
+            workers: file.relay.workers,
+            verify_tls: file.relay.verify_tls,
+            dns_servers,
+            dns_timeout: Duration::from_secs(file.dns.timeout_secs.unwrap_or(5).max(1)),
+            lifetime: Duration::from_secs(file.queue.lifetime_secs),
+            min_retry: Duration::from_secs(file.queue.min_retry_secs),
+            max_retry: Duration::from_secs(file.queue.max_retry_secs),
+            poll: Duration::from_millis(file.queue.poll_ms.max(10)),
+        };
+        Ok(config)
+    }
+
+    /// The local domain `domain` (lower case), if it is one.
+    pub fn local_domain(&self, domain: &str) -> Option<&LocalDomain> {
+        self.domains
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(domain))
+    }
+
+    /// The queue directory.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.data_dir.join("queue")
+    }
+
+    /// The Maildir of a mailbox.
+    pub fn maildir(&self, domain: &str, mailbox: &str) -> PathBuf {
+        self.data_dir.join("mail").join(domain).join(mailbox)
+    }
+
+    /// The control socket of a running server.
+    pub fn control_socket(&self) -> PathBuf {
+        self.data_dir.join("control.sock")
+    }
+}
+
+/// The system's host name, or `localhost`.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty() && Domain::try_from(s.as_str()).is_ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+impl LocalDomain {
+    /// The mailboxes mail for `local` goes to: itself, an alias's targets, or
+    /// the catch-all; empty for an unknown local part. `extra` are users of
+    /// the users file at this domain, who have mailboxes too.
+    pub fn resolve(&self, local: &str, extra: &[String]) -> Vec<String> {
+        let local = local.to_lowercase();
+        if self.mailboxes.contains(&local) || extra.contains(&local) {
+            return vec![local];
+        }
+        if let Some(targets) = self.aliases.get(&local) {
+            return targets.clone();
+        }
+        if local == "postmaster" {
+            // RFC 5321 section 4.5.1: postmaster must be accepted; without a
+            // mailbox or alias of its own it goes to the first mailbox.
+            if let Some(first) = self.mailboxes.first() {
+                return vec![first.clone()];
+            }
+        }
+        self.catch_all.iter().cloned().collect()
+    }
+}

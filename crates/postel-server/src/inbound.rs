@@ -1,0 +1,368 @@
+//! One client connection: the postel-session server state machine on a
+//! socket, with the relay policy, AUTH against the users file, STARTTLS, and
+//! the queue as the place a message must reach before the 250.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use postel_proto::types::{
+    BodyType, EnhancedStatus, ForwardPath, Host, Mechanism, Reply, ReplyCode, ReversePath,
+};
+use postel_queue::model::{Arrival, NewMessage, NewRecipient};
+use postel_queue::{Queue, QueueError};
+use postel_session::server::{Event, RcptRequest, Server, ServerConfig};
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use crate::config::Role;
+use crate::state::Shared;
+use crate::stream::Stream;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A reply from constants; falls back to a plain 451 if a constant were wrong.
+pub(crate) fn reply(code: u16, status: (u8, u16, u16), text: &str) -> Reply<'static> {
+    ReplyCode::new(code)
+        .and_then(|c| {
+            Reply::new(
+                c,
+                EnhancedStatus::new(status.0, status.1, status.2),
+                text.to_owned(),
+            )
+            .ok()
+        })
+        .unwrap_or(Reply::SHUTTING_DOWN)
+}
+
+/// The transaction being collected.
+#[derive(Default)]
+struct Transaction {
+    from: Option<ReversePath<'static>>,
+    envid: Option<String>,
+    ret: Option<postel_proto::types::Ret>,
+    body_type: Option<BodyType>,
+    smtputf8: bool,
+    recipients: Vec<NewRecipient>,
+    body: Vec<u8>,
+}
+
+/// What the connection knows about its client.
+struct Peer {
+    addr: SocketAddr,
+    helo: Option<String>,
+    extended: bool,
+    user: Option<String>,
+    tls: bool,
+}
+
+fn session_config(shared: &Shared, role: Role) -> ServerConfig {
+    let c = &shared.config;
+    let mut config = ServerConfig::new(c.hostname.clone());
+    config.max_message_size = Some(c.max_message_size);
+    config.max_recipients = c.max_recipients;
+    config.max_errors = c.max_errors;
+    let tls = shared.certs.is_some();
+    config.starttls = tls && role != Role::Submissions;
+    config.auth_mechanisms = vec![Mechanism::PLAIN, Mechanism::LOGIN];
+    config.allow_auth_without_tls = false;
+    config.require_auth = role != Role::Mx;
+    config
+}
+
+/// Serves one connection to its end.
+pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, role: Role) {
+    let _ = tcp.set_nodelay(true);
+    let mut stream = Stream::Plain(tcp);
+    let config = session_config(&shared, role);
+    let mut server = if role == Role::Submissions {
+        let Some(certs) = &shared.certs else { return };
+        let Some(tcp) = stream.take_plain() else {
+            return;
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, certs.acceptor().accept(tcp)).await {
+            Ok(Ok(tls)) => stream = Stream::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                info!(client = %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                info!(client = %peer, "TLS handshake timed out");
+                return;
+            }
+        }
+        Server::new_tls(config)
+    } else {
+        Server::new(config)
+    };
+    info!(client = %peer, ?role, "connect");
+    let mut conn = Connection {
+        shared: Arc::clone(&shared),
+        peer: Peer {
+            addr: peer,
+            helo: None,
+            extended: false,
+            user: None,
+            tls: role == Role::Submissions,
+        },
+        txn: Transaction::default(),
+        messages: 0,
+    };
+    let result = conn.run(&mut server, &mut stream).await;
+    stream.shutdown().await;
+    match result {
+        Ok(()) => info!(client = %peer, messages = conn.messages, "disconnect"),
+        Err(e) => info!(client = %peer, messages = conn.messages, error = %e, "disconnect"),
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    peer: Peer,
+    txn: Transaction,
+    messages: usize,
+}
+
+impl Connection {
+    async fn run(&mut self, server: &mut Server, stream: &mut Stream) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut stopping = self.shared.stopping.clone();
+        loop {
+            while let Some(event) = server.poll() {
+                self.handle(server, stream, event).await?;
+            }
+            stream.write_all(&server.transmit()).await?;
+            if server.is_closed() {
+                return Ok(());
+            }
+            let in_message = self.txn.from.is_some();
+            if *stopping.borrow() && !in_message {
+                // Stopping: a client between transactions is told 421.
+                server.shutdown();
+                continue;
+            }
+            let wait = server.timeout().unwrap_or(Duration::from_secs(300));
+            let n = tokio::select! {
+                read = tokio::time::timeout(wait, stream.read(&mut buf)) => {
+                    let Ok(n) = read else {
+                        info!(client = %self.peer.addr, "timeout");
+                        server.shutdown();
+                        continue;
+                    };
+                    n?
+                }
+                _ = stopping.changed(), if !in_message => continue,
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            server.receive(&buf[..n]);
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        server: &mut Server,
+        stream: &mut Stream,
+        event: Event,
+    ) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        match event {
+            Event::Hello { name, extended } => {
+                self.peer.helo = Some(name.to_string());
+                self.peer.extended = extended;
+                self.txn = Transaction::default();
+            }
+            Event::Mail(m) => {
+                self.txn = Transaction {
+                    from: Some(m.from.clone()),
+                    envid: m
+                        .params
+                        .envid
+                        .as_ref()
+                        .map(|e| String::from_utf8_lossy(&e.decode()).into_owned()),
+                    ret: m.params.ret,
+                    body_type: m.params.body,
+                    smtputf8: m.params.smtputf8,
+                    ..Transaction::default()
+                };
+                m.accept(server).map_err(|e| misuse(e.to_string()))?;
+            }
+            Event::Rcpt(r) => self.recipient(server, r)?,
+            Event::Body(data) => self.txn.body.extend_from_slice(&data),
+            Event::Message(m) => {
+                let txn = std::mem::take(&mut self.txn);
+                let answer = self.enqueue(txn).await;
+                m.accept_with(server, answer)
+                    .map_err(|e| misuse(e.to_string()))?;
+            }
+            Event::MessageAborted(why) => {
+                info!(client = %self.peer.addr, reason = %why, "message refused");
+                self.txn = Transaction::default();
+            }
+            Event::Reset => self.txn = Transaction::default(),
+            Event::StartTls => {
+                let (Some(certs), Some(tcp)) = (&self.shared.certs, stream.take_plain()) else {
+                    return Err(misuse("STARTTLS without a certificate".into()));
+                };
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, certs.acceptor().accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        *stream = Stream::Tls(Box::new(tls));
+                        server.tls_established();
+                        self.peer.user = None;
+                        self.peer.tls = true;
+                    }
+                    Ok(Err(e)) => return Err(misuse(format!("TLS handshake failed: {e}"))),
+                    Err(_) => return Err(misuse("TLS handshake timed out".into())),
+                }
+            }
+            Event::Auth(a) => {
+                let name = a.credentials.authentication_id.clone();
+                let password = a.credentials.password.expose().clone();
+                let shared = Arc::clone(&self.shared);
+                let check = name.clone();
+                // The hash is slow on purpose: off the I/O threads.
+                let ok =
+                    tokio::task::spawn_blocking(move || shared.users.verify(&check, &password))
+                        .await
+                        .unwrap_or(false);
+                let authz_ok = a.credentials.authorization_id.is_empty()
+                    || a.credentials.authorization_id.eq_ignore_ascii_case(&name);
+                if ok && authz_ok {
+                    info!(client = %self.peer.addr, user = %name, "authenticated");
+                    self.peer.user = Some(name.to_lowercase());
+                    a.accept(server).map_err(|e| misuse(e.to_string()))?;
+                } else {
+                    warn!(client = %self.peer.addr, user = %name, "authentication failed");
+                    a.reject(
+                        server,
+                        reply(535, (5, 7, 8), "Authentication credentials invalid"),
+                    )
+                    .map_err(|e| misuse(e.to_string()))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The relay policy: local domains' known mailboxes for anyone; anything
+    /// else only for authenticated clients. Never an open relay.
+    fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        let verdict = match &r.to {
+            ForwardPath::Postmaster => Ok(()),
+            ForwardPath::Mailbox(m) => match m.host() {
+                Host::Domain(d) => match self.shared.config.local_domain(d.as_str()) {
+                    Some(local) => {
+                        let extra = self.shared.users.local_parts(&local.name);
+                        if local.resolve(&m.local_part().unquoted(), &extra).is_empty() {
+                            Err(reply(550, (5, 1, 1), "No such user here"))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    None if self.peer.user.is_some() => Ok(()),
+                    None => Err(reply(550, (5, 7, 1), "Relay access denied")),
+                },
+                Host::Literal(_) if self.peer.user.is_some() => Ok(()),
+                Host::Literal(_) => Err(reply(550, (5, 7, 1), "Relay access denied")),
+            },
+        };
+        match verdict {
+            Ok(()) => {
+                self.txn.recipients.push(NewRecipient {
+                    address: r.to.clone(),
+                    orcpt: r.params.orcpt.as_ref().map(|o| {
+                        format!(
+                            "{};{}",
+                            o.addr_type(),
+                            String::from_utf8_lossy(&o.address().decode())
+                        )
+                    }),
+                    notify: r.params.notify,
+                });
+                r.accept(server).map_err(|e| misuse(e.to_string()))
+            }
+            Err(refusal) => {
+                info!(client = %self.peer.addr, to = %r.to, reply = %refusal, "recipient refused");
+                r.reject(server, refusal).map_err(|e| misuse(e.to_string()))
+            }
+        }
+    }
+
+    /// Stores the message; the reply to the end of data.
+    async fn enqueue(&mut self, txn: Transaction) -> Reply<'static> {
+        let Some(from) = txn.from else {
+            return reply(503, (5, 5, 1), "No transaction");
+        };
+        let now = SystemTime::now();
+        let received = self.received_header(&txn.recipients, now);
+        let mut body = Vec::with_capacity(received.len() + txn.body.len());
+        body.extend_from_slice(received.as_bytes());
+        body.extend_from_slice(&txn.body);
+        let size = txn.body.len();
+        let rcpts: Vec<String> = txn
+            .recipients
+            .iter()
+            .map(|r| r.address.to_string())
+            .collect();
+        let message = NewMessage {
+            return_path: from.clone(),
+            envid: txn.envid,
+            ret: txn.ret,
+            body_type: txn.body_type.unwrap_or(BodyType::SevenBit),
+            smtputf8: txn.smtputf8,
+            arrival: Arrival {
+                client: Some(self.peer.addr.ip()),
+                helo: self.peer.helo.clone(),
+                auth_user: self.peer.user.clone(),
+                tls: self.peer.tls,
+            },
+            recipients: txn.recipients,
+        };
+        match self.shared.queue.enqueue(message, body, now).await {
+            Ok(id) => {
+                self.messages += 1;
+                info!(
+                    queue_id = %id, client = %self.peer.addr, from = %from,
+                    to = %rcpts.join(","), size, "queued"
+                );
+                self.shared.wake.notify_one();
+                reply(250, (2, 0, 0), &format!("Ok: queued as {id}"))
+            }
+            Err(QueueError::Full) => {
+                warn!(client = %self.peer.addr, from = %from, "queue full: message refused");
+                reply(452, (4, 3, 1), "Insufficient system storage")
+            }
+            Err(e) => {
+                warn!(client = %self.peer.addr, from = %from, error = %e, "queue failed: message refused");
+                reply(451, (4, 3, 0), "Local error in processing")
+            }
+        }
+    }
+
+    /// The trace header of RFC 5321 section 4.4, with the protocol names of
+    /// RFC 3848.
+    fn received_header(&self, recipients: &[NewRecipient], now: SystemTime) -> String {
+        let helo = self.peer.helo.as_deref().unwrap_or("unknown");
+        let protocol = match (self.peer.extended, self.peer.tls, self.peer.user.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, false, true) => "ESMTPA",
+            (true, true, false) => "ESMTPS",
+            (true, true, true) => "ESMTPSA",
+        };
+        let for_clause = match recipients {
+            [one] => format!("\r\n\tfor {}", one.address),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo} ([{}])\r\n\tby {} (Postel) with {protocol}{for_clause};\r\n\t{}\r\n",
+            self.peer.addr.ip(),
+            self.shared.config.hostname,
+            postel_queue::dsn::rfc5322_date(now)
+        )
+    }
+}

@@ -1,0 +1,225 @@
+//! # postel-server
+//!
+//! The reference server behind the `postel` binary: postel-session on tokio
+//! sockets with rustls, postel-queue's spool for durability, postel-mx for
+//! routing, and Maildir for local mail. Protocol rules live in the session
+//! crate, ordering in mx, durability in queue; this crate wires them to
+//! sockets, signals and a configuration file.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = postel_server::config::Config::embedded()?;
+//! postel_server::serve(config, false).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod control;
+mod inbound;
+pub mod maildir;
+mod outbound;
+mod state;
+mod stream;
+pub mod tls;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use postel_queue::schedule::RetrySchedule;
+use postel_queue::{Queue, SpoolQueue};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Role};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The queue could not be opened.
+    #[error("queue: {0}")]
+    Queue(#[from] postel_queue::QueueError),
+    /// The users file is unusable.
+    #[error(transparent)]
+    Users(#[from] users::UsersError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A submission listener without a certificate.
+    #[error(
+        "configuration key `listener`: a {0:?} listener needs TLS: set [tls] cert and key, or pass --dev-tls"
+    )]
+    NeedsTls(Role),
+    /// Anything else at start.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The retry schedule from the configuration.
+pub fn schedule(config: &Config) -> RetrySchedule {
+    let mut s = RetrySchedule::default();
+    s.min_backoff = config.min_retry;
+    s.max_backoff = config.max_retry;
+    s.max_lifetime = config.lifetime;
+    s
+}
+
+/// How long in-flight transactions may run on after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        ServeError::Other(format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let certs = match (&config.tls, dev_tls) {
+        (Some((cert, key)), _) => Some(tls::Certificates::new(cert.clone(), key.clone())?),
+        (None, true) => {
+            let (cert, key) =
+                tls::dev_certificate(&config.data_dir.join("dev-tls"), config.hostname.as_str())?;
+            warn!("using a self-signed certificate (--dev-tls): for trying out only");
+            Some(tls::Certificates::new(cert, key)?)
+        }
+        (None, false) => None,
+    };
+    if certs.is_none()
+        && let Some(l) = config.listeners.iter().find(|l| l.role != Role::Mx)
+    {
+        return Err(ServeError::NeedsTls(l.role));
+    }
+    let users = users::Users::load(&config.users_file)?;
+    let schedule = schedule(&config);
+    let queue = SpoolQueue::open(config.queue_dir(), schedule)?;
+    let report = queue.recover(SystemTime::now()).await?;
+    info!(
+        messages = report.messages,
+        leases_released = report.leases_released,
+        quarantined = report.quarantined.len(),
+        "queue recovered"
+    );
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .map_err(|source| ServeError::Bind {
+                address: l.address,
+                source,
+            })?;
+        info!(address = %l.address, role = ?l.role, "listening");
+        listeners.push((listener, l.role));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = state::Shared::new(config, users, queue, schedule, certs, stop_rx);
+    let delivery = outbound::Delivery::new(Arc::clone(&shared)).map_err(ServeError::Other)?;
+    let workers = tokio::spawn(delivery.run());
+    let control = tokio::spawn(control::serve(Arc::clone(&shared)));
+    let connections = Arc::new(Semaphore::new(shared.config.max_connections));
+    let mut accept_tasks = Vec::new();
+    for (listener, role) in listeners {
+        accept_tasks.push(tokio::spawn(accept_loop(
+            Arc::clone(&shared),
+            Arc::clone(&connections),
+            listener,
+            role,
+        )));
+    }
+    let mut term = signal(SignalKind::terminate()).map_err(|e| ServeError::Other(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| ServeError::Other(e.to_string()))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| ServeError::Other(e.to_string()))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                if let Some(certs) = &shared.certs {
+                    match certs.reload() {
+                        Ok(()) => info!("certificates reloaded"),
+                        Err(e) => error!(error = %e, "certificate reload failed; keeping the old one"),
+                    }
+                }
+            }
+        }
+    }
+    info!("stopping: no new connections; transactions in flight may finish");
+    let _ = stop_tx.send(true);
+    for task in &accept_tasks {
+        task.abort();
+    }
+    let total = u32::try_from(shared.config.max_connections).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, connections.acquire_many(total)).await;
+    if drained.is_err() {
+        warn!("stopping with connections still open after the grace period");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), workers).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), control).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn accept_loop(
+    shared: Arc<state::Shared>,
+    connections: Arc<Semaphore>,
+    listener: TcpListener,
+    role: Role,
+) {
+    loop {
+        let (mut tcp, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            info!(client = %peer, "refused: too many connections");
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = tcp
+                    .write_all(b"421 4.7.0 Too many connections, try later\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let Some(guard) = shared.admit(peer.ip()) else {
+            info!(client = %peer, "refused: too many connections from this address");
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = tcp
+                    .write_all(b"421 4.7.0 Too many connections from your address\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        // A panic ends only this connection's task; the permit and the
+        // per-address count are released as the task unwinds.
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            inbound::serve(shared, tcp, peer, role).await;
+        });
+        tokio::spawn(async move {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                error!(client = %peer, "connection task panicked");
+            }
+        });
+    }
+}

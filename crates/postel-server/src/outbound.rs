@@ -1,0 +1,561 @@
+//! Delivery workers: claim due messages from the queue, deliver local
+//! recipients into Maildir and remote ones over SMTP to the exchangers
+//! postel-mx orders, record each recipient's outcome, and bounce failures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use postel_mx::{HickoryResolver, RouteOptions, route};
+use postel_proto::types::{
+    BodyType, ForwardPath, Host, MailParameters, Orcpt, RcptParameters, Reply, XText,
+};
+use postel_queue::model::{AttemptResult, Message, Outcome, RecipientState, Stage};
+use postel_queue::{Claim, Queue, apply_outcomes, report_failures};
+use postel_session::client::{
+    Client, ClientConfig, ClientEvent, Message as ClientMessage, RecipientResult, TlsPolicy,
+};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::inbound::reply;
+use crate::state::Shared;
+use crate::stream::Stream;
+
+/// How long a claim lasts before another worker may take the message.
+const LEASE: Duration = Duration::from_secs(600);
+/// Connecting to an exchanger (RFC 5321 section 4.5.3.2 leaves it open;
+/// Postfix waits 30 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The delivery side of the server.
+pub(crate) struct Delivery {
+    shared: Arc<Shared>,
+    resolver: Option<HickoryResolver>,
+    tls: Arc<rustls::ClientConfig>,
+    all: Arc<Semaphore>,
+    domains: Mutex<HashMap<String, Arc<Semaphore>>>,
+    worker: String,
+}
+
+/// A random number in `0.0..1.0` from the kernel.
+fn random_unit() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = crate::users::fill_random(&mut b);
+    #[allow(clippy::cast_precision_loss)] // 53 bits of randomness are plenty.
+    let r = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+    r
+}
+
+fn random_index(n: usize) -> usize {
+    let mut b = [0u8; 8];
+    let _ = crate::users::fill_random(&mut b);
+    usize::try_from(u64::from_le_bytes(b) % (n.max(1) as u64)).unwrap_or(0)
+}
+
+fn result(stage: Stage, host: Option<String>, reply: Reply<'static>) -> AttemptResult {
+    AttemptResult {
+        stage,
+        remote_host: host,
+        reply,
+    }
+}
+
+impl Delivery {
+    /// Sets up the resolver and TLS client.
+    pub(crate) fn new(shared: Arc<Shared>) -> Result<Arc<Delivery>, String> {
+        let c = &shared.config;
+        let resolver = if c.smarthost.is_some() {
+            None
+        } else if c.dns_servers.is_empty() {
+            Some(HickoryResolver::system().map_err(|e| e.to_string())?)
+        } else {
+            Some(
+                HickoryResolver::with_servers_and_timeout(&c.dns_servers, c.dns_timeout, 2)
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        if c.verify_tls {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            if let Ok(certs) = CertificateDer::pem_file_iter("/etc/ssl/certs/ca-certificates.crt") {
+                for cert in certs.flatten() {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let tls = crate::tls::client_config(c.verify_tls, roots);
+        Ok(Arc::new(Delivery {
+            all: Arc::new(Semaphore::new(c.workers)),
+            domains: Mutex::new(HashMap::new()),
+            worker: format!("{}-{}", c.hostname, std::process::id()),
+            resolver,
+            tls,
+            shared,
+        }))
+    }
+
+    /// Claims and delivers until the server stops.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut stopping = self.shared.stopping.clone();
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            let free = self.all.available_permits();
+            let claims = if free == 0 {
+                Vec::new()
+            } else {
+                match self
+                    .shared
+                    .queue
+                    .claim(&self.worker, SystemTime::now(), LEASE, free)
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "queue claim failed");
+                        Vec::new()
+                    }
+                }
+            };
+            if claims.is_empty() {
+                tokio::select! {
+                    () = self.shared.wake.notified() => {}
+                    () = tokio::time::sleep(self.shared.config.poll) => {}
+                    _ = stopping.changed() => {}
+                }
+                continue;
+            }
+            for claim in claims {
+                let Ok(permit) = Arc::clone(&self.all).acquire_owned().await else {
+                    return;
+                };
+                let me = Arc::clone(&self);
+                tokio::spawn(async move {
+                    me.deliver(claim).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// One claimed message: every due recipient, then the outcomes, then any
+    /// bounce.
+    async fn deliver(&self, claim: Claim) {
+        let Claim { lease, mut message } = claim;
+        let now = SystemTime::now();
+        let due: Vec<usize> = message
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == RecipientState::Pending && r.next_attempt <= now)
+            .map(|(i, _)| i)
+            .collect();
+        let mut outcomes = Vec::new();
+        if !due.is_empty() {
+            match self.shared.queue.body(&message.id).await {
+                Ok(body) => outcomes = self.attempt(&message, &due, &body).await,
+                Err(e) => warn!(queue_id = %message.id, error = %e, "cannot read the body"),
+            }
+        }
+        let finished = SystemTime::now();
+        apply_outcomes(
+            &mut message,
+            &outcomes,
+            &self.shared.schedule,
+            finished,
+            random_unit(),
+        );
+        for (i, outcome) in &outcomes {
+            let Some(r) = message.recipients.get(*i) else {
+                continue;
+            };
+            let (status, detail) = match outcome {
+                Outcome::Delivered(a) => ("sent", a),
+                Outcome::Deferred(a) => ("deferred", a),
+                Outcome::Failed(a) => ("bounced", a),
+                Outcome::LocalLimit => continue,
+            };
+            info!(
+                queue_id = %message.id, to = %r.address, status,
+                relay = detail.remote_host.as_deref().unwrap_or("local"),
+                reply = %detail.reply, "delivery"
+            );
+        }
+        let warned = message.warned;
+        if let Err(e) = self
+            .shared
+            .queue
+            .complete(lease, message.recipients.clone(), warned)
+            .await
+        {
+            warn!(queue_id = %message.id, error = %e, "cannot record the outcome");
+            return;
+        }
+        let owes_report = message.recipients.iter().any(|r| {
+            matches!(
+                r.state,
+                RecipientState::Failed { reported: false }
+                    | RecipientState::Expired { reported: false }
+            )
+        });
+        if !owes_report {
+            return;
+        }
+        let host = self.shared.config.hostname.to_string();
+        let boundary = format!("{}/{}", message.id, host);
+        match report_failures(&self.shared.queue, &message, &host, finished, &boundary).await {
+            Ok(Some(dsn)) => {
+                info!(queue_id = %message.id, bounce = %dsn, "bounce queued");
+                self.shared.wake.notify_one();
+            }
+            Ok(None) => {}
+            Err(e) => warn!(queue_id = %message.id, error = %e, "cannot queue the bounce"),
+        }
+    }
+
+    /// Delivers the due recipients; one outcome each.
+    async fn attempt(
+        &self,
+        message: &Message,
+        due: &[usize],
+        body: &[u8],
+    ) -> Vec<(usize, Outcome)> {
+        let mut outcomes = Vec::new();
+        let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for &i in due {
+            let Some(r) = message.recipients.get(i) else {
+                continue;
+            };
+            let local = match &r.address {
+                ForwardPath::Postmaster => self
+                    .shared
+                    .config
+                    .domains
+                    .first()
+                    .map(|d| (d, "postmaster".to_owned())),
+                ForwardPath::Mailbox(m) => match m.host() {
+                    Host::Domain(d) => self
+                        .shared
+                        .config
+                        .local_domain(d.as_str())
+                        .map(|ld| (ld, m.local_part().unquoted().into_owned())),
+                    Host::Literal(_) => None,
+                },
+            };
+            if let Some((domain, local_part)) = local {
+                outcomes.push((i, self.deliver_local(message, domain, &local_part, body)));
+            } else if let Some(m) = r.address.mailbox() {
+                remote
+                    .entry(m.host().to_string().to_ascii_lowercase())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        for (domain, indices) in remote {
+            let limit = {
+                let mut map = self
+                    .domains
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                Arc::clone(
+                    map.entry(domain.clone())
+                        .or_insert_with(|| Arc::new(Semaphore::new(self.shared.config.per_domain))),
+                )
+            };
+            let Ok(_permit) = limit.acquire_owned().await else {
+                continue;
+            };
+            outcomes.extend(self.deliver_remote(message, &domain, &indices, body).await);
+        }
+        outcomes
+    }
+
+    fn deliver_local(
+        &self,
+        message: &Message,
+        domain: &crate::config::LocalDomain,
+        local_part: &str,
+        body: &[u8],
+    ) -> Outcome {
+        let extra = self.shared.users.local_parts(&domain.name);
+        let boxes = domain.resolve(local_part, &extra);
+        if boxes.is_empty() {
+            return Outcome::Failed(result(
+                Stage::Local,
+                None,
+                reply(550, (5, 1, 1), "No such user here"),
+            ));
+        }
+        let return_path = match &message.envelope.return_path {
+            postel_proto::types::ReversePath::Null => "<>".to_owned(),
+            postel_proto::types::ReversePath::Mailbox(m) => format!("<{m}>"),
+        };
+        let header = format!("Return-Path: {return_path}\r\n");
+        let host = self.shared.config.hostname.to_string();
+        for mailbox in boxes {
+            let dir = self.shared.config.maildir(&domain.name, &mailbox);
+            if let Err(e) = crate::maildir::deliver(&dir, &host, &[header.as_bytes(), body]) {
+                warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");
+                return Outcome::Deferred(result(
+                    Stage::Local,
+                    None,
+                    reply(451, (4, 3, 0), "Mailbox not writable"),
+                ));
+            }
+        }
+        Outcome::Delivered(result(
+            Stage::Local,
+            None,
+            reply(250, (2, 0, 0), "Delivered to Maildir"),
+        ))
+    }
+
+    /// The hosts to try: the smarthost, or the MX plan.
+    async fn targets(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<(String, Vec<SocketAddr>)>, (bool, Reply<'static>)> {
+        let port = self.shared.config.relay_port;
+        if let Some((host, port)) = &self.shared.config.smarthost {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            if addrs.is_empty() {
+                return Err((false, reply(451, (4, 4, 3), "Smarthost not found")));
+            }
+            return Ok(vec![(host.clone(), addrs)]);
+        }
+        let Some(resolver) = &self.resolver else {
+            return Err((false, reply(451, (4, 3, 5), "No resolver")));
+        };
+        let host = Host::try_from(domain)
+            .map_err(|_| (true, reply(550, (5, 1, 2), "Bad destination domain")))?;
+        let mut options = RouteOptions::default();
+        options.local_names = vec![self.shared.config.hostname.to_string().to_ascii_lowercase()];
+        let mut random = random_index;
+        match route(resolver, &host, &options, &mut random).await {
+            Ok(plan) => Ok(plan
+                .exchangers
+                .into_iter()
+                .map(|e| {
+                    let addrs = e
+                        .addresses
+                        .into_iter()
+                        .map(|ip| SocketAddr::new(ip, port))
+                        .collect();
+                    (e.name, addrs)
+                })
+                .collect()),
+            Err(e) => {
+                let (code, status) = e.status();
+                let text = e.to_string();
+                let r = Reply::new(code, Some(status), text)
+                    .unwrap_or_else(|_| reply(451, (4, 4, 3), "DNS failure"));
+                Err((e.is_permanent(), r))
+            }
+        }
+    }
+
+    async fn deliver_remote(
+        &self,
+        message: &Message,
+        domain: &str,
+        indices: &[usize],
+        body: &[u8],
+    ) -> Vec<(usize, Outcome)> {
+        let all = |o: Outcome| indices.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
+        let targets = match self.targets(domain).await {
+            Ok(t) => t,
+            Err((true, r)) => return all(Outcome::Failed(result(Stage::Dns, None, r))),
+            Err((false, r)) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),
+        };
+        let client_message = client_message(message, indices, body);
+        let mut last = reply(451, (4, 4, 1), "No answer from any mail exchanger");
+        let mut last_host = None;
+        for (name, addrs) in targets {
+            for addr in addrs {
+                let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        info!(queue_id = %message.id, host = %name, %addr, error = %e, "connect failed");
+                        last = reply(
+                            451,
+                            (4, 4, 1),
+                            &format!("Connection to {name} [{}] failed", addr.ip()),
+                        );
+                        last_host = Some(name.clone());
+                        continue;
+                    }
+                    Err(_) => {
+                        last = reply(
+                            451,
+                            (4, 4, 1),
+                            &format!("Connection to {name} [{}] timed out", addr.ip()),
+                        );
+                        last_host = Some(name.clone());
+                        continue;
+                    }
+                };
+                let label = format!("{name} [{}]", addr.ip());
+                match self.session(tcp, &name, client_message.clone()).await {
+                    Ok(results) => {
+                        // A connection that failed before any recipient got
+                        // an answer of its own is worth the next host.
+                        let all_transient = results
+                            .iter()
+                            .all(|r| matches!(r, RecipientResult::Transient(_)));
+                        if all_transient && !results.is_empty() {
+                            if let Some(RecipientResult::Transient(r)) = results.first() {
+                                last = r.clone();
+                            }
+                            last_host = Some(label);
+                            continue;
+                        }
+                        return indices
+                            .iter()
+                            .zip(results)
+                            .map(|(&i, r)| {
+                                let outcome = match r {
+                                    RecipientResult::Delivered(r) => Outcome::Delivered(result(
+                                        Stage::Data,
+                                        Some(label.clone()),
+                                        r,
+                                    )),
+                                    RecipientResult::Transient(r) => Outcome::Deferred(result(
+                                        Stage::Rcpt,
+                                        Some(label.clone()),
+                                        r,
+                                    )),
+                                    RecipientResult::Permanent(r) => {
+                                        Outcome::Failed(result(Stage::Rcpt, Some(label.clone()), r))
+                                    }
+                                };
+                                (i, outcome)
+                            })
+                            .collect();
+                    }
+                    Err(e) => {
+                        info!(queue_id = %message.id, host = %label, error = %e, "session failed");
+                        last = reply(451, (4, 4, 2), &format!("Session with {label} failed"));
+                        last_host = Some(label);
+                    }
+                }
+            }
+        }
+        all(Outcome::Deferred(result(Stage::Connect, last_host, last)))
+    }
+
+    /// Runs one client session delivering one message; a result per
+    /// recipient, in order.
+    async fn session(
+        &self,
+        tcp: TcpStream,
+        server_name: &str,
+        message: ClientMessage,
+    ) -> std::io::Result<Vec<RecipientResult>> {
+        let _ = tcp.set_nodelay(true);
+        let mut config = ClientConfig::new(self.shared.config.hostname.clone());
+        config.tls = if self.shared.config.verify_tls {
+            TlsPolicy::Required
+        } else {
+            TlsPolicy::Opportunistic
+        };
+        let mut client = Client::new(config);
+        client.send(message);
+        client.finish();
+        let mut stream = Stream::Plain(tcp);
+        let mut results = None;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            while let Some(event) = client.poll() {
+                match event {
+                    ClientEvent::StartTls => {
+                        let Some(tcp) = stream.take_plain() else {
+                            return Err(std::io::Error::other("STARTTLS twice"));
+                        };
+                        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
+                        let tls = tokio::time::timeout(
+                            Duration::from_secs(60),
+                            connector.connect(name, tcp),
+                        )
+                        .await
+                        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+                        stream = Stream::Tls(Box::new(tls));
+                        client.tls_established();
+                    }
+                    ClientEvent::Delivered(outcome) => {
+                        results = Some(outcome.recipients.into_iter().map(|(_, r)| r).collect());
+                    }
+                    ClientEvent::Failed(e) => {
+                        if results.is_none() {
+                            return Err(std::io::Error::other(e.to_string()));
+                        }
+                    }
+                    ClientEvent::Closed | _ => {}
+                }
+            }
+            stream.write_all(&client.transmit()).await?;
+            if client.is_closed() {
+                break;
+            }
+            let wait = client.timeout().unwrap_or(Duration::from_secs(300));
+            let n = tokio::time::timeout(wait, stream.read(&mut buf))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "server timed out")
+                })??;
+            if n == 0 {
+                break;
+            }
+            client.receive(&buf[..n]);
+        }
+        stream.shutdown().await;
+        results
+            .ok_or_else(|| std::io::Error::other("connection closed before the message was done"))
+    }
+}
+
+/// The message as the client sends it, for the given recipients.
+fn client_message(message: &Message, indices: &[usize], body: &[u8]) -> ClientMessage {
+    let e = &message.envelope;
+    let mut params = MailParameters::default();
+    params.body = match e.body_type {
+        BodyType::SevenBit => None,
+        other => Some(other),
+    };
+    params.smtputf8 = e.smtputf8;
+    params.ret = e.ret;
+    params.envid = e
+        .envid
+        .as_ref()
+        .map(|id| XText::encode(id.as_bytes()).into_owned());
+    let recipients = indices
+        .iter()
+        .filter_map(|&i| message.recipients.get(i))
+        .map(|r| {
+            let mut p = RcptParameters::default();
+            p.notify = r.notify;
+            p.orcpt = r.orcpt.as_ref().and_then(|o| {
+                let (t, a) = o.split_once(';')?;
+                Orcpt::new(t.to_owned(), XText::encode(a.as_bytes()).into_owned()).ok()
+            });
+            (r.address.clone(), p)
+        })
+        .collect();
+    ClientMessage {
+        from: e.return_path.clone(),
+        params,
+        recipients,
+        data: body.to_vec(),
+    }
+}

@@ -1,0 +1,96 @@
+//! What every connection and worker shares.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use postel_queue::SpoolQueue;
+use postel_queue::schedule::RetrySchedule;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::tls::Certificates;
+use crate::users::Users;
+
+/// The running server's shared state.
+pub(crate) struct Shared {
+    /// The checked configuration.
+    pub(crate) config: Config,
+    /// Users who may authenticate.
+    pub(crate) users: Users,
+    /// The queue.
+    pub(crate) queue: SpoolQueue,
+    /// The retry schedule the queue and workers use.
+    pub(crate) schedule: RetrySchedule,
+    /// The server certificate, when TLS is configured.
+    pub(crate) certs: Option<Certificates>,
+    /// Wakes idle delivery workers when mail arrives.
+    pub(crate) wake: Notify,
+    /// Becomes true when the server is stopping.
+    pub(crate) stopping: watch::Receiver<bool>,
+    /// Open connections per client address.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    /// Puts the pieces together.
+    pub(crate) fn new(
+        config: Config,
+        users: Users,
+        queue: SpoolQueue,
+        schedule: RetrySchedule,
+        certs: Option<Certificates>,
+        stopping: watch::Receiver<bool>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            config,
+            users,
+            queue,
+            schedule,
+            certs,
+            wake: Notify::new(),
+            stopping,
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a connection from `ip`; `None` when that address already has
+    /// as many as allowed. The count drops with the guard.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
+        let mut map = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.config.max_connections_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(IpGuard {
+            shared: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One counted connection.
+pub(crate) struct IpGuard {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for IpGuard {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
