@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::mpsc;
 
 use postel_examples::{Received, sink_session};
+use postel_testkit::installed;
 
 /// Starts a sink on a loopback port; messages arrive on the channel. The
 /// listener lives as long as the test process.
@@ -27,17 +28,6 @@ fn sink() -> (u16, mpsc::Receiver<Received>) {
         }
     });
     (port, rx)
-}
-
-fn installed(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: {tool} is not installed (.ci/run installs it)");
-    }
-    found
 }
 
 #[test]

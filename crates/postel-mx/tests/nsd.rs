@@ -6,15 +6,14 @@
 // Test helpers panic on purpose: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
 
 use postel_mx::{
     Family, HickoryResolver, MixedNullMx, Resolver, Route, RouteError, RouteOptions, route,
 };
 use postel_proto::types::Host;
+use postel_testkit::Nsd;
 
 const ZONE: &str = r#"$ORIGIN postel.test.
 $TTL 60
@@ -59,71 +58,8 @@ small.many      IN A    192.0.2.47
 xn--bcher-kva   IN MX   10 mx-a.mail1
 "#;
 
-/// NSD running on a loopback port; stopped by its PID when dropped.
-struct Nsd {
-    child: Child,
-    addr: SocketAddr,
-    _dir: PathBuf,
-}
-
-impl Drop for Nsd {
-    fn drop(&mut self) {
-        // SIGTERM lets NSD stop its server processes too; SIGKILL if it lingers.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(40));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nsd_binary() -> Option<PathBuf> {
-    ["/usr/sbin/nsd", "/usr/local/sbin/nsd"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
 fn start_nsd() -> Option<Nsd> {
-    let Some(nsd) = nsd_binary() else {
-        eprintln!("skipped: nsd is not installed (.ci/run installs it)");
-        return None;
-    };
-    // A free port: bind, read it, release it for NSD.
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("postel-nsd-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("postel.test.zone"), ZONE).unwrap();
-    let d = dir.display();
-    let conf = format!(
-        "server:\n  ip-address: 127.0.0.1@{port}\n  username: \"\"\n  database: \"\"\n  zonesdir: \"{d}\"\n  \
-pidfile: \"{d}/nsd.pid\"\n  logfile: \"{d}/nsd.log\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  \
-verbosity: 1\nremote-control:\n  control-enable: no\nzone:\n  name: postel.test\n  zonefile: postel.test.zone\n\
-zone:\n  name: broken.test\n  zonefile: missing.zone\n"
-    );
-    std::fs::write(dir.join("nsd.conf"), conf).unwrap();
-    let child = Command::new(nsd)
-        .args(["-d", "-c"])
-        .arg(dir.join("nsd.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some(Nsd {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        _dir: dir,
-    })
+    Nsd::start(&[("postel.test", Some(ZONE)), ("broken.test", None)])
 }
 
 /// Starts NSD, waits until it answers, and runs `check` with a resolver

@@ -1,0 +1,223 @@
+//! Test support: start real peers on loopback and stop them by PID.
+//!
+//! - [`Nsd`]: NSD serving zones on a free loopback port.
+//! - [`Process`]: a server process (the `postel` binary) that is sent
+//!   SIGTERM, then SIGKILL, when dropped.
+//!
+//! Tools that are missing make the caller skip with a printed reason;
+//! `.ci/run` installs them, so in CI nothing is skipped.
+
+// Test support panics on purpose: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::missing_panics_doc,
+    clippy::format_push_string
+)]
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when `tool` is on the PATH; prints why a test is skipped otherwise.
+pub fn installed(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: {tool} is not installed (.ci/run installs it)");
+    }
+    found
+}
+
+/// A loopback port that was free a moment ago (UDP and TCP).
+pub fn free_port() -> u16 {
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A fresh directory under the system's temporary directory.
+pub fn temp_dir(label: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("postel-{label}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Sends SIGTERM, waits up to `grace`, then SIGKILL.
+fn stop(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status();
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// NSD on a loopback port; stopped by its PID when dropped.
+pub struct Nsd {
+    child: Child,
+    /// Where it answers (UDP and TCP).
+    pub addr: SocketAddr,
+    /// Its working directory.
+    pub dir: PathBuf,
+}
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(2));
+    }
+}
+
+impl Nsd {
+    /// Serves each `(zone name, zone file text)`; a zone with `None` text is
+    /// configured without a file, so NSD answers SERVFAIL for it. `None` when
+    /// NSD is not installed.
+    pub fn start(zones: &[(&str, Option<&str>)]) -> Option<Nsd> {
+        let nsd = ["/usr/sbin/nsd", "/usr/local/sbin/nsd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let Some(nsd) = nsd else {
+            eprintln!("skipped: nsd is not installed (.ci/run installs it)");
+            return None;
+        };
+        let port = free_port();
+        let dir = temp_dir("nsd");
+        let d = dir.display();
+        let mut conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  username: \"\"\n  database: \"\"\n  \
+zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  logfile: \"{d}/nsd.log\"\n  \
+xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  verbosity: 1\n\
+remote-control:\n  control-enable: no\n"
+        );
+        for (name, text) in zones {
+            let file = format!("{name}.zone");
+            if let Some(text) = text {
+                std::fs::write(dir.join(&file), text).unwrap();
+            }
+            conf.push_str(&format!("zone:\n  name: {name}\n  zonefile: {file}\n"));
+        }
+        std::fs::write(dir.join("nsd.conf"), conf).unwrap();
+        let child = Command::new(nsd)
+            .args(["-d", "-c"])
+            .arg(dir.join("nsd.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // NSD answers TCP once it serves; wait for that, at most 10 seconds.
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nsd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Nsd { child, addr, dir })
+    }
+}
+
+/// A server process listening on `addr`; SIGTERM then SIGKILL when dropped.
+pub struct Process {
+    child: Option<Child>,
+    /// The address it was waited on.
+    pub addr: SocketAddr,
+    /// Standard error, captured to this file.
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program args` in `dir` and waits (at most 60 s) until `addr`
+    /// accepts connections.
+    pub fn start(program: &Path, args: &[&str], dir: &Path, addr: SocketAddr) -> Process {
+        let log = dir.join(format!("server-{}.log", addr.port()));
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "server exited with {status}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Process {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL, no warning: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait up to `grace`; the exit status if it exited.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        stop(&mut child, grace);
+        child.try_wait().ok().flatten()
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(5));
+        }
+    }
+}
