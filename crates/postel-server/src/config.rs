@@ -138,6 +138,7 @@ struct LimitsFile {
     connections: usize,
     connections_per_ip: usize,
     errors: usize,
+    idle_timeout_secs: u64,
 }
 
 impl Default for LimitsFile {
@@ -148,6 +149,7 @@ impl Default for LimitsFile {
             connections: 200,
             connections_per_ip: 20,
             errors: 10,
+            idle_timeout_secs: 300,
         }
     }
 }
@@ -248,6 +250,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Errors before the session is closed with 421.
     pub max_errors: usize,
+    /// Longest wait for a client, capping RFC 5321 section 4.5.3.2's 5 minutes.
+    pub idle_timeout: Duration,
     /// The port remote deliveries connect to.
     pub relay_port: u16,
     /// Send every remote message through this host instead of MX.
@@ -426,6 +430,7 @@ impl Config {
             max_connections: file.limits.connections.max(1),
             max_connections_per_ip: file.limits.connections_per_ip.max(1),
             max_errors: file.limits.errors.max(1),
+            idle_timeout: Duration::from_secs(file.limits.idle_timeout_secs.max(1)),
             relay_port: file.relay.port,
             smarthost,
             per_domain: file.relay.per_domain,

@@ -142,7 +142,8 @@ impl Connection {
                 server.shutdown();
                 continue;
             }
-            let wait = server.timeout().unwrap_or(Duration::from_secs(300));
+            let idle = self.shared.config.idle_timeout;
+            let wait = server.timeout().map_or(idle, |t| t.min(idle));
             let n = tokio::select! {
                 read = tokio::time::timeout(wait, stream.read(&mut buf)) => {
                     let Ok(n) = read else {
@@ -203,6 +204,8 @@ impl Connection {
             }
             Event::Reset => self.txn = Transaction::default(),
             Event::StartTls => {
+                // The 220 goes out in plaintext before the handshake.
+                stream.write_all(&server.transmit()).await?;
                 let (Some(certs), Some(tcp)) = (&self.shared.certs, stream.take_plain()) else {
                     return Err(misuse("STARTTLS without a certificate".into()));
                 };
