@@ -1,7 +1,7 @@
 //! Shared by the server's tests: start `postel` with a configuration in a
 //! fresh directory, on loopback, and read what lands in its Maildirs.
 
-#![allow(dead_code)] // Each test file uses a different part.
+#![allow(dead_code, unused_imports, unreachable_pub)] // Each test file uses a different part.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
