@@ -1,0 +1,293 @@
+//! Mail between `postel` instances on loopback, routed by MX records that a
+//! real DNS server (NSD, started by the test) serves: delivery to the
+//! preferred exchanger, fallback to the next, retries and a bounce when all
+//! are down; and crash safety under SIGKILL.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{
+    Nsd, Process, add_user, free_port, installed, local, mail, python, run, serve, temp_dir,
+    wait_mail, without_trace,
+};
+
+const PASSWORD: &str = "s3cret-for-tests";
+
+const ZONE: &str = "$ORIGIN test.
+$TTL 1
+@        IN SOA ns.test. hostmaster.test. 1 3600 600 86400 1
+@        IN NS  ns
+ns       IN A   127.0.0.1
+b        IN MX  10 mx1.b
+mx1.b    IN A   127.0.0.2
+c        IN MX  10 down.c
+c        IN MX  20 mx2.c
+down.c   IN A   127.0.0.5
+mx2.c    IN A   127.0.0.3
+d        IN MX  10 down1.d
+d        IN MX  20 down2.d
+down1.d  IN A   127.0.0.6
+down2.d  IN A   127.0.0.7
+";
+
+/// Submits one message with AUTH over STARTTLS.
+fn submit(port: u16, to: &str, subject: &str) {
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
+    s.starttls(context=ctx)
+    s.login("alice@a.test", sys.argv[2])
+    msg = ("From: alice@a.test\r\nTo: %s\r\nSubject: %s\r\n\r\nbody of %s\r\n" % (sys.argv[3], sys.argv[4], sys.argv[4])).encode()
+    s.sendmail("alice@a.test", [sys.argv[3]], msg)
+"#;
+    python(script, &[&port.to_string(), PASSWORD, to, subject]);
+}
+
+/// A receiving instance: mx listener at `ip:port` for `domain`/`mailbox`.
+fn receiver(
+    label: &str,
+    ip: [u8; 4],
+    port: u16,
+    domain: &str,
+    mailbox: &str,
+) -> (std::path::PathBuf, Process) {
+    let dir = temp_dir(label);
+    let addr = SocketAddr::from((ip, port));
+    let config = format!(
+        "hostname = \"mx.{domain}\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"{addr}\"\nrole = \"mx\"\n\
+[[domain]]\nname = \"{domain}\"\nmailboxes = [\"{mailbox}\"]\n"
+    );
+    let p = serve(&dir, &config, addr, false);
+    (dir, p)
+}
+
+fn received_count(message: &[u8]) -> usize {
+    String::from_utf8_lossy(message)
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("Received:"))
+        .count()
+}
+
+#[test]
+fn mx_delivery_fallback_retry_and_bounce_between_instances() {
+    if !installed("python3") {
+        return;
+    }
+    let Some(nsd) = Nsd::start(&[("test", Some(ZONE))]) else {
+        return;
+    };
+    let relay_port = free_port();
+    let (b_dir, _b) = receiver("mx-b", [127, 0, 0, 2], relay_port, "b.test", "bob");
+    let (c_dir, _c) = receiver("mx-c", [127, 0, 0, 3], relay_port, "c.test", "carol");
+
+    let a_dir = temp_dir("mx-a");
+    let submission = free_port();
+    let config = format!(
+        r#"
+hostname = "mail.a.test"
+data_dir = "data"
+[[listener]]
+address = "127.0.0.1:{submission}"
+role = "submission"
+[[domain]]
+name = "a.test"
+mailboxes = ["alice"]
+[relay]
+port = {relay_port}
+[dns]
+servers = ["{}"]
+timeout_secs = 2
+[queue]
+lifetime_secs = 8
+min_retry_secs = 1
+max_retry_secs = 1
+poll_ms = 200
+"#,
+        nsd.addr
+    );
+    std::fs::write(a_dir.join("postel.toml"), &config).unwrap();
+    add_user(&a_dir, "alice@a.test", PASSWORD);
+    let a = serve(&a_dir, &config, local(submission), true);
+
+    // The single exchanger of b.test.
+    submit(submission, "bob@b.test", "to b");
+    let got = wait_mail(&b_dir, "b.test", "bob", 1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1, "arrived at b.test's MX: {}", a.log_text());
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: to b"));
+    assert_eq!(received_count(&got[0]), 2, "one Received line per server");
+
+    // c.test's preferred exchanger does not answer: the next one gets it.
+    submit(submission, "carol@c.test", "to c");
+    let got = wait_mail(&c_dir, "c.test", "carol", 1, Duration::from_secs(30));
+    assert_eq!(
+        got.len(),
+        1,
+        "arrived through the second MX: {}",
+        a.log_text()
+    );
+    assert!(String::from_utf8_lossy(without_trace(&got[0])).contains("Subject: to c"));
+
+    // Every exchanger of d.test is down: queued, retried, then bounced.
+    submit(submission, "dave@d.test", "to d");
+    std::thread::sleep(Duration::from_millis(2500));
+    let listed = run(&a_dir, &["queue", "list"], "");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("1 messages"), "still queued: {listed}");
+    let id = listed.split_whitespace().next().unwrap().to_owned();
+    let shown = run(&a_dir, &["queue", "show", &id], "");
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.contains("<dave@d.test> pending"), "{shown}");
+    let attempts: u32 = shown
+        .split("attempts ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(attempts >= 2, "retried: {shown}");
+
+    let bounces = wait_mail(&a_dir, "a.test", "alice", 1, Duration::from_secs(40));
+    assert_eq!(
+        bounces.len(),
+        1,
+        "a bounce reached the sender: {}",
+        a.log_text()
+    );
+    let dsn = String::from_utf8_lossy(&bounces[0]).into_owned();
+    assert!(dsn.starts_with("Return-Path: <>\r\n"), "{dsn}");
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; dave@d.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Action: failed"), "{dsn}");
+    assert!(dsn.contains("Status: 4.4.7"), "expired: {dsn}");
+    let listed = run(&a_dir, &["queue", "list"], "");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("0 messages"),
+        "the queue is empty once the bounce is delivered"
+    );
+    drop(nsd);
+}
+
+/// Reads one reply (all its lines); returns the last line.
+fn reply(reader: &mut BufReader<TcpStream>) -> String {
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return line;
+        }
+    }
+}
+
+fn relay_config(mx: u16, smarthost: u16) -> String {
+    format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"127.0.0.1:{mx}\"\n\
+role = \"mx\"\n[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nsmarthost = \"127.0.0.1:{smarthost}\"\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
+    )
+}
+
+fn start_transaction(mx: u16, to: &str) -> (TcpStream, BufReader<TcpStream>) {
+    let stream = TcpStream::connect(local(mx)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut w = stream.try_clone().unwrap();
+    assert!(reply(&mut reader).starts_with("220"));
+    for cmd in [
+        "EHLO crash.test\r\n".to_owned(),
+        "MAIL FROM:<sender@elsewhere.example>\r\n".to_owned(),
+        format!("RCPT TO:<{to}>\r\n"),
+        "DATA\r\n".to_owned(),
+    ] {
+        w.write_all(cmd.as_bytes()).unwrap();
+        let r = reply(&mut reader);
+        assert!(r.starts_with('2') || r.starts_with('3'), "{cmd}: {r}");
+    }
+    (w, reader)
+}
+
+#[test]
+fn killed_right_after_250_the_message_is_still_delivered() {
+    let dir = temp_dir("crash-250");
+    let (mx, sink_port) = (free_port(), free_port());
+    let config = relay_config(mx, sink_port);
+    let mut a = serve(&dir, &config, local(mx), false);
+    // A local recipient: the kill lands before, during or after the Maildir
+    // delivery; in every case the message arrives exactly once.
+    let (mut w, mut reader) = start_transaction(mx, "alice@a.test");
+    w.write_all(b"Subject: survive\r\n\r\nkept across SIGKILL\r\n.\r\n")
+        .unwrap();
+    let r = reply(&mut reader);
+    assert!(r.starts_with("250"), "{r}");
+    a.kill();
+    drop((w, reader));
+    let _a = serve(&dir, &config, local(mx), false);
+    let got = wait_mail(&dir, "a.test", "alice", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "delivered once after the restart");
+    assert!(String::from_utf8_lossy(&got[0]).contains("kept across SIGKILL"));
+}
+
+#[test]
+fn killed_in_the_middle_of_data_nothing_is_delivered() {
+    let dir = temp_dir("crash-data");
+    let (mx, sink_port) = (free_port(), free_port());
+    let config = relay_config(mx, sink_port);
+    let mut a = serve(&dir, &config, local(mx), false);
+    let (mut w, _reader) = start_transaction(mx, "alice@a.test");
+    w.write_all(b"Subject: half\r\n\r\nthe first half of a message\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill();
+    drop(w);
+    let _a = serve(&dir, &config, local(mx), false);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        mail(&dir, "a.test", "alice").is_empty(),
+        "nothing half-written delivered"
+    );
+    let listed = run(&dir, &["queue", "list"], "");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("0 messages"),
+        "nothing queued"
+    );
+}
+
+#[test]
+fn queued_remote_mail_survives_sigkill_and_reaches_the_smarthost() {
+    if !installed("python3") {
+        return;
+    }
+    let dir = temp_dir("crash-relay");
+    let (mx, submission, sink_port) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
+[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
+[[listener]]\naddress = \"127.0.0.1:{mx}\"\nrole = \"mx\"\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    add_user(&dir, "alice@a.test", PASSWORD);
+    let mut a = serve(&dir, &config, local(mx), true);
+    submit(submission, "bob@b.test", "through the crash");
+    a.kill();
+    // The smarthost comes up only now: another postel for b.test.
+    let (b_dir, _b) = receiver("crash-relay-b", [127, 0, 0, 1], sink_port, "b.test", "bob");
+    let _a = serve(&dir, &config, local(mx), true);
+    let got = wait_mail(&b_dir, "b.test", "bob", 1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: through the crash"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(mail(&b_dir, "b.test", "bob").len(), 1, "delivered once");
+}
