@@ -501,3 +501,50 @@ impl LocalDomain {
         self.catch_all.iter().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../../postel.example.toml");
+        let c = Config::parse(text, Path::new("postel.example.toml")).unwrap();
+        assert_eq!(c.listeners.len(), 3);
+        assert_eq!(c.domains[0].resolve("INFO", &[]), ["alice", "bob"]);
+        assert_eq!(c.domains[0].resolve("postmaster", &[]), ["alice"]);
+        assert!(c.domains[0].resolve("nobody", &[]).is_empty());
+    }
+
+    #[test]
+    fn the_embedded_default_is_a_local_server() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.listeners[0].address.to_string(), "127.0.0.1:2525");
+        assert_eq!(c.listeners[0].role, Role::Mx);
+        assert_eq!(c.data_dir, PathBuf::from("postel-data"));
+        assert_eq!(c.domains[0].name, "localhost");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = |text: &str| {
+            Config::parse(text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("hostnme = \"x\"").contains("hostnme"), "unknown key");
+        let e = bad("[[listener]]\naddress = \"nowhere\"\nrole = \"mx\"");
+        assert!(e.contains("listener[0].address"), "{e}");
+        let e = bad("[[listener]]\naddress = \"127.0.0.1:25\"\nrole = \"relay\"");
+        assert!(e.contains("role") || e.contains("relay"), "{e}");
+        let e =
+            bad("[[domain]]\nname = \"a.test\"\nmailboxes = [\"a\"]\naliases = { x = [\"b\"] }");
+        assert!(e.contains("domain[0].aliases.x"), "{e}");
+        let e = bad("[dns]\nservers = [\"dns.example\"]");
+        assert!(e.contains("dns.servers[0]"), "{e}");
+        let e = bad("[limits]\nrecipients = 0");
+        assert!(e.contains("limits.recipients"), "{e}");
+        let e = bad("[queue]\nmin_retry_secs = 10\nmax_retry_secs = 5");
+        assert!(e.contains("queue.min_retry_secs"), "{e}");
+    }
+}

@@ -1,0 +1,62 @@
+//! The `postel` command line: help on every command, and a bad
+//! configuration stops the start with a message naming the key.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{postel, temp_dir};
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["queue", "--help"],
+        &["user", "--help"],
+    ] {
+        let out = Command::new(postel()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("postel"), "{args:?}: {text}");
+    }
+    let out = Command::new(postel()).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+fn start_error(config: &str) -> String {
+    let dir = temp_dir("badconfig");
+    std::fs::write(dir.join("postel.toml"), config).unwrap();
+    let out = Command::new(postel())
+        .args(["serve", "--config", "postel.toml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the start fails");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_configuration_names_the_key() {
+    let e = start_error("[limits]\nmesage_size = 10\n");
+    assert!(e.contains("mesage_size"), "{e}");
+    let e = start_error("[[listener]]\naddress = \"127.0.0.1\"\nrole = \"mx\"\n");
+    assert!(e.contains("listener[0].address"), "{e}");
+    let e = start_error("[[listener]]\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\n");
+    assert!(e.contains("listener") && e.contains("TLS"), "{e}");
+}
+
+#[test]
+fn user_add_stores_a_hash_not_the_password() {
+    let dir = temp_dir("useradd");
+    std::fs::write(dir.join("postel.toml"), "data_dir = \"data\"\n").unwrap();
+    common::add_user(&dir, "alice@localhost", "hunter2 but longer");
+    common::add_user(&dir, "alice@localhost", "replaced password");
+    let users = std::fs::read_to_string(dir.join("data/users")).unwrap();
+    assert_eq!(users.lines().count(), 1, "replaced, not added: {users}");
+    assert!(users.starts_with("alice@localhost:$argon2id$"), "{users}");
+    assert!(!users.contains("replaced password"));
+}
