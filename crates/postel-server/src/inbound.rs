@@ -194,7 +194,7 @@ impl Connection {
             Event::Body(data) => self.txn.body.extend_from_slice(&data),
             Event::Message(m) => {
                 let txn = std::mem::take(&mut self.txn);
-                let answer = self.enqueue(txn).await;
+                let answer = self.enqueue(txn);
                 m.accept_with(server, answer)
                     .map_err(|e| misuse(e.to_string()))?;
             }
@@ -296,7 +296,7 @@ impl Connection {
     }
 
     /// Stores the message; the reply to the end of data.
-    async fn enqueue(&mut self, txn: Transaction) -> Reply<'static> {
+    fn enqueue(&mut self, txn: Transaction) -> Reply<'static> {
         let Some(from) = txn.from else {
             return reply(503, (5, 5, 1), "No transaction");
         };
@@ -325,7 +325,13 @@ impl Connection {
             },
             recipients: txn.recipients,
         };
-        match self.shared.queue.enqueue(message, body, now).await {
+        // The spool writes and fsyncs synchronously: keep that off the
+        // threads that drive the other connections.
+        let queue = &self.shared.queue;
+        let stored = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(queue.enqueue(message, body, now))
+        });
+        match stored {
             Ok(id) => {
                 self.messages += 1;
                 info!(

@@ -187,12 +187,15 @@ impl Delivery {
             );
         }
         let warned = message.warned;
-        if let Err(e) = self
-            .shared
-            .queue
-            .complete(lease, message.recipients.clone(), warned)
-            .await
-        {
+        let queue = &self.shared.queue;
+        let recorded = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(queue.complete(
+                lease,
+                message.recipients.clone(),
+                warned,
+            ))
+        });
+        if let Err(e) = recorded {
             warn!(queue_id = %message.id, error = %e, "cannot record the outcome");
             return;
         }
@@ -208,7 +211,16 @@ impl Delivery {
         }
         let host = self.shared.config.hostname.to_string();
         let boundary = format!("{}/{}", message.id, host);
-        match report_failures(&self.shared.queue, &message, &host, finished, &boundary).await {
+        let reported = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(report_failures(
+                &self.shared.queue,
+                &message,
+                &host,
+                finished,
+                &boundary,
+            ))
+        });
+        match reported {
             Ok(Some(dsn)) => {
                 info!(queue_id = %message.id, bounce = %dsn, "bounce queued");
                 self.shared.wake.notify_one();
@@ -248,7 +260,11 @@ impl Delivery {
                 },
             };
             if let Some((domain, local_part)) = local {
-                outcomes.push((i, self.deliver_local(message, domain, &local_part, body)));
+                // Maildir writes fsync: off the I/O threads.
+                let outcome = tokio::task::block_in_place(|| {
+                    self.deliver_local(message, domain, &local_part, body)
+                });
+                outcomes.push((i, outcome));
             } else if let Some(m) = r.address.mailbox() {
                 remote
                     .entry(m.host().to_string().to_ascii_lowercase())
