@@ -291,3 +291,85 @@ fn queued_remote_mail_survives_sigkill_and_reaches_the_smarthost() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(mail(&b_dir, "b.test", "bob").len(), 1, "delivered once");
 }
+
+#[test]
+fn queue_verbs_hold_release_flush_delete_on_the_running_server() {
+    if !installed("python3") {
+        return;
+    }
+    let dir = temp_dir("verbs");
+    let (mx, submission, sink_port) = (free_port(), free_port(), free_port());
+    // Retries an hour apart: only `flush` makes a deferred message due again.
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
+[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
+[[listener]]\naddress = \"127.0.0.1:{mx}\"\nrole = \"mx\"\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\n[queue]\nmin_retry_secs = 3600\nmax_retry_secs = 3600\npoll_ms = 100\n"
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    add_user(&dir, "alice@a.test", PASSWORD);
+    let _a = serve(&dir, &config, local(mx), true);
+    submit(submission, "bob@b.test", "first");
+    submit(submission, "carol@b.test", "second");
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = |args: &[&str]| {
+        let out = run(&dir, args, "");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = text(&["queue", "list"]);
+    assert!(listed.contains("2 messages"), "both deferred: {listed}");
+    let ids: Vec<String> = listed
+        .lines()
+        .filter(|l| !l.ends_with(" messages"))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    text(&["queue", "hold", &ids[0]]);
+    assert!(text(&["queue", "list"]).contains("HELD"));
+    text(&["queue", "delete", &ids[1]]);
+    // The smarthost comes up; flush makes everything due, but held mail waits.
+    let (b_dir, _b) = receiver("verbs-b", [127, 0, 0, 1], sink_port, "b.test", "bob");
+    text(&["queue", "flush"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        mail(&b_dir, "b.test", "bob").is_empty(),
+        "held mail is not delivered"
+    );
+    text(&["queue", "release", &ids[0]]);
+    text(&["queue", "flush"]);
+    let got = wait_mail(&b_dir, "b.test", "bob", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "released and flushed: delivered");
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: first"));
+    assert!(
+        text(&["queue", "list"]).contains("0 messages"),
+        "the deleted one is gone"
+    );
+    let missing = run(&dir, &["queue", "show", &ids[1]], "");
+    assert!(!missing.status.success(), "deleted");
+}
+
+#[test]
+fn sigterm_answers_421_to_idle_clients_and_exits() {
+    let dir = temp_dir("sigterm");
+    let (mx, sink_port) = (free_port(), free_port());
+    let config = relay_config(mx, sink_port);
+    let mut a = serve(&dir, &config, local(mx), false);
+    let stream = TcpStream::connect(local(mx)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert!(reply(&mut reader).starts_with("220"));
+    (&stream).write_all(b"EHLO idle.test\r\n").unwrap();
+    assert!(reply(&mut reader).starts_with("250"));
+    let status = a.terminate(Duration::from_secs(15));
+    assert!(
+        reply(&mut reader).starts_with("421"),
+        "told the service is closing"
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exited cleanly: {status:?}"
+    );
+}
