@@ -33,4 +33,4 @@ pub use queue::{
     Bounce, Claim, Lease, Queue, QueueError, RecoveryReport, apply_outcomes, bounce,
     report_failures,
 };
-pub use spool::SpoolQueue;
+pub use spool::{SpoolQueue, WriteStep};

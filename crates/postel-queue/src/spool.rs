@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use postel_proto::codec::{parse_command, parse_reply};
@@ -35,6 +35,83 @@ pub struct SpoolQueue {
     dir: PathBuf,
     schedule: RetrySchedule,
     state: Mutex<State>,
+    commit: GroupCommit,
+    hook: FaultHook,
+}
+
+/// A point on the spool's write path, reported to a fault hook (see
+/// [`SpoolQueue::set_fault_hook`]) so crash tests can stop the process
+/// exactly there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WriteStep {
+    /// The body is written to `tmp/`, not yet synced.
+    BodyWritten,
+    /// The body in `tmp/` is synced.
+    BodySynced,
+    /// The envelope is written to `tmp/`, not yet synced.
+    EnvelopeWritten,
+    /// The envelope in `tmp/` is synced.
+    EnvelopeSynced,
+    /// The body is renamed into the spool.
+    BodyRenamed,
+    /// The envelope is renamed into the spool: the message exists once the
+    /// directory is synced.
+    EnvelopeRenamed,
+    /// The spool directory is synced: the enqueue is durable.
+    DirectorySynced,
+    /// A journal entry is written, not yet synced.
+    JournalWritten,
+    /// The journal entry is synced.
+    JournalSynced,
+}
+
+impl WriteStep {
+    /// Every step, in write order.
+    pub const ALL: [WriteStep; 9] = [
+        WriteStep::BodyWritten,
+        WriteStep::BodySynced,
+        WriteStep::EnvelopeWritten,
+        WriteStep::EnvelopeSynced,
+        WriteStep::BodyRenamed,
+        WriteStep::EnvelopeRenamed,
+        WriteStep::DirectorySynced,
+        WriteStep::JournalWritten,
+        WriteStep::JournalSynced,
+    ];
+}
+
+/// The fault hook: called at each [`WriteStep`].
+#[derive(Default)]
+struct FaultHook(Option<Box<dyn Fn(WriteStep) + Send + Sync>>);
+
+impl std::fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "FaultHook(set)"
+        } else {
+            "FaultHook(none)"
+        })
+    }
+}
+
+/// Group commit of the spool directory: enqueues that finish their renames
+/// while a directory fsync runs share the next one, so concurrent writers
+/// pay for fewer fsyncs than messages.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    /// Renames registered so far.
+    requested: u64,
+    /// Renames known durable.
+    durable: u64,
+    /// A directory fsync is running.
+    running: bool,
 }
 
 #[derive(Debug, Default)]
@@ -91,10 +168,79 @@ impl SpoolQueue {
             dir,
             schedule,
             state: Mutex::new(State::default()),
+            commit: GroupCommit::default(),
+            hook: FaultHook::default(),
         };
         let quarantined = spool.load()?;
         spool.lock().quarantined = quarantined;
         Ok(spool)
+    }
+
+    /// Calls `hook` at every [`WriteStep`]: a crash test stops the process
+    /// there (with `std::process::abort`, say) and checks what survives.
+    pub fn set_fault_hook(&mut self, hook: impl Fn(WriteStep) + Send + Sync + 'static) {
+        self.hook = FaultHook(Some(Box::new(hook)));
+    }
+
+    fn step(&self, step: WriteStep) {
+        if let Some(hook) = &self.hook.0 {
+            hook(step);
+        }
+    }
+
+    /// Writes `data` to a new file and fsyncs it, reporting both steps.
+    fn write_synced(
+        &self,
+        path: &Path,
+        data: &[u8],
+        steps: [WriteStep; 2],
+    ) -> Result<(), QueueError> {
+        let mut f = File::create(path).map_err(storage("creating a spool file"))?;
+        f.write_all(data).map_err(storage("writing a spool file"))?;
+        self.step(steps[0]);
+        f.sync_all().map_err(storage("syncing a spool file"))?;
+        self.step(steps[1]);
+        Ok(())
+    }
+
+    /// Makes every rename done before this call durable, sharing the
+    /// directory fsync with concurrent callers (group commit).
+    fn commit_dir(&self) -> Result<(), QueueError> {
+        let mut s = self.commit_state();
+        s.requested += 1;
+        let mine = s.requested;
+        loop {
+            if s.durable >= mine {
+                return Ok(());
+            }
+            if s.running {
+                s = self
+                    .commit
+                    .done
+                    .wait(s)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            // Every rename registered so far happened before this fsync.
+            let covers = s.requested;
+            s.running = true;
+            drop(s);
+            let result = sync_dir(&self.dir);
+            s = self.commit_state();
+            s.running = false;
+            if result.is_ok() {
+                s.durable = s.durable.max(covers);
+            }
+            self.commit.done.notify_all();
+            result?;
+        }
+    }
+
+    fn commit_state(&self) -> std::sync::MutexGuard<'_, CommitState> {
+        self.commit
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -306,7 +452,10 @@ impl SpoolQueue {
             .map_err(storage("opening a journal"))?;
         log.write_all(lines.as_bytes())
             .map_err(storage("writing a journal"))?;
-        log.sync_data().map_err(storage("syncing a journal"))
+        self.step(WriteStep::JournalWritten);
+        log.sync_data().map_err(storage("syncing a journal"))?;
+        self.step(WriteStep::JournalSynced);
+        Ok(())
     }
 
     fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
@@ -326,12 +475,6 @@ fn sync_dir(dir: &Path) -> Result<(), QueueError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(storage("syncing the spool directory"))
-}
-
-fn write_synced(path: &Path, data: &[u8]) -> Result<(), QueueError> {
-    let mut f = File::create(path).map_err(storage("creating a spool file"))?;
-    f.write_all(data).map_err(storage("writing a spool file"))?;
-    f.sync_all().map_err(storage("syncing a spool file"))
 }
 
 fn state_word(state: RecipientState) -> &'static str {
@@ -485,17 +628,26 @@ impl Queue for SpoolQueue {
             warned: false,
         };
         let tmp = self.dir.join("tmp");
-        write_synced(&tmp.join(format!("{id}.body")), &body)?;
-        write_synced(
+        // Data first, synced; then the names. tmp/ itself needs no fsync:
+        // the files' data is on disk, and only the renamed names matter.
+        self.write_synced(
+            &tmp.join(format!("{id}.body")),
+            &body,
+            [WriteStep::BodyWritten, WriteStep::BodySynced],
+        )?;
+        self.write_synced(
             &tmp.join(format!("{id}.env")),
             Self::write_envelope(&stored).as_bytes(),
+            [WriteStep::EnvelopeWritten, WriteStep::EnvelopeSynced],
         )?;
-        sync_dir(&tmp)?;
         fs::rename(tmp.join(format!("{id}.body")), self.path(&id, "body"))
             .map_err(storage("renaming a body"))?;
+        self.step(WriteStep::BodyRenamed);
         fs::rename(tmp.join(format!("{id}.env")), self.path(&id, "env"))
             .map_err(storage("renaming an envelope"))?;
-        sync_dir(&self.dir)?;
+        self.step(WriteStep::EnvelopeRenamed);
+        self.commit_dir()?;
+        self.step(WriteStep::DirectorySynced);
         self.lock().messages.insert(id.clone(), stored);
         Ok(id)
     }

@@ -16,7 +16,7 @@ use postel_proto::types::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
 use postel_queue::conformance::block_on;
 use postel_queue::model::{Arrival, AttemptResult, NewMessage, NewRecipient, Outcome, Stage};
 use postel_queue::schedule::RetrySchedule;
-use postel_queue::{Queue, SpoolQueue, apply_outcomes};
+use postel_queue::{Queue, SpoolQueue, WriteStep, apply_outcomes};
 
 const CHILD: &str = "POSTEL_CRASH_CHILD_DIR";
 
@@ -51,7 +51,20 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD) else {
         return;
     };
-    let q = SpoolQueue::open(&dir, RetrySchedule::default()).unwrap();
+    let mut q = SpoolQueue::open(&dir, RetrySchedule::default()).unwrap();
+    if let Ok(fault) = std::env::var("POSTEL_CRASH_FAULT") {
+        // "Step:N": die at the N-th time the spool reaches that step.
+        let (step, nth) = fault.split_once(':').unwrap();
+        let (step, nth) = (step.to_owned(), nth.parse::<usize>().unwrap());
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        q.set_fault_hook(move |s: WriteStep| {
+            if format!("{s:?}") == step
+                && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == nth
+            {
+                std::process::abort();
+            }
+        });
+    }
     let start: u64 = std::env::var("POSTEL_CRASH_START")
         .unwrap()
         .parse()
@@ -143,43 +156,9 @@ fn spool_survives_sigkill() {
         kills += 1;
         next_n += 1000; // the next run's messages never reuse a number
 
-        let q = SpoolQueue::open(&dir, RetrySchedule::default()).unwrap();
-        let report = block_on(q.recover(SystemTime::now())).unwrap();
-        assert!(
-            report.quarantined.is_empty(),
-            "no half-present message: {:?}",
-            report.quarantined
-        );
-        let present: HashSet<String> = block_on(q.list())
-            .unwrap()
-            .into_iter()
-            .map(|m| m.id.to_string())
-            .collect();
-        let mut missing = Vec::new();
-        for (id, n) in &enqueued {
-            if delivered.contains(id) {
-                if present.contains(id) {
-                    duplicates += 1; // it would be delivered again
-                }
-                continue;
-            }
-            if !present.contains(id) {
-                missing.push(id.clone());
-                continue;
-            }
-            let parsed = postel_queue::model::QueueId::parse(id).unwrap();
-            assert_eq!(
-                block_on(q.body(&parsed)).unwrap(),
-                body(*n),
-                "message {id} is whole"
-            );
-        }
-        // The kill may land after a completion and before its report: that one
-        // message was delivered. Any other missing message is lost.
-        if let Some(first) = missing.first() {
-            delivered.insert(first.clone());
-        }
-        losses += missing.len().saturating_sub(1);
+        let (lost, dup) = check(&dir, &enqueued, &mut delivered);
+        losses += lost;
+        duplicates += dup;
     }
     println!(
         "spool crash test: {kills} SIGKILLs, {} messages enqueued, {} deliveries recorded, {losses} lost, {duplicates} duplicates",
@@ -188,5 +167,114 @@ fn spool_survives_sigkill() {
     );
     assert_eq!(losses, 0);
     assert_eq!(duplicates, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reopens the spool after a crash and checks it against what the child
+/// reported: every message enqueued and not delivered is present and whole,
+/// none is half-present, none delivered is present again. Returns (lost,
+/// duplicates).
+fn check(
+    dir: &std::path::Path,
+    enqueued: &[(String, u64)],
+    delivered: &mut HashSet<String>,
+) -> (usize, usize) {
+    let mut duplicates = 0;
+    let q = SpoolQueue::open(dir, RetrySchedule::default()).unwrap();
+    let report = block_on(q.recover(SystemTime::now())).unwrap();
+    assert!(
+        report.quarantined.is_empty(),
+        "no half-present message: {:?}",
+        report.quarantined
+    );
+    let present: HashSet<String> = block_on(q.list())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    let mut missing = Vec::new();
+    for (id, n) in enqueued {
+        if delivered.contains(id) {
+            if present.contains(id) {
+                duplicates += 1; // it would be delivered again
+            }
+            continue;
+        }
+        if !present.contains(id) {
+            missing.push(id.clone());
+            continue;
+        }
+        let parsed = postel_queue::model::QueueId::parse(id).unwrap();
+        assert_eq!(
+            block_on(q.body(&parsed)).unwrap(),
+            body(*n),
+            "message {id} is whole"
+        );
+    }
+    // The kill may land after a completion and before its report: that one
+    // message was delivered. Any other missing message is lost.
+    if let Some(first) = missing.first() {
+        delivered.insert(first.clone());
+    }
+    (missing.len().saturating_sub(1), duplicates)
+}
+
+/// A run of the child that dies at one write step.
+fn run_child_with_fault(
+    dir: &std::path::Path,
+    start: u64,
+    fault: &str,
+    enqueued: &mut Vec<(String, u64)>,
+    delivered: &mut HashSet<String>,
+) {
+    let exe = std::env::current_exe().unwrap();
+    let child = Command::new(&exe)
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, dir)
+        .env("POSTEL_CRASH_START", start.to_string())
+        .env("POSTEL_CRASH_FAULT", fault)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!child.status.success(), "the child died at {fault}");
+    for line in String::from_utf8_lossy(&child.stdout).lines() {
+        match line.split(' ').collect::<Vec<_>>().as_slice() {
+            ["E", id, n] => enqueued.push(((*id).to_owned(), n.parse().unwrap())),
+            ["D", id] => {
+                delivered.insert((*id).to_owned());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn spool_survives_a_crash_at_every_write_step() {
+    let dir = std::env::temp_dir().join(format!("postel-fault-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut enqueued = Vec::new();
+    let mut delivered = HashSet::new();
+    let (mut crashes, mut losses, mut duplicates) = (0, 0, 0);
+    let mut start = 0;
+    for step in WriteStep::ALL {
+        for nth in [1, 4] {
+            let fault = format!("{step:?}:{nth}");
+            run_child_with_fault(&dir, start, &fault, &mut enqueued, &mut delivered);
+            crashes += 1;
+            start += 1000;
+            let (lost, dup) = check(&dir, &enqueued, &mut delivered);
+            assert_eq!((lost, dup), (0, 0), "after a crash at {fault}");
+            losses += lost;
+            duplicates += dup;
+        }
+    }
+    println!(
+        "spool fault injection: {crashes} crashes at {} write steps, {} messages enqueued, {} deliveries recorded, {losses} lost, {duplicates} duplicates",
+        WriteStep::ALL.len(),
+        enqueued.len(),
+        delivered.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
