@@ -30,7 +30,7 @@ mod spool;
 
 pub use memory::MemoryQueue;
 pub use queue::{
-    Bounce, Claim, Lease, Queue, QueueError, RecoveryReport, apply_outcomes, bounce,
+    Bounce, Claim, Lease, Queue, QueueError, RecoveryReport, apply_outcomes, bounce, delay_warning,
     report_failures,
 };
 pub use spool::{SpoolQueue, WriteStep};

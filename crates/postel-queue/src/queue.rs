@@ -295,24 +295,86 @@ pub fn bounce(
         now,
         boundary,
     };
-    let report = dsn.to_message().ok().and_then(|bytes| {
-        let to = message.envelope.return_path.mailbox()?.clone().into_owned();
-        let envelope = NewMessage {
-            return_path: ReversePath::Null,
-            envid: None,
-            ret: None,
-            body_type: postel_proto::types::BodyType::EightBitMime,
-            smtputf8: !to.is_ascii(),
-            arrival: crate::model::Arrival::default(),
-            recipients: vec![NewRecipient {
-                address: postel_proto::types::ForwardPath::Mailbox(to),
-                orcpt: None,
-                notify: Some(postel_proto::types::Notify::NEVER),
-            }],
-        };
-        Some((envelope, bytes))
-    });
+    let report = dsn
+        .to_message()
+        .ok()
+        .and_then(|bytes| report_envelope(message, bytes));
     Some((unreported, report))
+}
+
+/// The envelope of a report to a message's return path, from the null
+/// sender, asking for no report about itself.
+fn report_envelope(message: &Message, bytes: Vec<u8>) -> Option<(NewMessage, Vec<u8>)> {
+    let to = message.envelope.return_path.mailbox()?.clone().into_owned();
+    let envelope = NewMessage {
+        return_path: ReversePath::Null,
+        envid: None,
+        ret: None,
+        body_type: postel_proto::types::BodyType::EightBitMime,
+        smtputf8: !to.is_ascii(),
+        arrival: crate::model::Arrival::default(),
+        recipients: vec![NewRecipient {
+            address: postel_proto::types::ForwardPath::Mailbox(to),
+            orcpt: None,
+            notify: Some(postel_proto::types::Notify::NEVER),
+        }],
+    };
+    Some((envelope, bytes))
+}
+
+/// The delay warning for a message still being retried (RFC 3464, Action
+/// delayed), for the pending recipients whose NOTIFY asks for it; `None` when
+/// nobody is to be told. The caller sends it once (see
+/// [`RetrySchedule::delay_warning_due`]) and records that with `warned`.
+pub fn delay_warning(
+    message: &Message,
+    body: &[u8],
+    reporting_mta: &str,
+    now: SystemTime,
+    boundary: &str,
+) -> Option<(NewMessage, Vec<u8>)> {
+    let recipients: Vec<DsnRecipient> = message
+        .recipients
+        .iter()
+        .filter(|r| r.state == RecipientState::Pending)
+        .filter(|r| notify_wants(r.notify, Action::Delayed))
+        .filter_map(|r| {
+            let last = r.last_result.as_ref().and_then(|res| res.reply.enhanced());
+            let status = last
+                .filter(|s| s.class() == 4)
+                .or_else(|| EnhancedStatus::new(4, 0, 0))?;
+            Some(DsnRecipient {
+                final_recipient: r
+                    .address
+                    .mailbox()
+                    .map_or_else(|| "postmaster".into(), ToString::to_string),
+                original_recipient: r.orcpt.clone(),
+                action: Action::Delayed,
+                status,
+                diagnostic: r.last_result.as_ref().map(|res| res.reply.clone()),
+                remote_mta: r
+                    .last_result
+                    .as_ref()
+                    .and_then(|res| res.remote_host.clone()),
+                last_attempt: r.last_attempt,
+            })
+        })
+        .collect();
+    let dsn = Dsn {
+        reporting_mta,
+        return_path: &message.envelope.return_path,
+        envelope_id: message.envelope.envid.as_deref(),
+        arrival: message.created,
+        recipients: &recipients,
+        original: body,
+        // A warning carries the headers only: the sender still has a copy
+        // on its way.
+        headers_only: true,
+        now,
+        boundary,
+    };
+    let bytes = dsn.to_message().ok()?;
+    report_envelope(message, bytes)
 }
 
 /// Reports a message's unreported failures: the DSN is enqueued durably

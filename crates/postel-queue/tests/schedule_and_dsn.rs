@@ -198,3 +198,143 @@ fn no_bounce_for_the_null_sender() {
         Err(NoDsn::NotRequested)
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Any set of recipients, statuses, diagnostics and original message
+    /// comes back out of a MIME parser: one per-recipient block each, with
+    /// its fields, and the original message intact.
+    #[test]
+    fn dsn_round_trips_through_a_mime_parser(
+        rcpts in proptest::collection::vec(
+            ("[a-z][a-z0-9.]{0,12}", "[a-z]{1,10}", 4u8..=5, 0u16..8, 0u16..20, "[A-Za-z ]{1,40}", proptest::option::of("[a-z]{1,8}")),
+            1..6,
+        ),
+        envid in proptest::option::of("[A-Za-z0-9]{1,20}"),
+        body_lines in proptest::collection::vec("[ -~]{0,70}", 0..20),
+        headers_only in proptest::bool::ANY,
+    ) {
+        let from = ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap());
+        let recipients: Vec<DsnRecipient> = rcpts
+            .iter()
+            .map(|(local, domain, class, subject, detail, text, remote)| {
+                let status = EnhancedStatus::new(*class, *subject, *detail).unwrap();
+                let code = if *class == 4 { 451 } else { 550 };
+                DsnRecipient {
+                    final_recipient: format!("{local}@{domain}.example"),
+                    original_recipient: Some(format!("rfc822;{local}@{domain}.example")),
+                    action: Action::Failed,
+                    status,
+                    diagnostic: Some(
+                        Reply::new(ReplyCode::try_from(code).unwrap(), Some(status), text.trim().to_owned() + ".")
+                            .unwrap(),
+                    ),
+                    remote_mta: remote.as_ref().map(|r| format!("{r}.example")),
+                    last_attempt: Some(at(1_795_454_000)),
+                }
+            })
+            .collect();
+        let mut original = b"Subject: original\r\nFrom: sender@example.org\r\n\r\n".to_vec();
+        for line in &body_lines {
+            original.extend_from_slice(line.as_bytes());
+            original.extend_from_slice(b"\r\n");
+        }
+        let mut dsn = sample(&from, &recipients, &original, headers_only);
+        dsn.envelope_id = envid.as_deref();
+        let bytes = dsn.to_message().unwrap();
+        let parsed = MessageParser::default().parse(&bytes).unwrap();
+        let ct = parsed.content_type().unwrap();
+        prop_assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+        prop_assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+        prop_assert_eq!(parsed.parts.len(), 4);
+        let status = String::from_utf8_lossy(parsed.parts[2].contents()).into_owned();
+        if let Some(id) = &envid {
+            let line = format!("Original-Envelope-Id: {id}");
+            prop_assert!(status.contains(&line));
+        }
+        // One block per recipient after the per-message block.
+        let blocks: Vec<&str> = status.split("\r\n\r\n").filter(|b| !b.trim().is_empty()).collect();
+        prop_assert_eq!(blocks.len(), recipients.len() + 1, "{}", status);
+        for (block, r) in blocks[1..].iter().zip(&recipients) {
+            let final_line = format!("Final-Recipient: rfc822; {}", r.final_recipient);
+            let status_line = format!("Status: {}", r.status);
+            let diag_line = format!("Diagnostic-Code: smtp; {}", r.diagnostic.as_ref().unwrap());
+            prop_assert!(block.contains(&final_line), "{}", block);
+            prop_assert!(block.contains("Action: failed"));
+            prop_assert!(block.contains(&status_line), "{}", block);
+            prop_assert!(block.contains(&diag_line), "{}", block);
+            if let Some(remote) = &r.remote_mta {
+                let remote_line = format!("Remote-MTA: dns; {remote}");
+                prop_assert!(block.contains(&remote_line));
+            }
+        }
+        let returned = parsed.parts[3].contents();
+        if headers_only {
+            prop_assert!(String::from_utf8_lossy(returned).contains("Subject: original"));
+        } else {
+            prop_assert_eq!(returned, &original[..]);
+        }
+    }
+}
+
+#[test]
+fn delay_warning_names_the_pending_recipients_only() {
+    use postel_proto::types::{BodyType, ForwardPath};
+    use postel_queue::model::{
+        Arrival, Message, NewMessage, NewRecipient, QueueId, Recipient, RecipientState,
+    };
+    let rcpt = |a: &'static str, state, notify| Recipient {
+        address: ForwardPath::Mailbox(Mailbox::try_from(a).unwrap()),
+        orcpt: None,
+        notify,
+        state,
+        attempts: 3,
+        last_attempt: Some(at(1_795_454_000)),
+        next_attempt: at(1_795_455_000),
+        last_result: None,
+    };
+    let never = Notify::NEVER;
+    let recipients = vec![
+        rcpt("waiting@example.net", RecipientState::Pending, None),
+        rcpt("done@example.net", RecipientState::Delivered, None),
+        rcpt("quiet@example.net", RecipientState::Pending, Some(never)),
+    ];
+    let message = Message {
+        id: QueueId::new(at(1_795_450_000), 1),
+        envelope: NewMessage {
+            return_path: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
+            envid: None,
+            ret: None,
+            body_type: BodyType::SevenBit,
+            smtputf8: false,
+            arrival: Arrival::default(),
+            recipients: recipients
+                .iter()
+                .map(|r| NewRecipient {
+                    address: r.address.clone(),
+                    orcpt: None,
+                    notify: r.notify,
+                })
+                .collect(),
+        },
+        created: at(1_795_450_000),
+        expires: at(1_795_450_000 + 5 * 86400),
+        held: false,
+        warned: false,
+        recipients,
+    };
+    let body = b"Subject: slow\r\n\r\nthe body stays home\r\n";
+    let (envelope, bytes) =
+        postel_queue::delay_warning(&message, body, "mx.example.org", at(1_795_464_400), "b-1")
+            .unwrap();
+    assert_eq!(envelope.return_path, ReversePath::Null);
+    let parsed = MessageParser::default().parse(&bytes).unwrap();
+    assert_eq!(parsed.subject(), Some("Delayed Mail (still being retried)"));
+    let status = String::from_utf8_lossy(parsed.parts[2].contents()).into_owned();
+    assert!(status.contains("Final-Recipient: rfc822; waiting@example.net"));
+    assert!(status.contains("Action: delayed") && status.contains("Status: 4.0.0"));
+    assert!(!status.contains("done@example.net") && !status.contains("quiet@example.net"));
+    let returned = String::from_utf8_lossy(parsed.parts[3].contents());
+    assert!(returned.contains("Subject: slow") && !returned.contains("the body stays home"));
+}

@@ -189,6 +189,7 @@ struct QueueFile {
     lifetime_secs: u64,
     min_retry_secs: u64,
     max_retry_secs: u64,
+    delay_warning_secs: u64,
     poll_ms: u64,
 }
 
@@ -198,6 +199,7 @@ impl Default for QueueFile {
             lifetime_secs: 5 * 24 * 3600,
             min_retry_secs: 300,
             max_retry_secs: 4000,
+            delay_warning_secs: 0,
             poll_ms: 1000,
         }
     }
@@ -272,6 +274,8 @@ pub struct Config {
     pub min_retry: Duration,
     /// Longest retry interval.
     pub max_retry: Duration,
+    /// Warn the sender once a message has waited this long; `None`: never.
+    pub delay_warning: Option<Duration>,
     /// How often idle workers look for due mail.
     pub poll: Duration,
 }
@@ -441,6 +445,8 @@ impl Config {
             lifetime: Duration::from_secs(file.queue.lifetime_secs),
             min_retry: Duration::from_secs(file.queue.min_retry_secs),
             max_retry: Duration::from_secs(file.queue.max_retry_secs),
+            delay_warning: (file.queue.delay_warning_secs > 0)
+                .then(|| Duration::from_secs(file.queue.delay_warning_secs)),
             poll: Duration::from_millis(file.queue.poll_ms.max(10)),
         };
         Ok(config)

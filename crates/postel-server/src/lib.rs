@@ -72,6 +72,7 @@ pub fn schedule(config: &Config) -> RetrySchedule {
     s.min_backoff = config.min_retry;
     s.max_backoff = config.max_retry;
     s.max_lifetime = config.lifetime;
+    s.delay_warning = config.delay_warning;
     s
 }
 

@@ -186,7 +186,19 @@ impl Delivery {
                 reply = %detail.reply, "delivery"
             );
         }
-        let warned = message.warned;
+        let mut warned = message.warned;
+        let still_pending = message
+            .recipients
+            .iter()
+            .any(|r| r.state == RecipientState::Pending);
+        if still_pending
+            && self
+                .shared
+                .schedule
+                .delay_warning_due(message.created, finished, warned)
+        {
+            warned = self.warn_delay(&message, finished);
+        }
         let queue = &self.shared.queue;
         let recorded = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(queue.complete(
@@ -228,6 +240,37 @@ impl Delivery {
             Ok(None) => {}
             Err(e) => warn!(queue_id = %message.id, error = %e, "cannot queue the bounce"),
         }
+    }
+
+    /// Queues a delay warning (RFC 3464, Action delayed) before the message
+    /// is marked as warned, so a crash repeats a warning rather than losing
+    /// it. True when it is queued or nobody asked for it.
+    fn warn_delay(&self, message: &Message, now: SystemTime) -> bool {
+        let queue = &self.shared.queue;
+        let host = self.shared.config.hostname.to_string();
+        let boundary = format!("{}/{}/delay", message.id, host);
+        tokio::task::block_in_place(|| {
+            let handle = tokio::runtime::Handle::current();
+            let Ok(body) = handle.block_on(queue.body(&message.id)) else {
+                return false;
+            };
+            let Some((envelope, report)) =
+                postel_queue::delay_warning(message, &body, &host, now, &boundary)
+            else {
+                return true;
+            };
+            match handle.block_on(queue.enqueue(envelope, report, now)) {
+                Ok(id) => {
+                    info!(queue_id = %message.id, warning = %id, "delay warning queued");
+                    self.shared.wake.notify_one();
+                    true
+                }
+                Err(e) => {
+                    warn!(queue_id = %message.id, error = %e, "cannot queue the delay warning");
+                    false
+                }
+            }
+        })
     }
 
     /// Delivers the due recipients; one outcome each.

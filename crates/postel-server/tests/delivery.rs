@@ -109,6 +109,7 @@ timeout_secs = 2
 lifetime_secs = 8
 min_retry_secs = 1
 max_retry_secs = 1
+delay_warning_secs = 2
 poll_ms = 200
 "#,
         nsd.addr
@@ -153,14 +154,15 @@ poll_ms = 200
         .unwrap();
     assert!(attempts >= 2, "retried: {shown}");
 
-    let bounces = wait_mail(&a_dir, "a.test", "alice", 1, Duration::from_secs(40));
-    assert_eq!(
-        bounces.len(),
-        1,
-        "a bounce reached the sender: {}",
-        a.log_text()
+    let reports = wait_mail(&a_dir, "a.test", "alice", 2, Duration::from_secs(40));
+    assert_eq!(reports.len(), 2, "a warning and a bounce: {}", a.log_text());
+    let warning = String::from_utf8_lossy(&reports[0]).into_owned();
+    assert!(warning.contains("Action: delayed"), "{warning}");
+    assert!(
+        warning.contains("Final-Recipient: rfc822; dave@d.test"),
+        "{warning}"
     );
-    let dsn = String::from_utf8_lossy(&bounces[0]).into_owned();
+    let dsn = String::from_utf8_lossy(&reports[1]).into_owned();
     assert!(dsn.starts_with("Return-Path: <>\r\n"), "{dsn}");
     assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
     assert!(
