@@ -25,6 +25,7 @@ pub mod dsn;
 mod memory;
 pub mod model;
 mod queue;
+pub mod record;
 pub mod schedule;
 mod spool;
 

@@ -18,15 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
-use postel_proto::codec::{parse_command, parse_reply};
-use postel_proto::types::{AuthParam, Command, MailParameters, Orcpt, RcptParameters, XText};
-use postel_proto::{ParserOptions, Status};
-
-use crate::model::{
-    Arrival, AttemptResult, Message, NewMessage, NewRecipient, QueueId, Recipient, RecipientState,
-    Stage,
-};
+use crate::model::{Message, NewMessage, QueueId, Recipient, RecipientState};
 use crate::queue::{Claim, Lease, Queue, QueueError, RecoveryReport, new_recipients};
+use crate::record;
 use crate::schedule::RetrySchedule;
 
 /// The filesystem spool.
@@ -136,24 +130,6 @@ fn storage(context: &'static str) -> impl Fn(std::io::Error) -> QueueError {
             }
         }
     }
-}
-
-fn secs(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
-}
-
-fn time(text: &str) -> Option<SystemTime> {
-    let (s, n) = text.split_once('.')?;
-    Some(SystemTime::UNIX_EPOCH + Duration::new(s.parse().ok()?, n.parse().ok()?))
-}
-
-fn escape(text: &str) -> String {
-    XText::encode(text.as_bytes()).as_str().to_owned()
-}
-
-fn unescape(text: &str) -> Option<String> {
-    String::from_utf8(XText::try_from(text).ok()?.decode().into_owned()).ok()
 }
 
 impl SpoolQueue {
@@ -309,139 +285,14 @@ impl SpoolQueue {
         if !self.path(id, "body").exists() {
             return None;
         }
-        let mut lines = env.split("\r\n");
-        if lines.next()? != "postel-spool 1" {
-            return None;
-        }
-        let created = time(lines.next()?.strip_prefix("created ")?)?;
-        let expires = time(lines.next()?.strip_prefix("expires ")?)?;
-        let arrival_line = lines.next()?.strip_prefix("arrival ")?;
-        let mut a = arrival_line.split(' ');
-        let field = |s: Option<&str>| -> Option<Option<String>> {
-            match s? {
-                "-" => Some(None),
-                v => Some(Some(unescape(v)?)),
-            }
-        };
-        let client = field(a.next())?.and_then(|c| c.parse().ok());
-        let tls = a.next()? == "1";
-        let helo = field(a.next())?;
-        let auth_user = field(a.next())?;
-        let mut opts = ParserOptions::STRICT;
-        opts.limits.command_line = 64 * 1024;
-        let mail = format!("{}\r\n", lines.next()?);
-        let Ok(Status::Complete {
-            value: Command::Mail { from, params },
-            ..
-        }) = parse_command(mail.as_bytes(), &opts)
-        else {
-            return None;
-        };
-        let mut recipients_new = Vec::new();
-        for line in lines.by_ref() {
-            if line.is_empty() {
-                break;
-            }
-            let rcpt = format!("{line}\r\n");
-            let Ok(Status::Complete {
-                value: Command::Rcpt { to, params },
-                ..
-            }) = parse_command(rcpt.as_bytes(), &opts)
-            else {
-                return None;
-            };
-            recipients_new.push(NewRecipient {
-                address: to.into_owned(),
-                orcpt: params.orcpt.as_ref().map(|o| {
-                    format!(
-                        "{};{}",
-                        o.addr_type(),
-                        String::from_utf8_lossy(&o.address().decode())
-                    )
-                }),
-                notify: params.notify,
-            });
-        }
-        if recipients_new.is_empty() {
-            return None;
-        }
-        let envelope = NewMessage {
-            return_path: from.into_owned(),
-            envid: params
-                .envid
-                .as_ref()
-                .map(|e| String::from_utf8_lossy(&e.decode()).into_owned()),
-            ret: params.ret,
-            body_type: params
-                .body
-                .unwrap_or(postel_proto::types::BodyType::SevenBit),
-            smtputf8: params.smtputf8,
-            arrival: Arrival {
-                client,
-                helo,
-                auth_user,
-                tls,
-            },
-            recipients: recipients_new,
-        };
-        let mut message = Message {
-            id: id.clone(),
-            recipients: new_recipients(&envelope.recipients, created),
-            envelope,
-            created,
-            expires,
-            held: false,
-            warned: false,
-        };
+        let mut message = record::decode_envelope(id, &env)?;
         if let Ok(log) = fs::read_to_string(self.path(id, "log")) {
             for line in log.split('\n') {
                 // A torn last line from a crash mid-append is ignored.
-                let _ = apply_journal(&mut message, line);
+                let _ = record::apply_line(&mut message, line);
             }
         }
         Some(message)
-    }
-
-    fn write_envelope(message: &Message) -> String {
-        let e = &message.envelope;
-        let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), escape);
-        let mut text = format!(
-            "postel-spool 1\r\ncreated {}\r\nexpires {}\r\narrival {} {} {} {}\r\n",
-            secs(message.created),
-            secs(message.expires),
-            e.arrival
-                .client
-                .map_or_else(|| "-".to_owned(), |c| escape(&c.to_string())),
-            u8::from(e.arrival.tls),
-            opt(&e.arrival.helo),
-            opt(&e.arrival.auth_user),
-        );
-        let mut params = MailParameters::default();
-        params.body = Some(e.body_type);
-        params.smtputf8 = e.smtputf8;
-        params.ret = e.ret;
-        params.envid = e.envid.as_ref().map(|v| XText::encode(v.as_bytes()));
-        params.auth = None::<AuthParam<'static>>;
-        let mail = Command::Mail {
-            from: e.return_path.clone(),
-            params,
-        };
-        text.push_str(&String::from_utf8_lossy(&mail.to_bytes()));
-        for r in &e.recipients {
-            let mut params = RcptParameters::default();
-            params.notify = r.notify;
-            params.orcpt = r.orcpt.as_ref().and_then(|o| {
-                let (t, a) = o.split_once(';')?;
-                Orcpt::new(t.to_owned(), XText::encode(a.as_bytes())).ok()
-            });
-            let rcpt = Command::Rcpt {
-                to: r.address.clone(),
-                params,
-            };
-            text.push_str(&String::from_utf8_lossy(&rcpt.to_bytes()));
-        }
-        text.push_str("\r\n");
-        text
     }
 
     fn append_journal(&self, id: &QueueId, lines: &str) -> Result<(), QueueError> {
@@ -475,118 +326,6 @@ fn sync_dir(dir: &Path) -> Result<(), QueueError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(storage("syncing the spool directory"))
-}
-
-fn state_word(state: RecipientState) -> &'static str {
-    match state {
-        RecipientState::Pending => "pending",
-        RecipientState::Delivered => "delivered",
-        RecipientState::Failed { reported: false } => "failed",
-        RecipientState::Failed { reported: true } => "failed-reported",
-        RecipientState::Expired { reported: false } => "expired",
-        RecipientState::Expired { reported: true } => "expired-reported",
-    }
-}
-
-fn stage_word(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Dns => "dns",
-        Stage::Connect => "connect",
-        Stage::Session => "session",
-        Stage::Mail => "mail",
-        Stage::Rcpt => "rcpt",
-        Stage::Data => "data",
-        Stage::Local => "local",
-    }
-}
-
-/// One journal line for recipient `i`.
-fn journal_line(i: usize, r: &Recipient) -> String {
-    let result = r.last_result.as_ref().map_or_else(
-        || "-".to_owned(),
-        |res| {
-            format!(
-                "{} {} {}",
-                stage_word(res.stage),
-                res.remote_host
-                    .as_deref()
-                    .map_or_else(|| "-".to_owned(), escape),
-                escape(&String::from_utf8_lossy(&res.reply.to_bytes()))
-            )
-        },
-    );
-    format!(
-        "r {i} {} {} {} {} {result}\n",
-        state_word(r.state),
-        r.attempts,
-        r.last_attempt.map_or_else(|| "-".to_owned(), secs),
-        secs(r.next_attempt),
-    )
-}
-
-/// Applies one journal line; `None` for a line that does not parse.
-fn apply_journal(message: &mut Message, line: &str) -> Option<()> {
-    let mut w = line.split(' ');
-    match w.next()? {
-        "held" => message.held = w.next()? == "1",
-        "warned" => message.warned = true,
-        "r" => {
-            let i: usize = w.next()?.parse().ok()?;
-            let state = match w.next()? {
-                "pending" => RecipientState::Pending,
-                "delivered" => RecipientState::Delivered,
-                "failed" => RecipientState::Failed { reported: false },
-                "failed-reported" => RecipientState::Failed { reported: true },
-                "expired" => RecipientState::Expired { reported: false },
-                "expired-reported" => RecipientState::Expired { reported: true },
-                _ => return None,
-            };
-            let attempts = w.next()?.parse().ok()?;
-            let last_attempt = match w.next()? {
-                "-" => None,
-                t => Some(time(t)?),
-            };
-            let next_attempt = time(w.next()?)?;
-            let last_result = match w.next()? {
-                "-" => None,
-                stage => {
-                    let stage = match stage {
-                        "dns" => Stage::Dns,
-                        "connect" => Stage::Connect,
-                        "session" => Stage::Session,
-                        "mail" => Stage::Mail,
-                        "rcpt" => Stage::Rcpt,
-                        "data" => Stage::Data,
-                        "local" => Stage::Local,
-                        _ => return None,
-                    };
-                    let remote_host = match w.next()? {
-                        "-" => None,
-                        h => Some(unescape(h)?),
-                    };
-                    let bytes = unescape(w.next()?)?;
-                    let Ok(Status::Complete { value, .. }) =
-                        parse_reply(bytes.as_bytes(), &ParserOptions::STRICT)
-                    else {
-                        return None;
-                    };
-                    Some(AttemptResult {
-                        stage,
-                        remote_host,
-                        reply: value.into_owned(),
-                    })
-                }
-            };
-            let r = message.recipients.get_mut(i)?;
-            r.state = state;
-            r.attempts = attempts;
-            r.last_attempt = last_attempt;
-            r.next_attempt = next_attempt;
-            r.last_result = last_result;
-        }
-        _ => return None,
-    }
-    Some(())
 }
 
 fn due(message: &Message, now: SystemTime) -> bool {
@@ -637,7 +376,7 @@ impl Queue for SpoolQueue {
         )?;
         self.write_synced(
             &tmp.join(format!("{id}.env")),
-            Self::write_envelope(&stored).as_bytes(),
+            record::encode_envelope(&stored).as_bytes(),
             [WriteStep::EnvelopeWritten, WriteStep::EnvelopeSynced],
         )?;
         fs::rename(tmp.join(format!("{id}.body")), self.path(&id, "body"))
@@ -732,7 +471,7 @@ impl Queue for SpoolQueue {
             let mut lines: String = recipients
                 .iter()
                 .enumerate()
-                .map(|(i, r)| journal_line(i, r))
+                .map(|(i, r)| record::recipient_line(i, r))
                 .collect();
             if warned {
                 lines.push_str("warned\n");
@@ -774,7 +513,7 @@ impl Queue for SpoolQueue {
                         }
                         other => other,
                     };
-                    lines.push_str(&journal_line(i, r));
+                    lines.push_str(&record::recipient_line(i, r));
                 }
             }
             (lines, message.is_done())
@@ -835,7 +574,7 @@ impl Queue for SpoolQueue {
             for (i, r) in message.recipients.iter_mut().enumerate() {
                 if r.state == RecipientState::Pending {
                     r.next_attempt = now;
-                    lines.push_str(&journal_line(i, r));
+                    lines.push_str(&record::recipient_line(i, r));
                 }
             }
             lines
