@@ -221,3 +221,61 @@ impl Drop for Process {
         }
     }
 }
+
+/// A fresh, empty PostgreSQL database on the server that
+/// `POSTEL_TEST_DATABASE_URL` names (`.ci/with-postgres` starts one and sets
+/// it); its connection string. `None`, with the reason printed, when no
+/// server is configured, unless `POSTEL_REQUIRE_DATABASE` is set (as
+/// `.ci/run` does): then a missing server fails the test.
+pub fn fresh_database(label: &str) -> Option<String> {
+    let Ok(base) = std::env::var("POSTEL_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("POSTEL_REQUIRE_DATABASE").is_none(),
+            "POSTEL_REQUIRE_DATABASE is set but POSTEL_TEST_DATABASE_URL is not"
+        );
+        eprintln!(
+            "skipped: no PostgreSQL (run the tests under .ci/with-postgres, or set POSTEL_TEST_DATABASE_URL)"
+        );
+        return None;
+    };
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("postel_{label}_{}_{n}", std::process::id());
+    let psql = ["/usr/bin/psql"]
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(
+            std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("bin/psql")),
+        )
+        .find(|p| p.exists())
+        .expect("psql is installed with PostgreSQL");
+    let out = Command::new(psql)
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "creating {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = if base.contains("dbname=") {
+        base.split_whitespace()
+            .map(|kv| {
+                if kv.starts_with("dbname=") {
+                    format!("dbname={name}")
+                } else {
+                    kv.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        format!("{base} dbname={name}")
+    };
+    Some(url)
+}
