@@ -186,6 +186,11 @@ struct DnsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct QueueFile {
+    backend: String,
+    url: Option<String>,
+    pool_size: usize,
+    lease_secs: u64,
+    node: Option<String>,
     lifetime_secs: u64,
     min_retry_secs: u64,
     max_retry_secs: u64,
@@ -196,6 +201,11 @@ struct QueueFile {
 impl Default for QueueFile {
     fn default() -> Self {
         QueueFile {
+            backend: "spool".into(),
+            url: None,
+            pool_size: 8,
+            lease_secs: 600,
+            node: None,
             lifetime_secs: 5 * 24 * 3600,
             min_retry_secs: 300,
             max_retry_secs: 4000,
@@ -203,6 +213,20 @@ impl Default for QueueFile {
             poll_ms: 1000,
         }
     }
+}
+
+/// Where the queue lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// The filesystem spool under the data directory (the default).
+    Spool,
+    /// A PostgreSQL database that several servers may share.
+    Postgres {
+        /// libpq connection string or URL.
+        url: String,
+        /// Connections in the pool.
+        pool_size: usize,
+    },
 }
 
 /// A listener.
@@ -278,6 +302,14 @@ pub struct Config {
     pub delay_warning: Option<Duration>,
     /// How often idle workers look for due mail.
     pub poll: Duration,
+    /// The queue backend.
+    pub queue_backend: QueueBackend,
+    /// How long a delivery worker's claim on a message lasts before another
+    /// server may take it over.
+    pub lease: Duration,
+    /// This server's name among the servers sharing a queue: its leases
+    /// carry it. Default: the host name.
+    pub node: String,
 }
 
 impl Config {
@@ -420,6 +452,33 @@ impl Config {
             ));
         }
         let tls = file.tls.map(|t| (t.cert, t.key));
+        let queue_backend = match (file.queue.backend.as_str(), &file.queue.url) {
+            ("spool", None) => QueueBackend::Spool,
+            ("spool", Some(_)) => {
+                return Err(invalid(
+                    "queue.url",
+                    "only the postgres backend takes a url",
+                ));
+            }
+            ("postgres", Some(url)) => QueueBackend::Postgres {
+                url: url.clone(),
+                pool_size: file.queue.pool_size.max(1),
+            },
+            ("postgres", None) => {
+                return Err(invalid("queue.url", "the postgres backend needs a url"));
+            }
+            (other, _) => {
+                return Err(invalid(
+                    "queue.backend",
+                    format!("{other:?} is not \"spool\" or \"postgres\""),
+                ));
+            }
+        };
+        let node = file
+            .queue
+            .node
+            .clone()
+            .unwrap_or_else(|| hostname.to_string());
         let config = Config {
             hostname,
             users_file: file
@@ -448,6 +507,9 @@ impl Config {
             delay_warning: (file.queue.delay_warning_secs > 0)
                 .then(|| Duration::from_secs(file.queue.delay_warning_secs)),
             poll: Duration::from_millis(file.queue.poll_ms.max(10)),
+            queue_backend,
+            lease: Duration::from_secs(file.queue.lease_secs.max(1)),
+            node,
         };
         Ok(config)
     }

@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+pub mod backend;
 pub mod config;
 pub mod control;
 mod inbound;
@@ -27,8 +28,8 @@ pub mod users;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use postel_queue::Queue;
 use postel_queue::schedule::RetrySchedule;
-use postel_queue::{Queue, SpoolQueue};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
@@ -104,7 +105,7 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     }
     let users = users::Users::load(&config.users_file)?;
     let schedule = schedule(&config);
-    let queue = SpoolQueue::open(config.queue_dir(), schedule)?;
+    let queue = backend::open(&config).await?;
     let report = queue.recover(SystemTime::now()).await?;
     info!(
         messages = report.messages,
@@ -125,6 +126,7 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = state::Shared::new(config, users, queue, schedule, certs, stop_rx);
+    forward_notifications(&shared);
     let delivery = outbound::Delivery::new(Arc::clone(&shared)).map_err(ServeError::Other)?;
     let workers = tokio::spawn(delivery.run());
     let control = tokio::spawn(control::serve(Arc::clone(&shared)));
@@ -169,6 +171,22 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     let _ = tokio::time::timeout(Duration::from_secs(1), control).await;
     info!("stopped");
     Ok(())
+}
+
+/// With a shared queue, another server's enqueue wakes this one's idle
+/// workers.
+fn forward_notifications(shared: &Arc<state::Shared>) {
+    if let backend::AnyQueue::Postgres(pg) = &shared.queue {
+        info!(node = %shared.config.node, "queue on PostgreSQL");
+        let notified = pg.notifications();
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            loop {
+                notified.notified().await;
+                shared.wake.notify_one();
+            }
+        });
+    }
 }
 
 async fn accept_loop(

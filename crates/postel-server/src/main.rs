@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use postel_queue::{Queue, SpoolQueue};
+use postel_queue::Queue;
 use postel_server::config::Config;
 use postel_server::control::{Verb, execute};
 use postel_server::users::Users;
@@ -172,7 +172,8 @@ async fn queue_command(config: &Config, verb: &Verb) -> Result<(), String> {
             None => Err("no answer from the server".into()),
         };
     }
-    let queue = SpoolQueue::open(config.queue_dir(), postel_server::schedule(config))
+    let queue = postel_server::backend::open(config)
+        .await
         .map_err(|e| e.to_string())?;
     queue
         .recover(std::time::SystemTime::now())

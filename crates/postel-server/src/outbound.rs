@@ -24,8 +24,6 @@ use crate::inbound::reply;
 use crate::state::Shared;
 use crate::stream::Stream;
 
-/// How long a claim lasts before another worker may take the message.
-const LEASE: Duration = Duration::from_secs(600);
 /// Connecting to an exchanger (RFC 5321 section 4.5.3.2 leaves it open;
 /// Postfix waits 30 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,7 +89,7 @@ impl Delivery {
         Ok(Arc::new(Delivery {
             all: Arc::new(Semaphore::new(c.workers)),
             domains: Mutex::new(HashMap::new()),
-            worker: format!("{}-{}", c.hostname, std::process::id()),
+            worker: c.node.clone(),
             resolver,
             tls,
             shared,
@@ -112,7 +110,12 @@ impl Delivery {
                 match self
                     .shared
                     .queue
-                    .claim(&self.worker, SystemTime::now(), LEASE, free)
+                    .claim(
+                        &self.worker,
+                        SystemTime::now(),
+                        self.shared.config.lease,
+                        free,
+                    )
                     .await
                 {
                     Ok(c) => c,

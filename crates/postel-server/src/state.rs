@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use postel_queue::SpoolQueue;
 use postel_queue::schedule::RetrySchedule;
 use tokio::sync::{Notify, watch};
 
+use crate::backend::AnyQueue;
 use crate::config::Config;
 use crate::tls::Certificates;
 use crate::users::Users;
@@ -19,7 +19,7 @@ pub(crate) struct Shared {
     /// Users who may authenticate.
     pub(crate) users: Users,
     /// The queue.
-    pub(crate) queue: SpoolQueue,
+    pub(crate) queue: AnyQueue,
     /// The retry schedule the queue and workers use.
     pub(crate) schedule: RetrySchedule,
     /// The server certificate, when TLS is configured.
@@ -37,7 +37,7 @@ impl Shared {
     pub(crate) fn new(
         config: Config,
         users: Users,
-        queue: SpoolQueue,
+        queue: AnyQueue,
         schedule: RetrySchedule,
         certs: Option<Certificates>,
         stopping: watch::Receiver<bool>,
