@@ -438,3 +438,59 @@ print(c.makefile("rb").readline().decode()[:3])
     assert_eq!(lines[0], "5 25", "five served, the rest told 421: {out}");
     assert_eq!(lines[1], "220", "served again once they left: {out}");
 }
+
+#[test]
+fn sighup_reloads_the_certificate() {
+    if !installed("python3") || !installed("openssl") {
+        return;
+    }
+    let dir = temp_dir("sighup");
+    let make = |name: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", &format!("/CN={name}")])
+            .arg("-keyout")
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    make("first.a.test");
+    let port = free_port();
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+[[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"submissions\"\n"
+    );
+    let server = serve(&dir, &config, local(port), false);
+    let subject = || {
+        python(
+            r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20) as raw:
+    with ctx.wrap_socket(raw) as t:
+        der = t.getpeercert(binary_form=True)
+pem = open(sys.argv[2]).read()
+print("same" if ssl.PEM_cert_to_DER_cert(pem) == der else "different")
+"#,
+            &[
+                &port.to_string(),
+                &dir.join("cert.pem").display().to_string(),
+            ],
+        )
+    };
+    assert_eq!(subject().trim(), "same");
+    make("second.a.test");
+    assert_eq!(subject().trim(), "different", "not reloaded before SIGHUP");
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(subject().trim(), "same", "the new certificate after SIGHUP");
+}

@@ -375,3 +375,75 @@ fn sigterm_answers_421_to_idle_clients_and_exits() {
         "exited cleanly: {status:?}"
     );
 }
+
+#[test]
+fn deliveries_to_one_domain_respect_the_concurrency_limit() {
+    if !installed("python3") {
+        return;
+    }
+    // With 8 allowed, more than 2 sessions overlap: so the limit of 2 is what
+    // holds the second run to 2.
+    let unlimited = most_concurrent_sessions(8);
+    assert!(unlimited > 2, "8 allowed: {unlimited} at once");
+    let limited = most_concurrent_sessions(2);
+    assert_eq!(limited, 2, "at most 2 sessions to b.test at once");
+}
+
+/// Eight messages for one domain wait in the queue while the smarthost is
+/// down; then it comes up (slow: each session waits before its greeting)
+/// and the queue is flushed. Returns the most sessions seen at once.
+fn most_concurrent_sessions(per_domain: usize) -> usize {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = temp_dir("per-domain");
+    let (mx, submission, sink_port) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
+[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
+[[listener]]\naddress = \"127.0.0.1:{mx}\"\nrole = \"mx\"\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\nper_domain = {per_domain}\nworkers = 20\n\
+[queue]\nmin_retry_secs = 3600\nmax_retry_secs = 3600\npoll_ms = 100\n"
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    add_user(&dir, "alice@a.test", PASSWORD);
+    let _a = serve(&dir, &config, local(mx), true);
+    for i in 0..8 {
+        submit(submission, &format!("user{i}@b.test"), &format!("m{i}"));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", sink_port)).unwrap();
+    let (open, most, received) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    {
+        let (open, most, received) = (open.clone(), most.clone(), received.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (open, most, received) = (open.clone(), most.clone(), received.clone());
+                std::thread::spawn(move || {
+                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(300));
+                    let _ = postel_examples::sink_session(stream, |_| {
+                        received.fetch_add(1, Ordering::SeqCst);
+                    });
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let out = run(&dir, &["queue", "flush"], "");
+    assert!(out.status.success(), "{out:?}");
+    let start = std::time::Instant::now();
+    while received.load(Ordering::SeqCst) < 8 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not all delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    most.load(Ordering::SeqCst)
+}
