@@ -411,7 +411,7 @@ fn most_concurrent_sessions(per_domain: usize) -> usize {
     for i in 0..8 {
         submit(submission, &format!("user{i}@b.test"), &format!("m{i}"));
     }
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     let listener = std::net::TcpListener::bind(("127.0.0.1", sink_port)).unwrap();
     let (open, most, received) = (
         Arc::new(AtomicUsize::new(0)),
