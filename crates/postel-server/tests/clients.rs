@@ -27,7 +27,7 @@ struct Server {
     submission: u16,
     submissions: u16,
     mx: u16,
-    _process: Process,
+    process: Process,
 }
 
 fn server(label: &str, extra: &str) -> Server {
@@ -60,7 +60,7 @@ mailboxes = ["alice", "bob"]
         submission,
         submissions,
         mx,
-        _process: process,
+        process,
     }
 }
 
@@ -154,6 +154,17 @@ with smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[2]), context=ctx, timeout=20) as
         String::from_utf8_lossy(&out.stderr)
     );
     assert_arrived(&s.dir, 2);
+    // One line per queued message with its id, sender, recipients and size;
+    // the password never appears.
+    let log = s.process.log_text();
+    let queued: Vec<&str> = log.lines().filter(|l| l.contains("queued")).collect();
+    assert_eq!(queued.len(), 2, "{log}");
+    assert!(queued.iter().all(|l| l.contains("queue_id=")
+        && l.contains("from=<alice@a.test>")
+        && l.contains("to=<bob@a.test>")
+        && l.contains("size=")));
+    assert!(log.contains("authenticated") && log.contains("user=alice@a.test"));
+    assert!(!log.contains(PASSWORD), "a secret reached the log");
 }
 
 #[test]
