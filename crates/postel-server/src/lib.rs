@@ -1,10 +1,34 @@
 //! # postel-server
 //!
 //! The reference server behind the `postel` binary: postel-session on tokio
-//! sockets with rustls, postel-queue's spool for durability, postel-mx for
-//! routing, and Maildir for local mail. Protocol rules live in the session
-//! crate, ordering in mx, durability in queue; this crate wires them to
-//! sockets, signals and a configuration file.
+//! sockets with rustls, postel-queue's spool (or PostgreSQL) for durability,
+//! postel-mx for routing, and Maildir for local mail. Protocol rules live in
+//! the session crate, ordering in mx, durability in queue; this crate wires
+//! them to sockets, signals and a configuration file.
+//!
+//! ```text
+//!  client --587/465/25--> inbound (session::Server, relay policy, AUTH)
+//!                            | 250 only after the queue has it
+//!                            v
+//!                          queue (spool | postgres) <--- postel queue ... (control socket)
+//!                            | claim with a lease
+//!                            v
+//!                          outbound workers --local--> Maildir (tmp/, fsync, new/)
+//!                            |   \--remote--> mx::route -> session::Client -> next MX on failure
+//!                            v
+//!                          complete per recipient; retry on the schedule; DSN on failure
+//! ```
+//!
+//! | What | RFC |
+//! |------|-----|
+//! | SMTP, Received and Return-Path trace fields, timeouts | 5321 (4.4, 4.5.3.2) |
+//! | submission on 587, implicit TLS on 465 | 6409, 8314 |
+//! | STARTTLS (pipelined plaintext discarded) | 3207 |
+//! | AUTH PLAIN and LOGIN, only after TLS | 4954, 4616 |
+//! | protocol names in Received (ESMTPS, ESMTPSA) | 3848 |
+//! | MX routing, null MX | 5321 (5.1), 7505 |
+//! | bounces and delay warnings | 3464, 3461 |
+//! | enhanced status codes | 3463 |
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,6 +36,15 @@
 //! postel_server::serve(config, false).await?;
 //! # Ok(())
 //! # }
+//! ```
+//!
+//! The configuration is checked before anything starts; a bad key stops the
+//! start with its name:
+//!
+//! ```
+//! use postel_server::config::Config;
+//! let err = Config::parse("[limits]\nrecipients = 0\n", "postel.toml".as_ref()).unwrap_err();
+//! assert_eq!(err.to_string(), "configuration key `limits.recipients`: must be at least 1");
 //! ```
 
 pub mod backend;
@@ -62,9 +95,20 @@ pub enum ServeError {
         "configuration key `listener`: a {0:?} listener needs TLS: set [tls] cert and key, or pass --dev-tls"
     )]
     NeedsTls(Role),
-    /// Anything else at start.
-    #[error("{0}")]
-    Other(String),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The DNS resolver for outbound delivery could not be built.
+    #[error(transparent)]
+    Resolver(#[from] postel_mx::BuildError),
+    /// A signal handler could not be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
 }
 
 /// The retry schedule from the configuration.
@@ -82,11 +126,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        ServeError::Other(format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        ))
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
     })?;
     let certs = match (&config.tls, dev_tls) {
         (Some((cert, key)), _) => Some(tls::Certificates::new(cert.clone(), key.clone())?),
@@ -127,7 +169,7 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = state::Shared::new(config, users, queue, schedule, certs, stop_rx);
     forward_notifications(&shared);
-    let delivery = outbound::Delivery::new(Arc::clone(&shared)).map_err(ServeError::Other)?;
+    let delivery = outbound::Delivery::new(Arc::clone(&shared))?;
     let workers = tokio::spawn(delivery.run());
     let control = tokio::spawn(control::serve(Arc::clone(&shared)));
     let connections = Arc::new(Semaphore::new(shared.config.max_connections));
@@ -140,9 +182,9 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
             role,
         )));
     }
-    let mut term = signal(SignalKind::terminate()).map_err(|e| ServeError::Other(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| ServeError::Other(e.to_string()))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| ServeError::Other(e.to_string()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
     loop {
         tokio::select! {
             _ = term.recv() => break,

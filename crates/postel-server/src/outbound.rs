@@ -63,17 +63,18 @@ fn result(stage: Stage, host: Option<String>, reply: Reply<'static>) -> AttemptR
 
 impl Delivery {
     /// Sets up the resolver and TLS client.
-    pub(crate) fn new(shared: Arc<Shared>) -> Result<Arc<Delivery>, String> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Result<Arc<Delivery>, postel_mx::BuildError> {
         let c = &shared.config;
         let resolver = if c.smarthost.is_some() {
             None
         } else if c.dns_servers.is_empty() {
-            Some(HickoryResolver::system().map_err(|e| e.to_string())?)
+            Some(HickoryResolver::system()?)
         } else {
-            Some(
-                HickoryResolver::with_servers_and_timeout(&c.dns_servers, c.dns_timeout, 2)
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(HickoryResolver::with_servers_and_timeout(
+                &c.dns_servers,
+                c.dns_timeout,
+                2,
+            )?)
         };
         let mut roots = rustls::RootCertStore::empty();
         if c.verify_tls {
