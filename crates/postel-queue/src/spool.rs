@@ -401,19 +401,18 @@ impl Queue for SpoolQueue {
         let mut state = self.lock();
         let mut claims = Vec::new();
         let mut token = state.next_token;
+        // Stop at `limit`: a large backlog of due mail costs one claim no
+        // more than the messages it returns.
+        let leases = &state.leases;
         let due_ids: Vec<QueueId> = state
             .messages
             .values()
             .filter(|m| due(m, now))
+            .filter(|m| leases.get(&m.id).is_none_or(|(_, until)| *until <= now))
+            .take(limit)
             .map(|m| m.id.clone())
             .collect();
         for id in due_ids {
-            if claims.len() >= limit {
-                break;
-            }
-            if state.leases.get(&id).is_some_and(|(_, until)| *until > now) {
-                continue;
-            }
             token += 1;
             let lease = Lease {
                 id: id.clone(),
