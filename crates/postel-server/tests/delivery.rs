@@ -64,7 +64,9 @@ fn receiver(
         "hostname = \"mx.{domain}\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"{addr}\"\nrole = \"mx\"\n\
 [[domain]]\nname = \"{domain}\"\nmailboxes = [\"{mailbox}\"]\n"
     );
-    let p = serve(&dir, &config, addr, false);
+    // With a certificate, so the sending server's opportunistic STARTTLS
+    // is exercised.
+    let p = serve(&dir, &config, addr, true);
     (dir, p)
 }
 
@@ -124,6 +126,11 @@ poll_ms = 200
     assert_eq!(got.len(), 1, "arrived at b.test's MX: {}", a.log_text());
     assert!(String::from_utf8_lossy(&got[0]).contains("Subject: to b"));
     assert_eq!(received_count(&got[0]), 2, "one Received line per server");
+    let text = String::from_utf8_lossy(&got[0]).into_owned();
+    assert!(
+        text.contains("(Postel) with ESMTPS"),
+        "relayed over opportunistic STARTTLS: {text}"
+    );
 
     // c.test's preferred exchanger does not answer: the next one gets it.
     submit(submission, "carol@c.test", "to c");
