@@ -131,3 +131,44 @@ fn damaged_and_half_written_files_are_set_aside() {
         RecipientState::Pending
     );
 }
+
+#[test]
+fn a_finished_message_whose_removal_was_cut_short_is_removed_at_open() {
+    let d = dir("finished");
+    let mut q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    // The process stops right after the journal records the delivery,
+    // before the files are removed.
+    q.set_fault_hook(|step| {
+        if step == postel_queue::WriteStep::JournalSynced {
+            panic!("stop here");
+        }
+    });
+    let id = block_on(q.enqueue(message(), b"body\r\n".to_vec(), t(0))).unwrap();
+    let claim = block_on(q.claim("w", t(1), Duration::from_secs(60), 1))
+        .unwrap()
+        .remove(0);
+    let mut m = claim.message.clone();
+    let delivered = Outcome::Delivered(AttemptResult {
+        stage: Stage::Data,
+        remote_host: None,
+        reply: Reply::OK,
+    });
+    apply_outcomes(
+        &mut m,
+        &[(0, delivered.clone()), (1, delivered)],
+        &RetrySchedule::default(),
+        t(2),
+        0.5,
+    );
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(q.complete(claim.lease, m.recipients, false))
+    }));
+    assert!(crashed.is_err(), "stopped at the fault");
+    assert!(d.join(format!("{id}.env")).exists(), "files left behind");
+    drop(q);
+
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    assert!(block_on(q.list()).unwrap().is_empty(), "not queued again");
+    assert!(!d.join(format!("{id}.env")).exists(), "removal finished");
+    assert!(!d.join(format!("{id}.body")).exists());
+}
