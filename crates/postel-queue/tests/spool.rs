@@ -139,9 +139,7 @@ fn a_finished_message_whose_removal_was_cut_short_is_removed_at_open() {
     // The process stops right after the journal records the delivery,
     // before the files are removed.
     q.set_fault_hook(|step| {
-        if step == postel_queue::WriteStep::JournalSynced {
-            panic!("stop here");
-        }
+        assert!(step != postel_queue::WriteStep::JournalSynced, "stop here");
     });
     let id = block_on(q.enqueue(message(), b"body\r\n".to_vec(), t(0))).unwrap();
     let claim = block_on(q.claim("w", t(1), Duration::from_secs(60), 1))
