@@ -73,6 +73,11 @@ fn recovery() {
 }
 
 #[test]
+fn stats() {
+    run("stats", |q| async move { conformance::stats(&q).await });
+}
+
+#[test]
 fn migrations_are_idempotent_and_concurrent_starts_are_safe() {
     let Some(url) = postel_testkit::fresh_database("migrate") else {
         return;

@@ -31,7 +31,7 @@ use postel_proto::types::{
 use crate::model::{
     Arrival, AttemptResult, NewMessage, NewRecipient, Outcome, RecipientState, Stage,
 };
-use crate::queue::{Queue, QueueError, apply_outcomes, report_failures};
+use crate::queue::{Queue, QueueError, QueueStats, apply_outcomes, report_failures};
 use crate::schedule::RetrySchedule;
 
 /// Runs a future that completes without waiting on I/O readiness (the memory
@@ -338,6 +338,44 @@ pub async fn hold_release_delete_requeue<Q: Queue>(q: &Q) {
     assert!(matches!(q.delete(&id).await, Err(QueueError::NotFound(_))));
 }
 
+/// The operator's counts follow the queue: new, deferred, held.
+pub async fn stats<Q: Queue>(q: &Q) {
+    assert_eq!(q.stats(t(0)).await.unwrap(), QueueStats::default(), "empty");
+    let a = q
+        .enqueue(
+            message(&["a@example.net", "b@example.net"]),
+            BODY.to_vec(),
+            t(0),
+        )
+        .await
+        .unwrap();
+    q.enqueue(message(&["c@example.net"]), BODY.to_vec(), t(1))
+        .await
+        .unwrap();
+    let s = q.stats(t(1)).await.unwrap();
+    assert_eq!((s.messages, s.pending_new, s.oldest), (2, 3, Some(t(0))));
+    let claim = q.claim("w", t(2), LEASE, 1).await.unwrap().remove(0);
+    assert_eq!(claim.lease.id, a, "oldest first");
+    let mut m = claim.message.clone();
+    apply_outcomes(
+        &mut m,
+        &[
+            (0, Outcome::Deferred(result(451, (4, 0, 0)))),
+            (1, Outcome::Delivered(result(250, (2, 0, 0)))),
+        ],
+        &RetrySchedule::default(),
+        t(3),
+        0.5,
+    );
+    q.complete(claim.lease, m.recipients, false).await.unwrap();
+    q.set_held(&a, true).await.unwrap();
+    let s = q.stats(t(4)).await.unwrap();
+    assert_eq!(
+        (s.messages, s.held, s.pending_new, s.deferred, s.pending_due),
+        (2, 1, 1, 1, 0)
+    );
+}
+
 /// Startup recovery releases a previous run's leases.
 pub async fn recovery<Q: Queue>(q: &Q) {
     q.enqueue(message(&["a@example.net"]), BODY.to_vec(), t(0))
@@ -364,4 +402,5 @@ pub async fn run_all<Q: Queue, F: Fn() -> Q>(make: F) {
     expiry_and_dsn(&make()).await;
     hold_release_delete_requeue(&make()).await;
     recovery(&make()).await;
+    stats(&make()).await;
 }

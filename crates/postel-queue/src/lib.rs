@@ -31,7 +31,7 @@ mod spool;
 
 pub use memory::MemoryQueue;
 pub use queue::{
-    Bounce, Claim, Lease, Queue, QueueError, RecoveryReport, apply_outcomes, bounce, delay_warning,
-    report_failures,
+    Bounce, Claim, Lease, Queue, QueueError, QueueStats, RecoveryReport, apply_outcomes, bounce,
+    delay_warning, report_failures,
 };
 pub use spool::{SpoolQueue, WriteStep};

@@ -153,6 +153,60 @@ pub trait Queue: Send + Sync {
         &self,
         now: SystemTime,
     ) -> impl Future<Output = Result<RecoveryReport, QueueError>> + Send;
+
+    /// Counts for the operator at `now`. The default reads [`Queue::list`];
+    /// a backend may count more cheaply.
+    fn stats(
+        &self,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<QueueStats, QueueError>> + Send {
+        async move {
+            let all = self.list().await?;
+            let mut stats = QueueStats {
+                messages: all.len(),
+                ..QueueStats::default()
+            };
+            for m in &all {
+                stats.held += usize::from(m.held);
+                stats.oldest = Some(
+                    stats
+                        .oldest
+                        .map_or(m.created, |o: SystemTime| o.min(m.created)),
+                );
+                for r in &m.recipients {
+                    match r.state {
+                        RecipientState::Pending if r.attempts == 0 => stats.pending_new += 1,
+                        RecipientState::Pending if r.next_attempt <= now => stats.pending_due += 1,
+                        RecipientState::Pending => stats.deferred += 1,
+                        RecipientState::Delivered => {}
+                        RecipientState::Failed { .. } | RecipientState::Expired { .. } => {
+                            stats.failed_unreported += 1;
+                        }
+                    }
+                }
+            }
+            Ok(stats)
+        }
+    }
+}
+
+/// What the queue holds, for the operator (`postel queue stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages in the queue.
+    pub messages: usize,
+    /// Messages on hold.
+    pub held: usize,
+    /// Recipients not yet tried.
+    pub pending_new: usize,
+    /// Recipients tried before and due again now.
+    pub pending_due: usize,
+    /// Recipients waiting for a later retry.
+    pub deferred: usize,
+    /// Recipients failed or expired whose bounce is not yet queued.
+    pub failed_unreported: usize,
+    /// When the oldest message arrived.
+    pub oldest: Option<SystemTime>,
 }
 
 /// The recipients of a new message, all pending and due at `now`.

@@ -40,6 +40,11 @@ fn recovery() {
     conformance::block_on(conformance::recovery(&queue()));
 }
 
+#[test]
+fn stats() {
+    conformance::block_on(conformance::stats(&queue()));
+}
+
 /// The same suite against the filesystem spool, each check in a fresh
 /// directory.
 mod spool {
@@ -84,5 +89,10 @@ mod spool {
     #[test]
     fn recovery() {
         conformance::block_on(conformance::recovery(&queue("recovery")));
+    }
+
+    #[test]
+    fn stats() {
+        conformance::block_on(conformance::stats(&queue("stats")));
     }
 }

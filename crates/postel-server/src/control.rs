@@ -19,6 +19,8 @@ use crate::state::Shared;
 pub enum Verb {
     /// Every message, one line each.
     List,
+    /// Counts: messages, held, recipients by state, the oldest arrival.
+    Stats,
     /// One message in full.
     Show(String),
     /// Every message due now.
@@ -36,6 +38,7 @@ impl Verb {
     pub fn to_line(&self) -> String {
         match self {
             Verb::List => "list".into(),
+            Verb::Stats => "stats".into(),
             Verb::Flush => "flush".into(),
             Verb::Show(id) => format!("show {id}"),
             Verb::Delete(id) => format!("delete {id}"),
@@ -51,6 +54,7 @@ impl Verb {
         let id = words.next().map(str::to_owned);
         match (verb, id) {
             ("list", None) => Some(Verb::List),
+            ("stats", None) => Some(Verb::Stats),
             ("flush", None) => Some(Verb::Flush),
             ("show", Some(id)) => Some(Verb::Show(id)),
             ("delete", Some(id)) => Some(Verb::Delete(id)),
@@ -135,6 +139,20 @@ pub async fn execute<Q: Queue>(queue: &Q, verb: &Verb) -> Result<String, String>
             Ok(out)
         }
         Verb::Show(i) => Ok(detail(&queue.show(&id(i)?).await.map_err(e)?)),
+        Verb::Stats => {
+            let s = queue.stats(SystemTime::now()).await.map_err(e)?;
+            Ok(format!(
+                "messages {}\nheld {}\nrecipients new {}\nrecipients due {}\nrecipients deferred {}\n\
+                 failures to report {}\noldest {}\n",
+                s.messages,
+                s.held,
+                s.pending_new,
+                s.pending_due,
+                s.deferred,
+                s.failed_unreported,
+                s.oldest.map_or_else(|| "-".to_owned(), age)
+            ))
+        }
         Verb::Flush => {
             let all = queue.list().await.map_err(e)?;
             let now = SystemTime::now();

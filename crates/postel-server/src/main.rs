@@ -12,7 +12,7 @@ const HELP: &str = "postel: an SMTP server (submission, durable queue, MX delive
 
 usage:
   postel serve [--config FILE] [--dev-tls]
-  postel queue list|flush [--config FILE]
+  postel queue list|stats|flush [--config FILE]
   postel queue show|delete|hold|release ID [--config FILE]
   postel user add NAME [--config FILE]     (password read from standard input)
   postel COMMAND --help
@@ -31,6 +31,7 @@ Runs the server until SIGTERM or SIGINT; SIGHUP reloads the certificate.
 const QUEUE_HELP: &str = "postel queue VERB [ID] [--config FILE]
 
   list           every queued message, one line each
+  stats          counts: messages, held, recipients by state, oldest
   show ID        one message with each recipient's state and last result
   flush          make every message due now
   delete ID      remove a message without a bounce

@@ -352,8 +352,14 @@ fn queue_verbs_hold_release_flush_delete_on_the_running_server() {
         .filter(|l| !l.ends_with(" messages"))
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
+    let stats = text(&["queue", "stats"]);
+    assert!(
+        stats.contains("messages 2\n") && stats.contains("recipients deferred 2\n"),
+        "{stats}"
+    );
     text(&["queue", "hold", &ids[0]]);
     assert!(text(&["queue", "list"]).contains("HELD"));
+    assert!(text(&["queue", "stats"]).contains("held 1\n"));
     text(&["queue", "delete", &ids[1]]);
     // The smarthost comes up; flush makes everything due, but held mail waits.
     let (b_dir, _b) = receiver("verbs-b", [127, 0, 0, 1], sink_port, "b.test", "bob");
