@@ -356,6 +356,28 @@ impl PostgresQueue {
         Ok(())
     }
 
+    /// Changes a message under its row lock, in one transaction: `change`
+    /// returns the recipients it touched.
+    async fn edit(
+        &self,
+        id: &QueueId,
+        context: &'static str,
+        change: impl FnOnce(&mut Message) -> Vec<usize>,
+    ) -> Result<(), QueueError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(db(context))?;
+        tx.execute(
+            "SELECT 1 FROM postel_schedule WHERE id = $1 FOR UPDATE",
+            &[&id.to_string()],
+        )
+        .await
+        .map_err(db(context))?;
+        let mut message = Self::load_one(&tx, id).await?;
+        let changed = change(&mut message);
+        Self::store(&tx, &message, &changed).await?;
+        tx.commit().await.map_err(db(context))
+    }
+
     async fn exists<C: GenericClient>(client: &C, id: &QueueId) -> Result<(), QueueError> {
         let n = client
             .execute(
@@ -590,29 +612,21 @@ impl Queue for PostgresQueue {
     }
 
     async fn mark_reported(&self, id: &QueueId, recipients: &[usize]) -> Result<(), QueueError> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(db("starting a report"))?;
-        tx.execute(
-            "SELECT 1 FROM postel_schedule WHERE id = $1 FOR UPDATE",
-            &[&id.to_string()],
-        )
-        .await
-        .map_err(db("locking a message"))?;
-        let mut message = Self::load_one(&tx, id).await?;
-        for &i in recipients {
-            if let Some(r) = message.recipients.get_mut(i) {
-                r.state = match r.state {
-                    RecipientState::Failed { .. } => RecipientState::Failed { reported: true },
-                    RecipientState::Expired { .. } => RecipientState::Expired { reported: true },
-                    other => other,
-                };
+        self.edit(id, "marking failures reported", |message| {
+            for &i in recipients {
+                if let Some(r) = message.recipients.get_mut(i) {
+                    r.state = match r.state {
+                        RecipientState::Failed { .. } => RecipientState::Failed { reported: true },
+                        RecipientState::Expired { .. } => {
+                            RecipientState::Expired { reported: true }
+                        }
+                        other => other,
+                    };
+                }
             }
-        }
-        Self::store(&tx, &message, recipients).await?;
-        tx.commit().await.map_err(db("committing a report"))
+            recipients.to_vec()
+        })
+        .await
     }
 
     async fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
@@ -676,27 +690,17 @@ impl Queue for PostgresQueue {
     }
 
     async fn requeue(&self, id: &QueueId, now: SystemTime) -> Result<(), QueueError> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(db("starting a requeue"))?;
-        tx.execute(
-            "SELECT 1 FROM postel_schedule WHERE id = $1 FOR UPDATE",
-            &[&id.to_string()],
-        )
-        .await
-        .map_err(db("locking a message"))?;
-        let mut message = Self::load_one(&tx, id).await?;
-        let mut changed = Vec::new();
-        for (i, r) in message.recipients.iter_mut().enumerate() {
-            if r.state == RecipientState::Pending {
-                r.next_attempt = now;
-                changed.push(i);
+        self.edit(id, "requeueing a message", |message| {
+            let mut changed = Vec::new();
+            for (i, r) in message.recipients.iter_mut().enumerate() {
+                if r.state == RecipientState::Pending {
+                    r.next_attempt = now;
+                    changed.push(i);
+                }
             }
-        }
-        Self::store(&tx, &message, &changed).await?;
-        tx.commit().await.map_err(db("committing a requeue"))
+            changed
+        })
+        .await
     }
 
     async fn recover(&self, now: SystemTime) -> Result<RecoveryReport, QueueError> {

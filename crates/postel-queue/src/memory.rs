@@ -54,15 +54,6 @@ impl MemoryQueue {
     }
 }
 
-fn due(message: &Message, now: SystemTime) -> bool {
-    !message.held
-        && message.recipients.iter().any(|r| match r.state {
-            RecipientState::Pending => r.next_attempt <= now,
-            RecipientState::Failed { reported } | RecipientState::Expired { reported } => !reported,
-            RecipientState::Delivered => false,
-        })
-}
-
 impl Queue for MemoryQueue {
     async fn enqueue(
         &self,
@@ -117,7 +108,7 @@ impl Queue for MemoryQueue {
                     break;
                 }
                 let leased = entry.lease.is_some_and(|(_, until)| until > now);
-                if leased || !due(&entry.message, now) {
+                if leased || !entry.message.is_due(now) {
                     continue;
                 }
                 token += 1;

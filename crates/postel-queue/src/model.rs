@@ -195,6 +195,12 @@ impl Message {
         })
     }
 
+    /// True when a worker should take the message at `now`: not held, and a
+    /// pending recipient is due or a failure is not yet reported.
+    pub fn is_due(&self, now: SystemTime) -> bool {
+        !self.held && self.recipients.iter().any(|r| r.is_due(now))
+    }
+
     /// When the message is next due: the earliest pending recipient's time.
     pub fn next_due(&self) -> Option<SystemTime> {
         self.recipients
@@ -202,6 +208,18 @@ impl Message {
             .filter(|r| r.state == RecipientState::Pending)
             .map(|r| r.next_attempt)
             .min()
+    }
+}
+
+impl Recipient {
+    /// True when this recipient needs work at `now`: pending and due, or
+    /// failed and not yet reported.
+    pub fn is_due(&self, now: SystemTime) -> bool {
+        match self.state {
+            RecipientState::Pending => self.next_attempt <= now,
+            RecipientState::Failed { reported } | RecipientState::Expired { reported } => !reported,
+            RecipientState::Delivered => false,
+        }
     }
 }
 

@@ -321,44 +321,63 @@ pub fn bounce(
             } else {
                 last.or_else(|| EnhancedStatus::new(5, 0, 0))
             }?;
-            Some(DsnRecipient {
-                final_recipient: r
-                    .address
-                    .mailbox()
-                    .map_or_else(|| "postmaster".into(), ToString::to_string),
-                original_recipient: r.orcpt.clone(),
-                action: Action::Failed,
-                status,
-                diagnostic: r.last_result.as_ref().map(|res| res.reply.clone()),
-                remote_mta: r
-                    .last_result
-                    .as_ref()
-                    .and_then(|res| res.remote_host.clone()),
-                last_attempt: r.last_attempt,
-            })
+            Some(dsn_recipient(r, Action::Failed, status))
         })
         .collect();
-    let dsn = Dsn {
+    let headers_only = message.envelope.ret == Some(postel_proto::types::Ret::Hdrs);
+    let report = report(
+        message,
+        &dsn_recipients,
+        body,
+        headers_only,
+        (reporting_mta, now, boundary),
+    );
+    Some((unreported, report))
+}
+
+/// One recipient's block of a report.
+fn dsn_recipient(r: &Recipient, action: Action, status: EnhancedStatus) -> DsnRecipient {
+    DsnRecipient {
+        final_recipient: r
+            .address
+            .mailbox()
+            .map_or_else(|| "postmaster".into(), ToString::to_string),
+        original_recipient: r.orcpt.clone(),
+        action,
+        status,
+        diagnostic: r.last_result.as_ref().map(|res| res.reply.clone()),
+        remote_mta: r
+            .last_result
+            .as_ref()
+            .and_then(|res| res.remote_host.clone()),
+        last_attempt: r.last_attempt,
+    }
+}
+
+/// A report about `message` to its return path, from the null sender,
+/// asking for no report about itself; `None` when there is nobody to tell.
+/// `at` is the reporting MTA, the time and the MIME boundary.
+fn report(
+    message: &Message,
+    recipients: &[DsnRecipient],
+    body: &[u8],
+    headers_only: bool,
+    at: (&str, SystemTime, &str),
+) -> Option<(NewMessage, Vec<u8>)> {
+    let (reporting_mta, now, boundary) = at;
+    let bytes = Dsn {
         reporting_mta,
         return_path: &message.envelope.return_path,
         envelope_id: message.envelope.envid.as_deref(),
         arrival: message.created,
-        recipients: &dsn_recipients,
+        recipients,
         original: body,
-        headers_only: message.envelope.ret == Some(postel_proto::types::Ret::Hdrs),
+        headers_only,
         now,
         boundary,
-    };
-    let report = dsn
-        .to_message()
-        .ok()
-        .and_then(|bytes| report_envelope(message, bytes));
-    Some((unreported, report))
-}
-
-/// The envelope of a report to a message's return path, from the null
-/// sender, asking for no report about itself.
-fn report_envelope(message: &Message, bytes: Vec<u8>) -> Option<(NewMessage, Vec<u8>)> {
+    }
+    .to_message()
+    .ok()?;
     let to = message.envelope.return_path.mailbox()?.clone().into_owned();
     let envelope = NewMessage {
         return_path: ReversePath::Null,
@@ -397,38 +416,18 @@ pub fn delay_warning(
             let status = last
                 .filter(|s| s.class() == 4)
                 .or_else(|| EnhancedStatus::new(4, 0, 0))?;
-            Some(DsnRecipient {
-                final_recipient: r
-                    .address
-                    .mailbox()
-                    .map_or_else(|| "postmaster".into(), ToString::to_string),
-                original_recipient: r.orcpt.clone(),
-                action: Action::Delayed,
-                status,
-                diagnostic: r.last_result.as_ref().map(|res| res.reply.clone()),
-                remote_mta: r
-                    .last_result
-                    .as_ref()
-                    .and_then(|res| res.remote_host.clone()),
-                last_attempt: r.last_attempt,
-            })
+            Some(dsn_recipient(r, Action::Delayed, status))
         })
         .collect();
-    let dsn = Dsn {
-        reporting_mta,
-        return_path: &message.envelope.return_path,
-        envelope_id: message.envelope.envid.as_deref(),
-        arrival: message.created,
-        recipients: &recipients,
-        original: body,
-        // A warning carries the headers only: the sender still has a copy
-        // on its way.
-        headers_only: true,
-        now,
-        boundary,
-    };
-    let bytes = dsn.to_message().ok()?;
-    report_envelope(message, bytes)
+    // A warning carries the headers only: the sender still has a copy on its
+    // way.
+    report(
+        message,
+        &recipients,
+        body,
+        true,
+        (reporting_mta, now, boundary),
+    )
 }
 
 /// Reports a message's unreported failures: the DSN is enqueued durably

@@ -341,15 +341,6 @@ fn sync_dir(dir: &Path) -> Result<(), QueueError> {
         .map_err(storage("syncing the spool directory"))
 }
 
-fn due(message: &Message, now: SystemTime) -> bool {
-    !message.held
-        && message.recipients.iter().any(|r| match r.state {
-            RecipientState::Pending => r.next_attempt <= now,
-            RecipientState::Failed { reported } | RecipientState::Expired { reported } => !reported,
-            RecipientState::Delivered => false,
-        })
-}
-
 impl Queue for SpoolQueue {
     async fn enqueue(
         &self,
@@ -420,7 +411,7 @@ impl Queue for SpoolQueue {
         let due_ids: Vec<QueueId> = state
             .messages
             .values()
-            .filter(|m| due(m, now))
+            .filter(|m| m.is_due(now))
             .filter(|m| leases.get(&m.id).is_none_or(|(_, until)| *until <= now))
             .take(limit)
             .map(|m| m.id.clone())
