@@ -414,20 +414,7 @@ impl Queue for PostgresQueue {
             .map_err(db("numbering a message"))?
             .get(0);
         let id = QueueId::new(now, u32::try_from(seq & 0x00ff_ffff).unwrap_or(0));
-        let recipients = message
-            .recipients
-            .iter()
-            .map(|r| Recipient {
-                address: r.address.clone(),
-                orcpt: r.orcpt.clone(),
-                notify: r.notify,
-                state: RecipientState::Pending,
-                attempts: 0,
-                last_attempt: None,
-                next_attempt: now,
-                last_result: None,
-            })
-            .collect::<Vec<_>>();
+        let recipients = postel_queue::new_recipients(&message.recipients, now);
         let stored = Message {
             id: id.clone(),
             recipients,

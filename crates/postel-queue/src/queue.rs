@@ -210,7 +210,7 @@ pub struct QueueStats {
 }
 
 /// The recipients of a new message, all pending and due at `now`.
-pub(crate) fn new_recipients(recipients: &[NewRecipient], now: SystemTime) -> Vec<Recipient> {
+pub fn new_recipients(recipients: &[NewRecipient], now: SystemTime) -> Vec<Recipient> {
     recipients
         .iter()
         .map(|r| Recipient {
