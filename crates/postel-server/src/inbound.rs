@@ -109,7 +109,31 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         txn: Transaction::default(),
         messages: 0,
     };
-    let result = conn.run(&mut server, &mut stream).await;
+    // A bug that panics while serving ends this session with 421, as RFC
+    // 5321 section 3.8 asks of a server that must close, instead of a
+    // silently dropped connection; other sessions run on regardless.
+    let result = {
+        let mut session = Box::pin(conn.run(&mut server, &mut stream));
+        std::future::poll_fn(|cx| {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                session.as_mut().poll(cx)
+            })) {
+                Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
+                Err(panic) => std::task::Poll::Ready(Err(panic)),
+            }
+        })
+        .await
+    };
+    let result = if let Ok(r) = result {
+        r
+    } else {
+        warn!(client = %peer, "session panicked; closing with 421");
+        let _ = stream
+            .write_all(b"421 4.3.0 Internal error, closing connection\r\n")
+            .await;
+        Err(std::io::Error::other("session panicked"))
+    };
     stream.shutdown().await;
     match result {
         Ok(()) => info!(client = %peer, messages = conn.messages, "disconnect"),
