@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use postel_proto::types::{BodyType, ForwardPath, Mailbox, ReversePath};
+use postel_queue::model::{Arrival, NewMessage, NewRecipient};
+
 /// A realistic client transaction, one line per command, as an MTA sends it
 /// with PIPELINING: EHLO, MAIL with SIZE and BODY, three RCPT with DSN
 /// parameters, DATA, QUIT.
@@ -123,5 +126,23 @@ pub fn print_ratios(rows: &[(&str, &str, &[&str])]) {
                 None => println!("{group:<28} {our:>12.1} {peer:>14} {:>10}", "n/a"),
             }
         }
+    }
+}
+
+/// The envelope the queue benchmarks enqueue: one sender, one recipient.
+pub fn queue_message() -> NewMessage {
+    let mailbox = |a: &'static str| Mailbox::try_from(a).unwrap_or_else(|_| unreachable!()); // ok: constant
+    NewMessage {
+        return_path: ReversePath::Mailbox(mailbox("sender@example.org")),
+        envid: None,
+        ret: None,
+        body_type: BodyType::EightBitMime,
+        smtputf8: false,
+        arrival: Arrival::default(),
+        recipients: vec![NewRecipient {
+            address: ForwardPath::Mailbox(mailbox("rcpt@example.net")),
+            orcpt: None,
+            notify: None,
+        }],
     }
 }

@@ -11,27 +11,9 @@ use std::time::SystemTime;
 
 use criterion::{Criterion, Throughput};
 use postel_benches::print_ratios;
-use postel_proto::types::{BodyType, ForwardPath, Mailbox, ReversePath};
 use postel_queue::conformance::block_on;
-use postel_queue::model::{Arrival, NewMessage, NewRecipient};
 use postel_queue::schedule::RetrySchedule;
 use postel_queue::{Queue, SpoolQueue};
-
-fn message() -> NewMessage {
-    NewMessage {
-        return_path: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
-        envid: None,
-        ret: None,
-        body_type: BodyType::EightBitMime,
-        smtputf8: false,
-        arrival: Arrival::default(),
-        recipients: vec![NewRecipient {
-            address: ForwardPath::Mailbox(Mailbox::try_from("rcpt@example.net").unwrap()),
-            orcpt: None,
-            notify: None,
-        }],
-    }
-}
 
 fn main() {
     let dir = std::env::temp_dir().join(format!("postel-queue-bench-{}", std::process::id()));
@@ -44,7 +26,14 @@ fn main() {
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
     g.bench_function("spool", |b| {
-        b.iter(|| block_on(spool.enqueue(message(), body.clone(), SystemTime::now())).unwrap());
+        b.iter(|| {
+            block_on(spool.enqueue(
+                postel_benches::queue_message(),
+                body.clone(),
+                SystemTime::now(),
+            ))
+            .unwrap()
+        });
     });
     // Eight writers at once: group commit lets them share directory fsyncs.
     let writers = 8u64;
@@ -56,8 +45,12 @@ fn main() {
                 for _ in 0..writers {
                     s.spawn(|| {
                         for _ in 0..per {
-                            block_on(spool.enqueue(message(), body.clone(), SystemTime::now()))
-                                .unwrap();
+                            block_on(spool.enqueue(
+                                postel_benches::queue_message(),
+                                body.clone(),
+                                SystemTime::now(),
+                            ))
+                            .unwrap();
                         }
                     });
                 }

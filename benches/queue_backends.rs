@@ -18,27 +18,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, Throughput};
 use postel_benches::print_ratios;
-use postel_proto::types::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
-use postel_queue::model::{Arrival, AttemptResult, NewMessage, NewRecipient, Outcome, Stage};
+use postel_proto::types::Reply;
+use postel_queue::model::{AttemptResult, Outcome, Stage};
 use postel_queue::schedule::RetrySchedule;
 use postel_queue::{Queue, SpoolQueue, apply_outcomes};
 use postel_queue_postgres::PostgresQueue;
-
-fn message() -> NewMessage {
-    NewMessage {
-        return_path: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
-        envid: None,
-        ret: None,
-        body_type: BodyType::EightBitMime,
-        smtputf8: false,
-        arrival: Arrival::default(),
-        recipients: vec![NewRecipient {
-            address: ForwardPath::Mailbox(Mailbox::try_from("rcpt@example.net").unwrap()),
-            orcpt: None,
-            notify: None,
-        }],
-    }
-}
 
 /// Runs `op` `iters` times over `callers` concurrent tasks; the time per op.
 fn concurrent<Q, F, Fut>(
@@ -76,9 +60,13 @@ where
 }
 
 async fn enqueue<Q: Queue>(q: Arc<Q>) {
-    q.enqueue(message(), vec![b'x'; 4096], SystemTime::now())
-        .await
-        .unwrap();
+    q.enqueue(
+        postel_benches::queue_message(),
+        vec![b'x'; 4096],
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
 }
 
 /// Claims one due message and records it delivered; enqueues one first so

@@ -44,20 +44,24 @@
 //!         })
 //!     }
 //!     async fn ipv4(&self, name: &str) -> Result<Answer<IpAddr>, DnsFailure> {
-//!         let ip = if name == "primary.example" { "192.0.2.1" } else { "192.0.2.2" };
-//!         Ok(Answer::Records { name: name.to_owned(), records: vec![ip.parse().unwrap()] })
+//!         let last = if name == "primary.example" { 1 } else { 2 };
+//!         let ip = IpAddr::from([192, 0, 2, last]);
+//!         Ok(Answer::Records { name: name.to_owned(), records: vec![ip] })
 //!     }
 //!     async fn ipv6(&self, name: &str) -> Result<Answer<IpAddr>, DnsFailure> {
 //!         Ok(Answer::NoData { name: name.to_owned() })
 //!     }
 //! }
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let host = Host::try_from("example.com").unwrap();
-//! let plan = route(&Fixed, &host, &RouteOptions::default(), &mut |n| n - 1).await.unwrap();
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! let host = Host::try_from("example.com")?;
+//! let plan = route(&Fixed, &host, &RouteOptions::default(), &mut |n| n - 1).await?;
 //! let order: Vec<&str> = plan.exchangers.iter().map(|e| e.name.as_str()).collect();
 //! assert_eq!(order, ["primary.example", "backup.example"]);
-//! # });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
+//! # }
 //! ```
 #![forbid(unsafe_code)]
 

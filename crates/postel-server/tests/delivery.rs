@@ -78,6 +78,43 @@ fn received_count(message: &[u8]) -> usize {
         .count()
 }
 
+/// A server for `a.test` (mailbox alice, user alice@a.test) with submission
+/// and mx listeners, relaying remote mail through a smarthost at
+/// 127.0.0.1:`sink_port`; `relay` and `queue` are extra lines for those
+/// sections.
+struct Relay {
+    dir: std::path::PathBuf,
+    mx: u16,
+    submission: u16,
+    config: String,
+}
+
+impl Relay {
+    fn new(label: &str, sink_port: u16, relay: &str, queue: &str) -> Relay {
+        let dir = temp_dir(label);
+        let (mx, submission) = (free_port(), free_port());
+        let config = format!(
+            "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
+[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
+[[listener]]\naddress = \"127.0.0.1:{mx}\"\nrole = \"mx\"\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\n{relay}\n[queue]\n{queue}\n"
+        );
+        std::fs::write(dir.join("postel.toml"), &config).unwrap();
+        add_user(&dir, "alice@a.test", PASSWORD);
+        Relay {
+            dir,
+            mx,
+            submission,
+            config,
+        }
+    }
+
+    fn start(&self) -> Process {
+        serve(&self.dir, &self.config, local(self.mx), true)
+    }
+}
+
 #[test]
 fn mx_delivery_fallback_retry_and_bounce_between_instances() {
     if !installed("python3") {
@@ -295,23 +332,19 @@ fn queued_remote_mail_survives_sigkill_and_reaches_the_smarthost() {
     if !installed("python3") {
         return;
     }
-    let dir = temp_dir("crash-relay");
-    let (mx, submission, sink_port) = (free_port(), free_port(), free_port());
-    let config = format!(
-        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
-[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
-[[listener]]\naddress = \"127.0.0.1:{mx}\"\nrole = \"mx\"\n\
-[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
-[relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
+    let sink_port = free_port();
+    let relay = Relay::new(
+        "crash-relay",
+        sink_port,
+        "",
+        "min_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200",
     );
-    std::fs::write(dir.join("postel.toml"), &config).unwrap();
-    add_user(&dir, "alice@a.test", PASSWORD);
-    let mut a = serve(&dir, &config, local(mx), true);
-    submit(submission, "bob@b.test", "through the crash");
+    let mut a = relay.start();
+    submit(relay.submission, "bob@b.test", "through the crash");
     a.kill();
     // The smarthost comes up only now: another postel for b.test.
     let (b_dir, _b) = receiver("crash-relay-b", [127, 0, 0, 1], sink_port, "b.test", "bob");
-    let _a = serve(&dir, &config, local(mx), true);
+    let _a = relay.start();
     let got = wait_mail(&b_dir, "b.test", "bob", 1, Duration::from_secs(30));
     assert_eq!(got.len(), 1);
     assert!(String::from_utf8_lossy(&got[0]).contains("Subject: through the crash"));
@@ -324,24 +357,21 @@ fn queue_verbs_hold_release_flush_delete_on_the_running_server() {
     if !installed("python3") {
         return;
     }
-    let dir = temp_dir("verbs");
-    let (mx, submission, sink_port) = (free_port(), free_port(), free_port());
+    let sink_port = free_port();
     // Retries an hour apart: only `flush` makes a deferred message due again.
-    let config = format!(
-        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
-[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
-[[listener]]\naddress = \"127.0.0.1:{mx}\"\nrole = \"mx\"\n\
-[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
-[relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\n[queue]\nmin_retry_secs = 3600\nmax_retry_secs = 3600\npoll_ms = 100\n"
+    let relay = Relay::new(
+        "verbs",
+        sink_port,
+        "",
+        "min_retry_secs = 3600\nmax_retry_secs = 3600\npoll_ms = 100",
     );
-    std::fs::write(dir.join("postel.toml"), &config).unwrap();
-    add_user(&dir, "alice@a.test", PASSWORD);
-    let _a = serve(&dir, &config, local(mx), true);
+    let (dir, submission) = (&relay.dir, relay.submission);
+    let _a = relay.start();
     submit(submission, "bob@b.test", "first");
     submit(submission, "carol@b.test", "second");
     std::thread::sleep(Duration::from_millis(1500));
     let text = |args: &[&str]| {
-        let out = run(&dir, args, "");
+        let out = run(dir, args, "");
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -374,8 +404,8 @@ fn queue_verbs_hold_release_flush_delete_on_the_running_server() {
     let got = wait_mail(&b_dir, "b.test", "bob", 1, Duration::from_secs(20));
     assert_eq!(got.len(), 1, "released and flushed: delivered");
     assert!(String::from_utf8_lossy(&got[0]).contains("Subject: first"));
-    assert!(queue_empties(&dir), "the deleted one is gone");
-    let missing = run(&dir, &["queue", "show", &ids[1]], "");
+    assert!(queue_empties(dir), "the deleted one is gone");
+    let missing = run(dir, &["queue", "show", &ids[1]], "");
     assert!(!missing.status.success(), "deleted");
 }
 
@@ -423,19 +453,15 @@ fn deliveries_to_one_domain_respect_the_concurrency_limit() {
 fn most_concurrent_sessions(per_domain: usize) -> usize {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let dir = temp_dir("per-domain");
-    let (mx, submission, sink_port) = (free_port(), free_port(), free_port());
-    let config = format!(
-        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
-[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
-[[listener]]\naddress = \"127.0.0.1:{mx}\"\nrole = \"mx\"\n\
-[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
-[relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\nper_domain = {per_domain}\nworkers = 20\n\
-[queue]\nmin_retry_secs = 3600\nmax_retry_secs = 3600\npoll_ms = 100\n"
+    let sink_port = free_port();
+    let relay = Relay::new(
+        "per-domain",
+        sink_port,
+        &format!("per_domain = {per_domain}\nworkers = 20"),
+        "min_retry_secs = 3600\nmax_retry_secs = 3600\npoll_ms = 100",
     );
-    std::fs::write(dir.join("postel.toml"), &config).unwrap();
-    add_user(&dir, "alice@a.test", PASSWORD);
-    let _a = serve(&dir, &config, local(mx), true);
+    let (dir, submission) = (&relay.dir, relay.submission);
+    let _a = relay.start();
     for i in 0..8 {
         submit(submission, &format!("user{i}@b.test"), &format!("m{i}"));
     }
@@ -463,7 +489,7 @@ fn most_concurrent_sessions(per_domain: usize) -> usize {
             }
         });
     }
-    let out = run(&dir, &["queue", "flush"], "");
+    let out = run(dir, &["queue", "flush"], "");
     assert!(out.status.success(), "{out:?}");
     let start = std::time::Instant::now();
     while received.load(Ordering::SeqCst) < 8 {
