@@ -5,9 +5,11 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Local part of a mailbox: 64 (section 4.5.3.1.1).
+    /// Local part of a mailbox: 64 (section 4.5.3.1.1). Raising it past 255
+    /// has no effect: no `LocalPart` is longer.
     pub local_part: usize,
-    /// Domain: 255 (section 4.5.3.1.2).
+    /// Domain: 255 (section 4.5.3.1.2), which is also the most a `Domain`
+    /// holds (RFC 1035 section 2.3.4): it can only be lowered.
     pub domain: usize,
     /// Reverse- or forward-path including the angle brackets: 256 (section 4.5.3.1.3).
     pub path: usize,

@@ -204,6 +204,56 @@ fn line_limit_of_rfc5321_section_4_5_3_1_6() {
 }
 
 #[test]
+fn an_over_long_line_is_reported_where_it_crosses_the_limit() {
+    // 1000 octets and CRLF is the longest line (1001 with a transparency
+    // dot); the 1002nd octet of a line is the first one past the limit,
+    // whatever the chunking, and whether it is text, CR or LF.
+    let body = [b"ok\r\n".to_vec(), vec![b'a'; 5000], b"\r\n.\r\n".to_vec()].concat();
+    let (_, end, _) = decode(&body);
+    assert_eq!(
+        end.unwrap().violation,
+        Some(BodyViolation::LineTooLong {
+            offset: 4 + 1001,
+            max: 1000
+        })
+    );
+    let at_lf = [vec![b'a'; 1000], b"\r\n.\r\n".to_vec()].concat();
+    assert_eq!(
+        decode(&at_lf).1.unwrap().violation,
+        Some(BodyViolation::LineTooLong {
+            offset: 1001,
+            max: 1000
+        })
+    );
+}
+
+#[test]
+fn an_endless_line_stops_reaching_the_sink_at_the_limit() {
+    // A line that never ends must not be buffered until SIZE: after the
+    // limit the decoder only looks for the terminator.
+    let mut dec = DotDecoder::new(BodyOptions::default());
+    let mut passed = 0usize;
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..256 {
+        assert!(dec.decode(&chunk, &mut |d| passed += d.len()).is_none());
+    }
+    assert!(
+        passed <= 64 * 1024,
+        "{passed} octets of a 16 MiB line reached the sink"
+    );
+    assert!(matches!(
+        dec.violation(),
+        Some(BodyViolation::LineTooLong { offset: 1001, .. })
+    ));
+    let end = dec.decode(b"\r\n.\r\nQUIT\r\n", &mut |_| {}).unwrap();
+    assert_eq!(end.consumed, 5, "still in step with the terminator");
+    assert!(matches!(
+        end.violation,
+        Some(BodyViolation::LineTooLong { .. })
+    ));
+}
+
+#[test]
 fn encoder_stuffs_and_terminates() {
     assert_eq!(dot_stuff(b""), b".\r\n");
     assert_eq!(dot_stuff(b"a"), b"a\r\n.\r\n");

@@ -60,8 +60,18 @@ fn mailbox() -> impl Strategy<Value = Mailbox<'static>> {
         .prop_map(|(l, h)| Mailbox::new(l, h))
 }
 
+/// xtext whose octets are text (no controls), as AUTH= and ORCPT need.
 fn xtext() -> impl Strategy<Value = XText<'static>> {
-    prop::collection::vec(any::<u8>(), 1..12).prop_map(|raw| XText::encode(&raw))
+    prop::collection::vec(
+        any::<u8>().prop_filter("a control", |&b| b >= 0x20 && b != 0x7f),
+        1..12,
+    )
+    .prop_map(|raw| XText::encode(&raw))
+}
+
+/// xtext of printable US-ASCII, as ENVID needs (RFC 3461 section 4.4).
+fn envid() -> impl Strategy<Value = XText<'static>> {
+    prop::collection::vec(0x20u8..0x7f, 1..30).prop_map(|raw| XText::encode(&raw))
 }
 
 fn mail_params() -> impl Strategy<Value = MailParameters<'static>> {
@@ -81,7 +91,7 @@ fn mail_params() -> impl Strategy<Value = MailParameters<'static>> {
         ),
         (
             prop::option::of(prop_oneof![Just(Ret::Full), Just(Ret::Hdrs)]),
-            prop::option::of(xtext()),
+            prop::option::of(envid()),
             any::<bool>(),
             prop::option::of((-9i8..=9).prop_map(|p| MtPriority::try_from(p).unwrap())),
             prop::collection::vec(other_param(), 0..3),
@@ -324,5 +334,129 @@ proptest! {
             rest = &rest[consumed..];
         }
         let _ = parse_reply(input.as_bytes(), &ParserOptions::STRICT);
+    }
+}
+
+/// Asserts that every value in a parsed command passes its type's own
+/// validator: the parser and the types share one definition of each rule.
+fn assert_valid(cmd: &Command<'_>) {
+    fn host(h: &postel_proto::types::Host<'_>) {
+        use postel_proto::types::Host;
+        match h {
+            Host::Domain(d) => assert!(Domain::try_from(d.as_str()).is_ok(), "{d:?}"),
+            Host::Literal(l) => {
+                let s = l.to_string();
+                assert!(AddressLiteral::try_from(s.as_str()).is_ok(), "{l:?}");
+            }
+        }
+    }
+    fn mailbox(m: &Mailbox<'_>) {
+        let lp = m.local_part().as_str();
+        assert!(LocalPart::try_from(lp).is_ok(), "{lp:?}");
+        host(m.host());
+        let s = m.to_string();
+        assert!(Mailbox::try_from(s.as_str()).is_ok(), "{s:?}");
+    }
+    fn params(other: &[Parameter<'_>]) {
+        for p in other {
+            let rebuilt = Parameter::new(
+                p.keyword().to_owned(),
+                p.value().map(|v| Cow::Owned(v.to_owned())),
+            );
+            assert!(rebuilt.is_ok(), "{p:?}");
+        }
+    }
+    match cmd {
+        Command::Helo(name) | Command::Ehlo(name) => match name {
+            HeloName::Domain(d) => assert!(Domain::try_from(d.as_str()).is_ok(), "{d:?}"),
+            HeloName::Literal(l) => {
+                let s = l.to_string();
+                assert!(AddressLiteral::try_from(s.as_str()).is_ok(), "{l:?}");
+            }
+            HeloName::Nonstandard(n) => {
+                let ok = postel_proto::types::NonstandardHelo::try_from(n.as_str()).is_ok();
+                assert!(ok, "{n:?}");
+            }
+        },
+        Command::Mail { from, params: p } => {
+            if let Some(m) = from.mailbox() {
+                mailbox(m);
+            }
+            if let Some(e) = &p.envid {
+                assert!(XText::try_from(e.as_str()).is_ok(), "{e:?}");
+            }
+            if let Some(AuthParam::Identity(x)) = &p.auth {
+                assert!(XText::try_from(x.as_str()).is_ok(), "{x:?}");
+            }
+            params(&p.other);
+        }
+        Command::Rcpt { to, params: p } => {
+            if let ForwardPath::Mailbox(m) = to {
+                mailbox(m);
+            }
+            if let Some(o) = &p.orcpt {
+                let rebuilt = Orcpt::new(o.addr_type().to_owned(), o.address().clone());
+                assert!(rebuilt.is_ok(), "{o:?}");
+            }
+            params(&p.other);
+        }
+        Command::Vrfy(t) | Command::Expn(t) | Command::Help(Some(t)) | Command::Noop(Some(t)) => {
+            assert!(Text::try_from(t.as_str()).is_ok(), "{t:?}");
+        }
+        Command::Auth { mechanism, .. } => {
+            assert!(
+                Mechanism::try_from(mechanism.as_str()).is_ok(),
+                "{mechanism:?}"
+            );
+        }
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Every value the parser hands out passes its type's validator, under
+    /// every option set, for lines built from the terminals where the two
+    /// could disagree: literals, long brackets, odd HELO names, xtext.
+    #[test]
+    fn parsed_values_pass_their_validators(
+        verb in prop_oneof![
+            Just("HELO "), Just("EHLO "), Just("MAIL FROM:<a@"), Just("RCPT TO:<"),
+            Just("VRFY "), Just("AUTH "), Just("MAIL FROM:<a@b.c> ENVID="),
+            Just("RCPT TO:<a@b.c> ORCPT=rfc822;"), Just("MAIL FROM:<a@b.c> AUTH="),
+        ],
+        parts in prop::collection::vec(prop_oneof![
+            Just("["), Just("]"), Just("IPv6:"), Just("Pv6:"), Just("x-tag:"), Just("92.0.2.1"),
+            Just("444"), Just("::1"), Just("("), Just("((((((((((((((((((((((((((((((((((((((((("),
+            Just("a"), Just("b.example"), Just("."), Just("-"), Just(":"), Just("_"), Just("@"),
+            Just(">"), Just("<"), Just("\""), Just("\\"), Just("+2B"), Just("+0D"), Just("é"),
+            Just(" "), Just("="), Just("X-P=1"), Just("Postmaster"),
+        ], 0..60),
+    ) {
+        let line = format!("{verb}{}\r\n", parts.concat());
+        parse_and_validate(&line);
+    }
+
+    /// General address literals of every length around the parser's limit,
+    /// as HELO names and in paths.
+    #[test]
+    fn parsed_literals_pass_their_validators(
+        verb in prop_oneof![Just("HELO "), Just("EHLO "), Just("RCPT TO:<a@")],
+        tag in "[a-zA-Z0-9-]{1,8}",
+        content in prop::collection::vec("[!-Z^-~]{1,60}", 0..10),
+        close in prop_oneof![Just("]"), Just("]>"), Just("")],
+    ) {
+        parse_and_validate(&format!("{verb}[{tag}:{}{close}\r\n", content.concat()));
+    }
+}
+
+fn parse_and_validate(line: &str) {
+    let mut wide = ParserOptions::INTEROPERABLE;
+    wide.limits.command_line = 4096;
+    for opts in [ParserOptions::STRICT, ParserOptions::INTEROPERABLE, wide] {
+        if let Ok(Status::Complete { value, .. }) = parse_command(line.as_bytes(), &opts) {
+            assert_valid(&value);
+        }
     }
 }

@@ -334,6 +334,39 @@ fn xtext<'a>(value: &'a str, keyword: &'static str) -> Result<XText<'a>, Command
     }
 }
 
+/// An xtext value whose decoded octets are text: no CR, LF, NUL or other
+/// control, which a later hop would otherwise write into a header or a
+/// delivery report as a line break. `printable` also refuses everything
+/// outside US-ASCII, as ENVID requires (RFC 3461 section 4.4).
+fn xtext_text<'a>(
+    value: &'a str,
+    keyword: &'static str,
+    max_len: usize,
+    printable: bool,
+) -> Result<XText<'a>, CommandError> {
+    let x = xtext(value, keyword)?;
+    let ok = value.len() <= max_len
+        && x.decode().iter().all(|&b| {
+            if printable {
+                (0x20..0x7f).contains(&b)
+            } else {
+                b >= 0x20 && b != 0x7f
+            }
+        });
+    if ok {
+        Ok(x)
+    } else {
+        Err(CommandError::BadParameterValue { keyword })
+    }
+}
+
+/// RFC 3461 section 4.4: an ENVID is at most 100 characters.
+const MAX_ENVID: usize = 100;
+/// RFC 3461 section 4.2: an ORCPT value is at most 500 characters.
+const MAX_ORCPT: usize = 500;
+/// RFC 4954 section 5: `AUTH=` carries a mailbox, which fits a path.
+const MAX_AUTH_PARAM: usize = 512;
+
 /// One `Mail-parameters` entry: SIZE (RFC 1870), BODY (RFC 6152, RFC 3030),
 /// SMTPUTF8 (RFC 6531), AUTH (RFC 4954), RET and ENVID (RFC 3461), REQUIRETLS
 /// (RFC 8689), MT-PRIORITY (RFC 6710); anything else is kept raw.
@@ -367,7 +400,7 @@ fn mail_param<'a>(
         let auth = if v == "<>" {
             AuthParam::Unknown
         } else {
-            AuthParam::Identity(xtext(v, "AUTH")?)
+            AuthParam::Identity(xtext_text(v, "AUTH", MAX_AUTH_PARAM, false)?)
         };
         set(&mut p.auth, auth, "AUTH")
     } else if is("RET") {
@@ -377,11 +410,13 @@ fn mail_param<'a>(
         } else if v.eq_ignore_ascii_case("HDRS") {
             Ret::Hdrs
         } else {
-            return Err(CommandError::UnsupportedParameterValue { keyword: "RET" });
+            // RFC 3461 section 4.3 defines only these two: anything else is a
+            // syntax error (501), not an unimplemented parameter (504).
+            return Err(CommandError::BadParameterValue { keyword: "RET" });
         };
         set(&mut p.ret, ret, "RET")
     } else if is("ENVID") {
-        let v = xtext(needs(value, "ENVID")?, "ENVID")?;
+        let v = xtext_text(needs(value, "ENVID")?, "ENVID", MAX_ENVID, true)?;
         set(&mut p.envid, v, "ENVID")
     } else if is("REQUIRETLS") {
         flag(&mut p.requiretls, value, "REQUIRETLS")
@@ -446,8 +481,9 @@ fn orcpt(v: &str) -> Option<Orcpt<'_>> {
     let (addr_type, address) = (v.get(..semicolon)?, v.get(semicolon + 1..)?);
     let type_ok =
         !addr_type.is_empty() && addr_type.bytes().all(|b| b < 0x80 && grammar::is_atext(b));
-    let addr_ok = !address.is_empty() && grammar::scan_xtext(address.as_bytes()) == address.len();
-    (type_ok && addr_ok).then(|| Orcpt::unvalidated(addr_type, XText::unvalidated(address)))
+    let address = (!address.is_empty() && v.len() <= MAX_ORCPT)
+        .then(|| xtext_text(address, "ORCPT", MAX_ORCPT, false).ok())??;
+    type_ok.then(|| Orcpt::unvalidated(addr_type, address))
 }
 
 /// `priority-value = [ "+" / "-" ] 1DIGIT` (RFC 6710 section 7), -9 to 9.

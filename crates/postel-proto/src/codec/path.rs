@@ -117,11 +117,16 @@ fn local_part<'a>(text: &'a str, ctx: PathCtx<'_>) -> Result<(LocalPart<'a>, usi
         grammar::scan_dot_string(input)
     }
     .ok_or_else(|| ctx.syntax("bad local part"))?;
-    if n > ctx.limits.local_part {
+    // The type's own ceiling bounds a larger configured limit (see `domain`).
+    let max = ctx
+        .limits
+        .local_part
+        .min(crate::types::mailbox::MAX_LOCAL_PART);
+    if n > max {
         return Err(CommandError::LocalPartTooLong {
             verb: ctx.verb,
             len: n,
-            max: ctx.limits.local_part,
+            max,
         });
     }
     Ok((LocalPart::unvalidated(sub(text, 0, n, ctx)?), n))
@@ -144,11 +149,14 @@ pub(crate) fn domain<'a>(
     ctx: PathCtx<'_>,
 ) -> Result<(Domain<'a>, usize), CommandError> {
     let n = grammar::scan_domain(text.as_bytes()).ok_or_else(|| ctx.syntax("bad domain"))?;
-    if n > ctx.limits.domain {
+    // A larger configured limit cannot make a `Domain` longer than its type
+    // allows (RFC 1035's 255 octets).
+    let max = ctx.limits.domain.min(crate::Limits::DEFAULT.domain);
+    if n > max {
         return Err(CommandError::DomainTooLong {
             verb: ctx.verb,
             len: n,
-            max: ctx.limits.domain,
+            max,
         });
     }
     Ok((Domain::unvalidated(sub(text, 0, n, ctx)?), n))
@@ -157,8 +165,7 @@ pub(crate) fn domain<'a>(
 /// `address-literal = "[" ( IPv4-address-literal / IPv6-address-literal /
 /// General-address-literal ) "]"` (section 4.1.3).
 pub(crate) fn address_literal(text: &str) -> Option<(AddressLiteral<'_>, usize)> {
-    let end = text.bytes().take(256).position(|b| b == b']')?;
-    AddressLiteral::from_inner(text.get(1..end)?).map(|l| (l, end + 1))
+    crate::types::domain::scan_address_literal(text)
 }
 
 /// `text[from..to]`. The scanners stop only at ASCII octets, so the bounds are

@@ -49,10 +49,12 @@ pub enum BodyViolation {
         /// Offset in the encoded body (after the DATA line) where it was seen.
         offset: u64,
     },
-    /// A line longer than [`BodyOptions::max_line`].
+    /// A line longer than [`BodyOptions::max_line`]. Reported as soon as the
+    /// line crosses the limit, not when it ends, so a line that never ends
+    /// stops reaching the sink at once.
     #[error("line longer than {max} octets at body offset {offset}")]
     LineTooLong {
-        /// Where the over-long line ended.
+        /// The first octet of the line past the limit.
         offset: u64,
         /// The limit.
         max: usize,
@@ -63,6 +65,16 @@ pub enum BodyViolation {
         /// The limit.
         max: u64,
     },
+    /// The header section has more `Received` fields than a server allows: a
+    /// mail loop (RFC 5321 section 6.3). Found by a
+    /// [`TraceScanner`](super::TraceScanner), never by the decoder.
+    #[error("{received} Received fields, more than {max}: a mail loop")]
+    TooManyHops {
+        /// `Received` fields counted.
+        received: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl BodyViolation {
@@ -72,6 +84,7 @@ impl BodyViolation {
             BodyViolation::BareLineEnding { .. } => Reply::BODY_BARE_LINE_ENDING,
             BodyViolation::LineTooLong { .. } => Reply::BODY_LINE_TOO_LONG,
             BodyViolation::TooLarge { .. } => Reply::MESSAGE_TOO_BIG,
+            BodyViolation::TooManyHops { .. } => Reply::TOO_MANY_HOPS,
         }
     }
 }
@@ -179,7 +192,7 @@ impl DotDecoder {
         let offset = |v: &BodyViolation| match *v {
             BodyViolation::BareLineEnding { offset }
             | BodyViolation::LineTooLong { offset, .. } => offset,
-            BodyViolation::TooLarge { .. } => 0,
+            BodyViolation::TooLarge { .. } | BodyViolation::TooManyHops { .. } => 0,
         };
         if self
             .violation
@@ -378,6 +391,9 @@ impl DotDecoder {
     fn clean_block(&mut self, input: &[u8], at: usize, has_lf: bool) {
         if !has_lf {
             self.line_len += BLOCK;
+            if self.line_len > self.max_line_len() {
+                self.past_limit(input, at + BLOCK);
+            }
             return;
         }
         if self.line_len + BLOCK > self.max_line_len() {
@@ -389,6 +405,7 @@ impl DotDecoder {
                     self.line_end(at + k);
                 }
             }
+            self.past_limit(input, at + BLOCK);
         } else {
             // Fewer than BLOCK octets follow the block's last LF.
             self.line_len = BLOCK;
@@ -437,6 +454,7 @@ impl DotDecoder {
                     let Some(p) = memchr::memchr2(b'\r', b'\n', &input[i..stop]) else {
                         self.line_len += stop - i;
                         i = stop;
+                        self.past_limit(input, i);
                         continue;
                     };
                     i += p;
@@ -497,17 +515,35 @@ impl DotDecoder {
         Ok(i)
     }
 
-    /// A line ended at input position `i` (the LF): check its length.
+    /// A line ended at input position `i` (the LF), its length exact: check it.
     fn line_end(&mut self, i: usize) {
+        self.line_limit(i + 1);
+        self.line_len = 0;
+    }
+
+    /// The line continues past input position `at` and may have crossed the
+    /// limit there: records where it did, so that the sink stops at once
+    /// instead of taking an endless line until the terminator.
+    fn past_limit(&mut self, input: &[u8], at: usize) {
+        if self.line_len > self.max_line_len() {
+            self.exact_line_len(input, at);
+            self.line_limit(at);
+        }
+    }
+
+    /// Records a violation at the line's first octet past the limit when the
+    /// line, `line_len` octets (exact) up to input position `at`, is too long.
+    /// Where the line crossed is fixed by the body, whatever the chunking.
+    fn line_limit(&mut self, at: usize) {
         if let Some(max) = self.opts.max_line
             && self.line_len > max + 1
         {
+            let past = (self.line_len - (max + 1)) as u64;
             self.record(BodyViolation::LineTooLong {
-                offset: self.offset + i as u64,
+                offset: (self.offset + at as u64).saturating_sub(past),
                 max,
             });
         }
-        self.line_len = 0;
     }
 
     /// A bare CR or LF at input position `i`.

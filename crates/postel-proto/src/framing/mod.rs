@@ -9,8 +9,10 @@ mod bdat;
 mod data;
 mod line;
 mod reader;
+mod trace;
 
 pub use bdat::BdatReader;
 pub use data::{BodyOptions, BodyViolation, DataEnd, DotDecoder, DotEncoder, dot_stuff};
 pub use line::{Line, frame_line, skip_line};
 pub use reader::CommandReader;
+pub use trace::TraceScanner;

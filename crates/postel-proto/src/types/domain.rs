@@ -130,14 +130,33 @@ impl<'a> AddressLiteral<'a> {
     }
 }
 
+/// The longest address literal, brackets included. RFC 5321 sets no limit;
+/// the longest standard one (`[IPv6:` and a full IPv4-mapped address `]`) is
+/// 51 octets, and a literal must fit a 256-octet path.
+pub(crate) const MAX_ADDRESS_LITERAL: usize = 256;
+
+/// `address-literal = "[" ( IPv4-address-literal / IPv6-address-literal /
+/// General-address-literal ) "]"` (RFC 5321 section 4.1.3) at the start of
+/// `text`: the literal and its length. The one definition, used by the parser
+/// and by [`AddressLiteral::try_from`], so that the two never disagree.
+pub(crate) fn scan_address_literal(text: &str) -> Option<(AddressLiteral<'_>, usize)> {
+    if !text.starts_with('[') {
+        return None;
+    }
+    let end = text
+        .bytes()
+        .take(MAX_ADDRESS_LITERAL)
+        .position(|b| b == b']')?;
+    AddressLiteral::from_inner(text.get(1..end)?).map(|l| (l, end + 1))
+}
+
 impl<'a> TryFrom<&'a str> for AddressLiteral<'a> {
     type Error = ValueError;
     fn try_from(value: &'a str) -> Result<Self, ValueError> {
-        value
-            .strip_prefix('[')
-            .and_then(|v| v.strip_suffix(']'))
-            .and_then(AddressLiteral::from_inner)
-            .ok_or_else(|| ValueError::syntax("address-literal", value))
+        match scan_address_literal(value) {
+            Some((literal, n)) if n == value.len() => Ok(literal),
+            _ => Err(ValueError::syntax("address-literal", value)),
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 
 mod capability;
 mod command;
-mod domain;
-mod mailbox;
+pub(crate) mod domain;
+pub(crate) mod mailbox;
 mod param;
 mod reply;
 mod secret;

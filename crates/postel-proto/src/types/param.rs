@@ -304,11 +304,13 @@ pub struct MailParameters<'a> {
     pub body: Option<BodyType>,
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
-    /// `AUTH=` (RFC 4954).
+    /// `AUTH=` (RFC 4954). The parser refuses a mailbox that decodes to a
+    /// control character.
     pub auth: Option<AuthParam<'a>>,
     /// `RET=` (RFC 3461).
     pub ret: Option<Ret>,
-    /// `ENVID=` (RFC 3461), at most 100 characters.
+    /// `ENVID=` (RFC 3461), at most 100 characters that decode to printable
+    /// US-ASCII (section 4.4); the parser refuses anything else with 501.
     pub envid: Option<XText<'a>>,
     /// `REQUIRETLS` (RFC 8689).
     pub requiretls: bool,
@@ -344,7 +346,8 @@ impl MailParameters<'_> {
 pub struct RcptParameters<'a> {
     /// `NOTIFY=` (RFC 3461).
     pub notify: Option<Notify>,
-    /// `ORCPT=` (RFC 3461).
+    /// `ORCPT=` (RFC 3461), at most 500 characters; the parser refuses an
+    /// address that decodes to a control character.
     pub orcpt: Option<Orcpt<'a>>,
     /// Any other parameter, in order of appearance.
     pub other: Vec<Parameter<'a>>,

@@ -329,6 +329,10 @@ impl<'a> Reply<'a> {
         /// `550 5.6.0 Line too long` for a body line over 1000 octets.
         BODY_LINE_TOO_LONG, 550, (5, 6, 0), "Message contains a line longer than allowed");
     reply_const!(
+        /// `554 5.4.6 Too many hops` (RFC 5321 section 6.3, RFC 3463's
+        /// routing loop code).
+        TOO_MANY_HOPS, 554, (5, 4, 6), "Too many Received header fields, mail loop");
+    reply_const!(
         /// `552 5.3.4 Message too big for system` (RFC 1870 section 6).
         MESSAGE_TOO_BIG, 552, (5, 3, 4), "Message size exceeds fixed maximum message size");
     reply_const!(

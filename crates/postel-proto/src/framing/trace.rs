@@ -1,0 +1,246 @@
+//! Trace fields counted while a message streams past: the hop count that
+//! stops mail loops (RFC 5321 section 6.3).
+//!
+//! Only the header section is looked at, one octet at a time and with a
+//! fixed amount of state, so the scanner costs nothing once the body starts
+//! and never holds more than its small, capped record of `Delivered-To`
+//! values, whatever the message.
+
+/// The longest `Delivered-To` value kept, in octets: an RFC 5321 path.
+const MAX_DELIVERED_TO_LEN: usize = 256;
+/// `Delivered-To` values kept; a message with more is a loop anyway.
+const MAX_DELIVERED_TO: usize = 64;
+/// The longest field name worth reading: `delivered-to` and `received` fit.
+const NAME_CAP: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a header line.
+    LineStart,
+    /// A CR at the start of a line: the empty line that ends the header if an
+    /// LF follows.
+    EmptyCr,
+    /// In a field name.
+    Name,
+    /// In a field body (or a line that is not a field).
+    Value,
+    /// The header section is over.
+    Body,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Received,
+    DeliveredTo,
+    Other,
+}
+
+/// Counts `Received` fields and keeps the `Delivered-To` values of a
+/// message's header section, fed the message in pieces of any size.
+///
+/// ```
+/// use postel_proto::framing::TraceScanner;
+/// let mut trace = TraceScanner::new();
+/// trace.feed(b"Received: from a by b;\r\n\tMon, 1 Jan 2024 00:00:00 +0000\r\nDelivered-");
+/// trace.feed(b"To: jane@example.org\r\nreceived: from c\r\n\r\nReceived: in the body\r\n");
+/// assert_eq!(trace.received(), 2);
+/// assert_eq!(trace.delivered_to(), ["jane@example.org"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TraceScanner {
+    state: State,
+    name: [u8; NAME_CAP],
+    name_len: usize,
+    /// The field the current line (and its continuation lines) belongs to.
+    field: Field,
+    received: usize,
+    delivered_to: Vec<String>,
+    value: Vec<u8>,
+}
+
+impl Default for TraceScanner {
+    fn default() -> Self {
+        TraceScanner::new()
+    }
+}
+
+impl TraceScanner {
+    /// A scanner at the start of a message.
+    pub fn new() -> Self {
+        TraceScanner {
+            state: State::LineStart,
+            name: [0; NAME_CAP],
+            name_len: 0,
+            field: Field::Other,
+            received: 0,
+            delivered_to: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
+    /// `Received` fields in the header section so far.
+    pub fn received(&self) -> usize {
+        self.received
+    }
+
+    /// The `Delivered-To` values so far, unfolded and trimmed (at most 64, each
+    /// at most 256 octets; longer ones are dropped).
+    pub fn delivered_to(&self) -> &[String] {
+        &self.delivered_to
+    }
+
+    /// True once the empty line that ends the header section has passed.
+    pub fn header_done(&self) -> bool {
+        self.state == State::Body
+    }
+
+    /// Reads the next octets of the message.
+    pub fn feed(&mut self, data: &[u8]) {
+        for &b in data {
+            if self.state == State::Body {
+                return;
+            }
+            self.step(b);
+        }
+    }
+
+    fn step(&mut self, b: u8) {
+        match self.state {
+            State::LineStart => match b {
+                b' ' | b'\t' => {
+                    // A continuation line of the current field.
+                    self.state = State::Value;
+                    self.keep(b);
+                }
+                b'\r' => self.state = State::EmptyCr,
+                b'\n' => self.end_header(),
+                _ => {
+                    self.end_field();
+                    self.name_len = 0;
+                    self.state = State::Name;
+                    self.step(b);
+                }
+            },
+            State::EmptyCr => {
+                if b == b'\n' {
+                    self.end_header();
+                } else {
+                    self.end_field();
+                    self.state = State::Value;
+                }
+            }
+            State::Name => match b {
+                b':' => {
+                    let name = &self.name[..self.name_len];
+                    self.field = if name.eq_ignore_ascii_case(b"received") {
+                        self.received += 1;
+                        Field::Received
+                    } else if name.eq_ignore_ascii_case(b"delivered-to") {
+                        Field::DeliveredTo
+                    } else {
+                        Field::Other
+                    };
+                    self.state = State::Value;
+                }
+                b'\n' => self.state = State::LineStart,
+                _ => {
+                    if self.name_len < NAME_CAP {
+                        self.name[self.name_len] = b;
+                    }
+                    // One past the cap marks a name too long to be one we want.
+                    self.name_len = (self.name_len + 1).min(NAME_CAP);
+                }
+            },
+            State::Value => {
+                if b == b'\n' {
+                    self.state = State::LineStart;
+                } else if b != b'\r' {
+                    self.keep(b);
+                }
+            }
+            State::Body => {}
+        }
+    }
+
+    fn keep(&mut self, b: u8) {
+        if self.field == Field::DeliveredTo && self.value.len() <= MAX_DELIVERED_TO_LEN {
+            self.value.push(b);
+        }
+    }
+
+    /// The current field has ended: keep its value if it is a `Delivered-To`.
+    fn end_field(&mut self) {
+        if self.field == Field::DeliveredTo {
+            let value = String::from_utf8_lossy(&self.value);
+            let value = value.trim();
+            if !value.is_empty()
+                && self.value.len() <= MAX_DELIVERED_TO_LEN
+                && self.delivered_to.len() < MAX_DELIVERED_TO
+            {
+                self.delivered_to.push(value.to_owned());
+            }
+        }
+        self.value.clear();
+        self.field = Field::Other;
+    }
+
+    fn end_header(&mut self) {
+        self.end_field();
+        self.state = State::Body;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceScanner;
+
+    fn scan(message: &[u8]) -> TraceScanner {
+        let whole = {
+            let mut t = TraceScanner::new();
+            t.feed(message);
+            t
+        };
+        let mut octets = TraceScanner::new();
+        for b in message {
+            octets.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(whole.received(), octets.received());
+        assert_eq!(whole.delivered_to(), octets.delivered_to());
+        whole
+    }
+
+    #[test]
+    fn counts_only_the_header_section() {
+        let t = scan(
+            b"Received: a\r\nX-Received: b\r\nReceived : c\r\nRECEIVED:d\r\n\r\nReceived: e\r\n",
+        );
+        assert_eq!(
+            t.received(),
+            2,
+            "X-Received and a space before the colon do not count"
+        );
+        assert!(t.header_done());
+    }
+
+    #[test]
+    fn folded_delivered_to_is_unfolded() {
+        let t = scan(b"Delivered-To:\r\n jane@example.org\r\nSubject: x\r\n\r\n");
+        assert_eq!(t.delivered_to(), ["jane@example.org"]);
+        let t = scan(b"Delivered-To: a@b\r\nDelivered-To: c@d");
+        assert_eq!(
+            t.delivered_to(),
+            ["a@b"],
+            "the last is kept only once its field ends"
+        );
+    }
+
+    #[test]
+    fn long_values_and_names_are_bounded() {
+        let mut m = b"Delivered-To: ".to_vec();
+        m.extend(std::iter::repeat_n(b'x', 10_000));
+        m.extend_from_slice(b"\r\nReceivedReceivedReceived: no\r\n\r\n");
+        let t = scan(&m);
+        assert!(t.delivered_to().is_empty());
+        assert_eq!(t.received(), 0);
+    }
+}
