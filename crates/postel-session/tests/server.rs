@@ -530,3 +530,200 @@ fn rfc5321_appendix_d4_aborted_transaction() {
     assert!(h.log.contains(&"reset".to_string()));
     assert!(h.body.is_empty());
 }
+
+impl Harness {
+    /// Feeds `input`, handles every event, returns the octets sent.
+    fn send_bytes(&mut self, input: &[u8]) -> Vec<u8> {
+        self.server.receive(input);
+        self.pump();
+        self.server.transmit()
+    }
+}
+
+/// RFC 4954 section 4: `=` is an empty initial response, and an empty line
+/// after `334 ` an empty response; for PLAIN both are a message without
+/// credentials, which must fail and end the exchange, not be asked for again.
+#[test]
+fn auth_empty_plain_message_fails_and_ends_the_exchange() {
+    let malformed = b"501 5.5.2 Malformed authentication response\r\n";
+    let mut h = after_tls(auth_config());
+    assert_eq!(h.send_bytes(b"AUTH PLAIN =\r\n"), malformed);
+    assert_eq!(h.send_bytes(b"NOOP\r\n"), b"250 2.0.0 OK\r\n");
+    assert_eq!(
+        h.send_bytes(b"AUTH PLAIN\r\n"),
+        b"334 \r\n",
+        "with the space"
+    );
+    assert_eq!(h.send_bytes(b"\r\n"), malformed);
+    assert_eq!(h.send_bytes(b"NOOP\r\n"), b"250 2.0.0 OK\r\n");
+    assert!(!h.log.iter().any(|l| l.starts_with("auth")));
+}
+
+#[test]
+fn over_long_command_lines_close_the_connection_after_three() {
+    let mut h = Harness::new(config());
+    let long = [vec![b'N'; 4000], b"\r\n".to_vec()].concat();
+    assert_eq!(h.send(&long), [500]);
+    assert_eq!(h.send(&long), [500]);
+    assert_eq!(
+        h.send_bytes(&long),
+        b"500 5.5.2 Line too long\r\n421 4.7.0 Too many over-long lines, closing transmission channel\r\n"
+    );
+    assert!(h.server.poll().is_none());
+    assert!(h.server.is_closed());
+}
+
+#[test]
+fn an_endless_body_line_is_not_buffered_and_is_refused_at_the_end() {
+    let mut h = Harness::new(config());
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+    let piece = vec![b'x'; 64 * 1024];
+    for _ in 0..256 {
+        h.send(&piece);
+    }
+    assert!(
+        h.body.len() <= 64 * 1024,
+        "{} octets of a 16 MiB line reached the application",
+        h.body.len()
+    );
+    assert_eq!(
+        h.send_bytes(b"\r\n.\r\nNOOP\r\n"),
+        b"552 5.3.4 Message contains a line longer than allowed\r\n250 2.0.0 OK\r\n"
+    );
+    assert!(h.log.iter().any(|l| l.starts_with("aborted LineTooLong")));
+}
+
+fn message_with_received(n: usize) -> Vec<u8> {
+    let mut m = Vec::new();
+    for i in 0..n {
+        m.extend_from_slice(
+            format!(
+                "Received: from hop{i} by hop{};\r\n\tTue, 1 Dec 2026 10:00:00 +0000\r\n",
+                i + 1
+            )
+            .as_bytes(),
+        );
+    }
+    m.extend_from_slice(b"Delivered-To: c@d.example\r\nSubject: loop\r\n\r\nReceived: in the body does not count\r\n");
+    m
+}
+
+/// RFC 5321 section 6.3: a message with more Received fields than the limit
+/// is in a loop and is refused at the end of data, by DATA or by BDAT.
+#[test]
+fn mail_loops_are_refused_by_their_hop_count() {
+    let hops = b"554 5.4.6 Too many Received header fields, mail loop\r\n";
+    for (n, refused) in [(100, false), (101, true), (1000, true)] {
+        let mut h = Harness::new(config());
+        h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+        let body = postel_proto::framing::dot_stuff(&message_with_received(n));
+        let out = h.send_bytes(&body);
+        if refused {
+            assert_eq!(out, hops, "{n} Received fields");
+            assert!(h.log.iter().any(|l| l.starts_with("aborted TooManyHops")));
+        } else {
+            assert_eq!(
+                out, b"250 2.0.0 Message accepted\r\n",
+                "{n} Received fields"
+            );
+        }
+        let message = message_with_received(n);
+        let mut h = Harness::new(config());
+        h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
+        let (first, second) = message.split_at(message.len() / 2);
+        let mut bdat = format!("BDAT {}\r\n", first.len()).into_bytes();
+        bdat.extend_from_slice(first);
+        bdat.extend_from_slice(format!("BDAT {} LAST\r\n", second.len()).as_bytes());
+        bdat.extend_from_slice(second);
+        let out = h.send_bytes(&bdat);
+        let last = &out[out.iter().position(|&b| b == b'\n').unwrap() + 1..];
+        if refused {
+            assert_eq!(last, hops, "BDAT, {n} Received fields");
+        } else {
+            assert_eq!(last, b"250 2.0.0 Message accepted\r\n");
+        }
+    }
+    let mut off = config();
+    off.max_received = None;
+    let mut h = Harness::new(off);
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+    let body = postel_proto::framing::dot_stuff(&message_with_received(150));
+    assert_eq!(h.send(&body), [250]);
+}
+
+#[test]
+fn the_message_decision_carries_the_trace_fields() {
+    let mut server = Server::new(config());
+    server
+        .receive(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+    server.receive(&postel_proto::framing::dot_stuff(&message_with_received(3)));
+    let mut seen = None;
+    while let Some(event) = server.poll() {
+        match event {
+            Event::Mail(m) => m.accept(&mut server).unwrap(),
+            Event::Rcpt(r) => r.accept(&mut server).unwrap(),
+            Event::Message(m) => {
+                seen = Some((m.received, m.delivered_to.clone()));
+                m.accept(&mut server).unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, Some((3, vec!["c@d.example".to_string()])));
+}
+
+/// RFC 6531 section 3.7.4.1: a UTF-8 address in a transaction without
+/// SMTPUTF8 gets 553 5.6.7, for the recipient as for the sender.
+#[test]
+fn non_ascii_recipient_without_smtputf8_gets_553() {
+    let mut h = Harness::new(config());
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n");
+    assert_eq!(
+        h.send_bytes("RCPT TO:<用户@d.example>\r\n".as_bytes()),
+        b"553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n"
+    );
+    h.send(b"RSET\r\nMAIL FROM:<a@b.example> SMTPUTF8\r\n");
+    assert_eq!(h.send("RCPT TO:<用户@d.example>\r\n".as_bytes()), [250]);
+}
+
+/// RFC 4954 section 5: AUTH= from a client that has not authenticated is
+/// treated as AUTH=<>; after AUTH it is handed on as given.
+#[test]
+fn auth_parameter_from_an_unauthenticated_client_is_ignored() {
+    use postel_proto::types::AuthParam;
+    fn auth_of(server: &mut Server, input: &[u8]) -> Option<AuthParam<'static>> {
+        server.receive(input);
+        let mut seen = None;
+        while let Some(event) = server.poll() {
+            match event {
+                Event::Mail(m) => {
+                    seen = m.params.auth.clone();
+                    m.accept(server).unwrap();
+                }
+                Event::Auth(a) => a.accept(server).unwrap(),
+                _ => {}
+            }
+        }
+        seen
+    }
+    let mut server = Server::new_tls(auth_config());
+    let mail = b"MAIL FROM:<a@b.example> AUTH=a@b.example\r\n";
+    assert_eq!(
+        auth_of(
+            &mut server,
+            &[b"EHLO c.example\r\n".as_slice(), mail].concat()
+        ),
+        Some(AuthParam::Unknown)
+    );
+    let plain = encode_base64(b"\0user\0secret");
+    let mut server = Server::new_tls(auth_config());
+    let input = [
+        format!("EHLO c.example\r\nAUTH PLAIN {plain}\r\n").as_bytes(),
+        mail,
+    ]
+    .concat();
+    let Some(AuthParam::Identity(x)) = auth_of(&mut server, &input) else {
+        panic!("the identity of an authenticated client")
+    };
+    assert_eq!(x.as_str(), "a@b.example");
+}

@@ -326,8 +326,13 @@ impl<'a> Reply<'a> {
         /// other than CRLF (RFC 5321 section 2.3.8; the SMTP smuggling defence).
         BODY_BARE_LINE_ENDING, 550, (5, 6, 0), "Message contains bare CR or LF");
     reply_const!(
-        /// `550 5.6.0 Line too long` for a body line over 1000 octets.
-        BODY_LINE_TOO_LONG, 550, (5, 6, 0), "Message contains a line longer than allowed");
+        /// `552 5.3.4` for a body line over 1000 octets (RFC 5321 section
+        /// 4.5.3.1.6): a limit of the message's content, like its size.
+        BODY_LINE_TOO_LONG, 552, (5, 3, 4), "Message contains a line longer than allowed");
+    reply_const!(
+        /// `553 5.6.7`: a UTF-8 address without SMTPUTF8 on MAIL (RFC 6531
+        /// section 3.7.4.1).
+        NON_ASCII_ADDRESS, 553, (5, 6, 7), "Non-ASCII address needs SMTPUTF8");
     reply_const!(
         /// `554 5.4.6 Too many hops` (RFC 5321 section 6.3, RFC 3463's
         /// routing loop code).

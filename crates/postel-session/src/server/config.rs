@@ -34,6 +34,15 @@ pub struct ServerConfig {
     /// Protocol errors before the server answers 421 and closes. Stops a peer
     /// from probing forever.
     pub max_errors: usize,
+    /// Command lines past the line limit before the server answers 421 and
+    /// closes: 3. Each is read to its end in bounded memory, but a client
+    /// that sends them is not speaking SMTP.
+    pub max_long_lines: usize,
+    /// Most `Received` fields a message may carry; one with more is refused
+    /// at the end of data with 554 5.4.6 (RFC 5321 section 6.3: a loop).
+    /// Default 100, the least that section allows; Postfix's
+    /// `hopcount_limit` is 50. `None` counts but never refuses.
+    pub max_received: Option<usize>,
     /// Advertise PIPELINING (RFC 2920). Commands are always processed in order.
     pub pipelining: bool,
     /// Advertise 8BITMIME (RFC 6152).
@@ -72,6 +81,8 @@ impl ServerConfig {
             max_message_size: None,
             max_recipients: 100,
             max_errors: 10,
+            max_long_lines: 3,
+            max_received: Some(100),
             pipelining: true,
             eight_bit_mime: true,
             smtputf8: true,

@@ -116,6 +116,11 @@ decision!(
         pub size: u64,
         /// The recipients accepted in this transaction.
         pub recipients: usize,
+        /// `Received` fields in the message's header section: its hop count.
+        pub received: usize,
+        /// The `Delivered-To` values of its header section, for a final
+        /// delivery agent's loop check (at most 64).
+        pub delivered_to: Vec<String>,
     },
     Message
 );

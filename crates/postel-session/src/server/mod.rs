@@ -23,24 +23,25 @@
 //! is open the server reads no further command, so pipelined commands are
 //! answered in order.
 
+mod auth;
+mod body;
 mod config;
 mod decision;
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use postel_proto::framing::{BdatReader, BodyOptions, BodyViolation, DotDecoder, skip_line};
+use postel_proto::framing::{BdatReader, BodyViolation, DotDecoder, TraceScanner, skip_line};
 use postel_proto::types::{
-    AuthParam, BodyType, Command, EnhancedStatus, ForwardPath, HeloName, InitialResponse,
-    MailParameters, Reply, ReplyCode, ReversePath, SaslResponse,
+    AuthParam, BodyType, Command, EnhancedStatus, ForwardPath, HeloName, MailParameters, Reply,
+    ReplyCode, ReversePath,
 };
 use postel_proto::{CommandError, Invalid, Status};
 
 pub use config::ServerConfig;
 use decision::Token;
 pub use decision::{AuthRequest, MailRequest, MessageRequest, Misuse, MisuseReason, RcptRequest};
-
-use crate::sasl::{self, Credentials};
 
 /// What the server tells the application.
 #[derive(Debug)]
@@ -123,12 +124,17 @@ enum Phase {
 }
 
 #[derive(Debug, Default)]
+#[allow(clippy::struct_excessive_bools)] // Independent facts of the transaction.
 struct Transaction {
     recipients: usize,
     size: u64,
     bdat: bool,
     binary: bool,
     too_large: bool,
+    /// SMTPUTF8 was given on MAIL.
+    smtputf8: bool,
+    /// The hop count, read as the header section streams past.
+    trace: TraceScanner,
 }
 
 /// A sans-I/O SMTP server session. See the [module documentation](self).
@@ -142,6 +148,8 @@ pub struct Server {
     input: Vec<u8>,
     /// Dropping the rest of an over-long line.
     discarding: bool,
+    /// Command lines refused for their length.
+    long_lines: usize,
     output: Vec<u8>,
     helo: Option<HeloName<'static>>,
     extended: bool,
@@ -152,6 +160,8 @@ pub struct Server {
     body: Vec<u8>,
     /// Whether the MAIL being decided asked for BODY=BINARYMIME.
     mail_binary: bool,
+    /// Whether the MAIL being decided asked for SMTPUTF8.
+    mail_smtputf8: bool,
     /// Events produced together, handed out one per poll.
     queued: std::collections::VecDeque<Event>,
 }
@@ -173,6 +183,7 @@ impl Server {
             phase: Phase::Command,
             input: Vec::new(),
             discarding: false,
+            long_lines: 0,
             output: Vec::new(),
             helo: None,
             extended: false,
@@ -182,6 +193,7 @@ impl Server {
             errors: 0,
             body: Vec::new(),
             mail_binary: false,
+            mail_smtputf8: false,
             queued: std::collections::VecDeque::new(),
             config,
         };
@@ -274,7 +286,7 @@ impl Server {
             return Some(event);
         }
         loop {
-            match &mut self.phase {
+            let flow = match &mut self.phase {
                 Phase::Closed | Phase::Decision(..) | Phase::TlsHandshake => return None,
                 Phase::Closing => {
                     self.phase = Phase::Closed;
@@ -284,82 +296,17 @@ impl Server {
                     let violation = *violation;
                     return Some(self.end_of_message(violation));
                 }
-                Phase::Data(decoder) => {
-                    let mut body = std::mem::take(&mut self.body);
-                    let end = decoder.decode(&self.input, &mut |d| body.extend_from_slice(d));
-                    let used = end.map_or(self.input.len(), |e| e.consumed);
-                    self.input.drain(..used);
-                    if let Some(end) = end {
-                        self.phase = Phase::DataEnd(end.violation);
-                        if let Some(t) = self.transaction.as_mut() {
-                            t.size = end.size;
-                        }
-                    }
-                    if !body.is_empty() {
-                        return Some(Event::Body(Bytes::from(body)));
-                    }
-                    end?;
-                }
-                Phase::Bdat {
-                    reader,
-                    last,
-                    discard,
-                } => {
-                    let (chunk, done) = reader.read(&self.input);
-                    let n = chunk.len();
-                    let mut event = None;
-                    if discard.is_none() && n > 0 {
-                        let t = self.transaction.get_or_insert_with(Transaction::default);
-                        t.size += n as u64;
-                        if self.config.max_message_size.is_some_and(|max| t.size > max) {
-                            t.too_large = true;
-                        }
-                        if !t.too_large {
-                            event = Some(Event::Body(Bytes::copy_from_slice(chunk)));
-                        }
-                    }
-                    let (last, discard) = (*last, discard.clone());
-                    self.input.drain(..n);
-                    if done {
-                        self.end_of_chunk(last, discard);
-                    }
-                    if event.is_some() {
-                        return event;
-                    }
-                    if !done {
-                        return None;
-                    }
-                }
-                Phase::Sasl(step, mechanism) => {
-                    let (step, mechanism) = (step.clone(), *mechanism);
-                    match postel_proto::codec::parse_sasl_line(&self.input, &self.config.parser) {
-                        Ok(Status::Incomplete) => return None,
-                        Ok(Status::Complete { value, consumed }) => {
-                            let value = value.into_owned();
-                            self.input.drain(..consumed);
-                            if let Some(event) = self.sasl_line(step, mechanism, value) {
-                                return Some(event);
-                            }
-                        }
-                        Err(bad) => {
-                            self.drop_input(&bad);
-                            self.phase = Phase::Command;
-                            let answer = match bad.error {
-                                CommandError::Line(postel_proto::LineError::TooLong { .. }) => {
-                                    Reply::SASL_LINE_TOO_LONG
-                                }
-                                CommandError::Line(_) => bad.error.reply(),
-                                _ => reply(501, Some((5, 5, 2)), "Cannot decode response"),
-                            };
-                            self.error(&answer);
-                        }
-                    }
-                }
+                Phase::Data(_) => self.poll_data(),
+                Phase::Bdat { .. } => self.poll_bdat(),
+                Phase::Sasl(..) => self.poll_sasl(),
                 Phase::Command => match self.next_command() {
                     Step::NeedInput => return None,
                     Step::Event(event) => return Some(event),
-                    Step::Handled => {}
+                    Step::Handled => ControlFlow::Continue(()),
                 },
+            };
+            if let ControlFlow::Break(event) = flow {
+                return event;
             }
         }
     }
@@ -388,6 +335,18 @@ impl Server {
             Err(bad) => {
                 self.drop_input(&bad);
                 self.error(&bad.error.reply());
+                if self.long_lines >= self.config.max_long_lines
+                    && !matches!(self.phase, Phase::Closing)
+                {
+                    // A client that keeps sending lines past the limit is not
+                    // speaking SMTP; each such line costs reading to its end.
+                    self.send(&reply(
+                        421,
+                        Some((4, 7, 0)),
+                        "Too many over-long lines, closing transmission channel",
+                    ));
+                    self.phase = Phase::Closing;
+                }
                 Step::Handled
             }
         }
@@ -396,6 +355,12 @@ impl Server {
     fn drop_input(&mut self, bad: &Invalid<CommandError>) {
         self.input.drain(..bad.consumed.min(self.input.len()));
         self.discarding = !bad.line_finished;
+        if matches!(
+            bad.error,
+            CommandError::Line(postel_proto::LineError::TooLong { .. })
+        ) {
+            self.long_lines += 1;
+        }
     }
 
     fn send(&mut self, reply: &Reply<'_>) {
@@ -446,6 +411,7 @@ impl Server {
             (Pending::Mail, true) => {
                 self.transaction = Some(Transaction {
                     binary: self.mail_binary,
+                    smtputf8: self.mail_smtputf8,
                     ..Transaction::default()
                 });
             }
@@ -559,6 +525,13 @@ impl Server {
             return None;
         }
         self.mail_binary = params.body == Some(BodyType::BinaryMime);
+        self.mail_smtputf8 = params.smtputf8;
+        let mut params = params;
+        if matches!(params.auth, Some(AuthParam::Identity(_))) && !self.authenticated {
+            // RFC 4954 section 5: from a client that has not authenticated,
+            // the server must act as if AUTH=<> had been given.
+            params.auth = Some(AuthParam::Unknown);
+        }
         let token = self.ask(Pending::Mail);
         Some(Event::Mail(MailRequest {
             from,
@@ -592,11 +565,7 @@ impl Server {
         }
         if from.mailbox().is_some_and(|m| !m.is_ascii()) && !params.smtputf8 {
             // RFC 6531 section 3.7.4.1.
-            return Some(reply(
-                553,
-                Some((5, 6, 7)),
-                "Non-ASCII address needs SMTPUTF8",
-            ));
+            return Some(Reply::NON_ASCII_ADDRESS);
         }
         None
     }
@@ -621,99 +590,16 @@ impl Server {
             self.send(&Reply::PARAMETERS_NOT_RECOGNIZED);
             return None;
         }
+        if let ForwardPath::Mailbox(m) = &to
+            && !m.is_ascii()
+            && !t.smtputf8
+        {
+            // RFC 6531 section 3.7.4.1, as for the sender.
+            self.send(&Reply::NON_ASCII_ADDRESS);
+            return None;
+        }
         let token = self.ask(Pending::Rcpt);
         Some(Event::Rcpt(RcptRequest { to, params, token }))
-    }
-
-    /// The reply for DATA or BDAT when the transaction cannot take a body.
-    fn body_refusal(&self) -> Option<Reply<'static>> {
-        match &self.transaction {
-            None => Some(reply(503, Some((5, 5, 1)), "Send MAIL first")),
-            Some(t) if t.recipients == 0 => {
-                Some(reply(554, Some((5, 5, 1)), "No valid recipients"))
-            }
-            _ => None,
-        }
-    }
-
-    fn data(&mut self) -> Option<Event> {
-        if let Some(refusal) = self.body_refusal() {
-            self.error(&refusal);
-            return None;
-        }
-        if self
-            .transaction
-            .as_ref()
-            .is_some_and(|t| t.bdat || t.binary)
-        {
-            self.error(&reply(
-                503,
-                Some((5, 5, 1)),
-                "DATA cannot follow BDAT or BODY=BINARYMIME",
-            ));
-            return None;
-        }
-        let mut opts = BodyOptions::default();
-        opts.max_size = self.config.max_message_size;
-        self.send(&reply(354, None, "End data with <CR><LF>.<CR><LF>"));
-        self.phase = Phase::Data(Box::new(DotDecoder::new(opts)));
-        None
-    }
-
-    fn bdat(&mut self, size: u64, last: bool) {
-        let discard = if self.config.chunking {
-            self.body_refusal()
-        } else {
-            Some(Reply::NOT_IMPLEMENTED)
-        };
-        if discard.is_none()
-            && let Some(t) = self.transaction.as_mut()
-        {
-            t.bdat = true;
-        }
-        self.phase = Phase::Bdat {
-            reader: BdatReader::new(size),
-            last,
-            discard,
-        };
-    }
-
-    fn end_of_chunk(&mut self, last: bool, discard: Option<Reply<'static>>) {
-        self.phase = Phase::Command;
-        if let Some(refusal) = discard {
-            self.error(&refusal);
-            return;
-        }
-        if last {
-            let too_large = self.transaction.as_ref().is_some_and(|t| t.too_large);
-            let max = self.config.max_message_size.unwrap_or(0);
-            self.phase = Phase::DataEnd(too_large.then_some(BodyViolation::TooLarge { max }));
-        } else {
-            let size = self.transaction.as_ref().map_or(0, |t| t.size);
-            let text = format!("{size} octets received");
-            let ok =
-                Reply::new(ReplyCode::OK, EnhancedStatus::new(2, 0, 0), text).unwrap_or(Reply::OK);
-            self.send(&ok);
-        }
-    }
-
-    fn end_of_message(&mut self, violation: Option<BodyViolation>) -> Event {
-        if let Some(v) = violation {
-            self.send(&v.reply());
-            self.transaction = None;
-            self.phase = Phase::Command;
-            return Event::MessageAborted(v);
-        }
-        let (size, recipients) = self
-            .transaction
-            .as_ref()
-            .map_or((0, 0), |t| (t.size, t.recipients));
-        let token = self.ask(Pending::Message);
-        Event::Message(MessageRequest {
-            size,
-            recipients,
-            token,
-        })
     }
 
     fn starttls(&mut self) -> Option<Event> {
@@ -731,148 +617,5 @@ impl Server {
         self.input.clear();
         self.phase = Phase::TlsHandshake;
         Some(Event::StartTls)
-    }
-
-    fn auth(
-        &mut self,
-        mechanism: &str,
-        initial: Option<InitialResponse<'static>>,
-    ) -> Option<Event> {
-        if self.config.auth_mechanisms.is_empty() {
-            self.error(&Reply::NOT_IMPLEMENTED);
-            return None;
-        }
-        if !self.tls && !self.config.allow_auth_without_tls {
-            // RFC 4954 section 6: 538 when the mechanism needs encryption.
-            self.send(&reply(
-                538,
-                Some((5, 7, 11)),
-                "Encryption required for requested authentication mechanism",
-            ));
-            return None;
-        }
-        if self.helo.is_none() || !self.extended {
-            self.error(&reply(503, Some((5, 5, 1)), "Send EHLO first"));
-            return None;
-        }
-        if self.authenticated {
-            self.error(&reply(503, Some((5, 5, 1)), "Already authenticated"));
-            return None;
-        }
-        if self.transaction.is_some() {
-            self.error(&reply(
-                503,
-                Some((5, 5, 1)),
-                "AUTH not allowed during a mail transaction",
-            ));
-            return None;
-        }
-        let offered = self.config.auth_mechanisms.iter().find(|m| m.is(mechanism));
-        let name: &'static str = match offered {
-            Some(m) if m.is("PLAIN") => "PLAIN",
-            Some(m) if m.is("LOGIN") => "LOGIN",
-            _ => {
-                self.send(&reply(
-                    504,
-                    Some((5, 5, 4)),
-                    "Unrecognized authentication type",
-                ));
-                return None;
-            }
-        };
-        let step = if name == "PLAIN" {
-            SaslStep::Plain
-        } else {
-            SaslStep::LoginUser
-        };
-        match initial {
-            Some(InitialResponse::Base64(data)) => {
-                let line = SaslResponse::Data(data);
-                self.sasl_line(step, name, line)
-            }
-            Some(InitialResponse::Empty) => {
-                let line = SaslResponse::Data(postel_proto::types::Secret::new(
-                    std::borrow::Cow::default(),
-                ));
-                self.sasl_line(step, name, line)
-            }
-            None => {
-                self.challenge(&step);
-                self.phase = Phase::Sasl(step, name);
-                None
-            }
-        }
-    }
-
-    fn challenge(&mut self, step: &SaslStep) {
-        let text = match step {
-            SaslStep::Plain => None,
-            SaslStep::LoginUser => Some("VXNlcm5hbWU6"), // "Username:"
-            SaslStep::LoginPassword(_) => Some("UGFzc3dvcmQ6"), // "Password:"
-        };
-        let code = ReplyCode::AUTH_CONTINUE;
-        let r = match text {
-            Some(t) => Reply::new(code, None, t).unwrap_or_else(|_| Reply::code_only(code)),
-            None => Reply::code_only(code),
-        };
-        self.send(&r);
-    }
-
-    fn sasl_line(
-        &mut self,
-        step: SaslStep,
-        mechanism: &'static str,
-        line: SaslResponse<'static>,
-    ) -> Option<Event> {
-        self.phase = Phase::Command;
-        let data = match line {
-            SaslResponse::Cancel => {
-                self.send(&reply(501, Some((5, 0, 0)), "Authentication cancelled"));
-                return None;
-            }
-            SaslResponse::Data(d) => d,
-        };
-        let Some(decoded) = sasl::decode_base64(data.expose()) else {
-            self.error(&reply(501, Some((5, 5, 2)), "Cannot decode response"));
-            return None;
-        };
-        let credentials = match step {
-            SaslStep::Plain if decoded.is_empty() && data.expose().is_empty() => {
-                // An empty initial response: ask for the message.
-                self.challenge(&SaslStep::Plain);
-                self.phase = Phase::Sasl(SaslStep::Plain, mechanism);
-                return None;
-            }
-            SaslStep::Plain => sasl::parse_plain(&decoded),
-            SaslStep::LoginUser => {
-                let Ok(user) = String::from_utf8(decoded) else {
-                    self.error(&reply(501, Some((5, 5, 2)), "Cannot decode response"));
-                    return None;
-                };
-                let next = SaslStep::LoginPassword(user);
-                self.challenge(&next);
-                self.phase = Phase::Sasl(next, mechanism);
-                return None;
-            }
-            SaslStep::LoginPassword(user) => String::from_utf8(decoded).ok().map(|p| Credentials {
-                authorization_id: String::new(),
-                authentication_id: user,
-                password: postel_proto::types::Secret::new(p),
-            }),
-        };
-        let Some(credentials) = credentials else {
-            self.error(&reply(
-                501,
-                Some((5, 5, 2)),
-                "Malformed authentication response",
-            ));
-            return None;
-        };
-        let token = self.ask(Pending::Auth);
-        Some(Event::Auth(AuthRequest {
-            mechanism,
-            credentials,
-            token,
-        }))
     }
 }

@@ -1,0 +1,174 @@
+//! The body phases of a transaction: DATA and BDAT, from the go-ahead to the
+//! end-of-message decision, with the limits a body must keep (size, line
+//! length, bare line endings, the hop count of RFC 5321 section 6.3).
+
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+use postel_proto::framing::{BdatReader, BodyOptions, BodyViolation, DotDecoder};
+use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
+
+use super::{Event, MessageRequest, Pending, Phase, Server, Transaction, reply};
+
+impl Server {
+    /// The reply for DATA or BDAT when the transaction cannot take a body.
+    pub(super) fn body_refusal(&self) -> Option<Reply<'static>> {
+        match &self.transaction {
+            None => Some(reply(503, Some((5, 5, 1)), "Send MAIL first")),
+            Some(t) if t.recipients == 0 => {
+                Some(reply(554, Some((5, 5, 1)), "No valid recipients"))
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn data(&mut self) -> Option<Event> {
+        if let Some(refusal) = self.body_refusal() {
+            self.error(&refusal);
+            return None;
+        }
+        if self
+            .transaction
+            .as_ref()
+            .is_some_and(|t| t.bdat || t.binary)
+        {
+            self.error(&reply(
+                503,
+                Some((5, 5, 1)),
+                "DATA cannot follow BDAT or BODY=BINARYMIME",
+            ));
+            return None;
+        }
+        let mut opts = BodyOptions::default();
+        opts.max_size = self.config.max_message_size;
+        self.send(&reply(354, None, "End data with <CR><LF>.<CR><LF>"));
+        self.phase = Phase::Data(Box::new(DotDecoder::new(opts)));
+        None
+    }
+
+    pub(super) fn bdat(&mut self, size: u64, last: bool) {
+        let discard = if self.config.chunking {
+            self.body_refusal()
+        } else {
+            Some(Reply::NOT_IMPLEMENTED)
+        };
+        if discard.is_none()
+            && let Some(t) = self.transaction.as_mut()
+        {
+            t.bdat = true;
+        }
+        self.phase = Phase::Bdat {
+            reader: BdatReader::new(size),
+            last,
+            discard,
+        };
+    }
+
+    pub(super) fn end_of_chunk(&mut self, last: bool, discard: Option<Reply<'static>>) {
+        self.phase = Phase::Command;
+        if let Some(refusal) = discard {
+            self.error(&refusal);
+            return;
+        }
+        if last {
+            let too_large = self.transaction.as_ref().is_some_and(|t| t.too_large);
+            let max = self.config.max_message_size.unwrap_or(0);
+            self.phase = Phase::DataEnd(too_large.then_some(BodyViolation::TooLarge { max }));
+        } else {
+            let size = self.transaction.as_ref().map_or(0, |t| t.size);
+            let text = format!("{size} octets received");
+            let ok =
+                Reply::new(ReplyCode::OK, EnhancedStatus::new(2, 0, 0), text).unwrap_or(Reply::OK);
+            self.send(&ok);
+        }
+    }
+
+    pub(super) fn end_of_message(&mut self, violation: Option<BodyViolation>) -> Event {
+        let transaction = self.transaction.take().unwrap_or_default();
+        let received = transaction.trace.received();
+        let hops = self
+            .config
+            .max_received
+            .filter(|&max| received > max)
+            .map(|max| BodyViolation::TooManyHops { received, max });
+        if let Some(v) = violation.or(hops) {
+            self.send(&v.reply());
+            self.phase = Phase::Command;
+            return Event::MessageAborted(v);
+        }
+        let token = self.ask(Pending::Message);
+        let size = transaction.size;
+        let recipients = transaction.recipients;
+        let delivered_to = transaction.trace.delivered_to().to_vec();
+        self.transaction = Some(transaction);
+        Event::Message(MessageRequest {
+            size,
+            recipients,
+            received,
+            delivered_to,
+            token,
+        })
+    }
+
+    /// Decodes what has arrived of a DATA body.
+    pub(super) fn poll_data(&mut self) -> ControlFlow<Option<Event>> {
+        let Phase::Data(decoder) = &mut self.phase else {
+            return ControlFlow::Continue(());
+        };
+        let mut body = std::mem::take(&mut self.body);
+        let end = decoder.decode(&self.input, &mut |d| body.extend_from_slice(d));
+        let used = end.map_or(self.input.len(), |e| e.consumed);
+        self.input.drain(..used);
+        if let Some(t) = self.transaction.as_mut() {
+            t.trace.feed(&body);
+            if let Some(end) = end {
+                t.size = end.size;
+            }
+        }
+        if let Some(end) = end {
+            self.phase = Phase::DataEnd(end.violation);
+        }
+        if !body.is_empty() {
+            return ControlFlow::Break(Some(Event::Body(Bytes::from(body))));
+        }
+        match end {
+            Some(_) => ControlFlow::Continue(()),
+            None => ControlFlow::Break(None),
+        }
+    }
+
+    /// Reads what has arrived of a BDAT chunk.
+    pub(super) fn poll_bdat(&mut self) -> ControlFlow<Option<Event>> {
+        let Phase::Bdat {
+            reader,
+            last,
+            discard,
+        } = &mut self.phase
+        else {
+            return ControlFlow::Continue(());
+        };
+        let (chunk, done) = reader.read(&self.input);
+        let n = chunk.len();
+        let mut event = None;
+        if discard.is_none() && n > 0 {
+            let t = self.transaction.get_or_insert_with(Transaction::default);
+            t.size += n as u64;
+            if self.config.max_message_size.is_some_and(|max| t.size > max) {
+                t.too_large = true;
+            }
+            if !t.too_large {
+                t.trace.feed(chunk);
+                event = Some(Event::Body(Bytes::copy_from_slice(chunk)));
+            }
+        }
+        let (last, discard) = (*last, discard.clone());
+        self.input.drain(..n);
+        if done {
+            self.end_of_chunk(last, discard);
+        }
+        if event.is_some() || !done {
+            return ControlFlow::Break(event);
+        }
+        ControlFlow::Continue(())
+    }
+}
