@@ -139,6 +139,7 @@ struct LimitsFile {
     connections_per_ip: usize,
     errors: usize,
     idle_timeout_secs: u64,
+    received_headers: usize,
 }
 
 impl Default for LimitsFile {
@@ -150,6 +151,7 @@ impl Default for LimitsFile {
             connections_per_ip: 20,
             errors: 10,
             idle_timeout_secs: 300,
+            received_headers: 100,
         }
     }
 }
@@ -276,6 +278,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Errors before the session is closed with 421.
     pub max_errors: usize,
+    /// Most Received fields a message may carry on arrival and before it is
+    /// relayed (RFC 5321 section 6.3).
+    pub max_received: usize,
     /// Longest wait for a client, capping RFC 5321 section 4.5.3.2's 5 minutes.
     pub idle_timeout: Duration,
     /// The port remote deliveries connect to.
@@ -442,6 +447,10 @@ impl Config {
         if file.limits.recipients == 0 {
             return Err(invalid("limits.recipients", "must be at least 1"));
         }
+        if file.limits.received_headers < 100 {
+            // RFC 5321 section 6.3: a limit, if any, of at least 100.
+            return Err(invalid("limits.received_headers", "must be at least 100"));
+        }
         if file.relay.workers == 0 || file.relay.per_domain == 0 {
             return Err(invalid("relay.workers", "must be at least 1"));
         }
@@ -493,6 +502,7 @@ impl Config {
             max_connections: file.limits.connections.max(1),
             max_connections_per_ip: file.limits.connections_per_ip.max(1),
             max_errors: file.limits.errors.max(1),
+            max_received: file.limits.received_headers,
             idle_timeout: Duration::from_secs(file.limits.idle_timeout_secs.max(1)),
             relay_port: file.relay.port,
             smarthost,

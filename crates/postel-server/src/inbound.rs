@@ -36,6 +36,17 @@ pub(crate) fn reply(code: u16, status: (u8, u16, u16), text: &str) -> Reply<'sta
         .unwrap_or(Reply::SHUTTING_DOWN)
 }
 
+/// Where mail for a remote mailbox goes, for duplicate detection: the
+/// domain compares without case, the local part exactly (RFC 5321 section
+/// 2.4 leaves its case to the receiving host).
+fn remote_destination(m: &postel_proto::types::Mailbox<'_>) -> String {
+    format!(
+        "{}@{}",
+        m.local_part().as_str(),
+        m.host().to_string().to_ascii_lowercase()
+    )
+}
+
 /// The transaction being collected.
 #[derive(Default)]
 struct Transaction {
@@ -45,6 +56,11 @@ struct Transaction {
     body_type: Option<BodyType>,
     smtputf8: bool,
     recipients: Vec<NewRecipient>,
+    /// Where the accepted recipients' mail goes: `mailbox@domain` for local
+    /// mailboxes after alias resolution, the address for remote ones.
+    destinations: std::collections::HashSet<String>,
+    /// The local ones of those, which a `Delivered-To` loop check looks at.
+    local_mailboxes: std::collections::HashSet<String>,
     body: Vec<u8>,
 }
 
@@ -63,6 +79,7 @@ fn session_config(shared: &Shared, role: Role) -> ServerConfig {
     config.max_message_size = Some(c.max_message_size);
     config.max_recipients = c.max_recipients;
     config.max_errors = c.max_errors;
+    config.max_received = Some(c.max_received);
     let tls = shared.certs.is_some();
     config.starttls = tls && role != Role::Submissions;
     config.auth_mechanisms = vec![Mechanism::PLAIN, Mechanism::LOGIN];
@@ -218,6 +235,21 @@ impl Connection {
             Event::Body(data) => self.txn.body.extend_from_slice(&data),
             Event::Message(m) => {
                 let txn = std::mem::take(&mut self.txn);
+                let looped = m.delivered_to.iter().find(|d| {
+                    let d = d.trim_matches(['<', '>']).to_lowercase();
+                    txn.local_mailboxes.contains(&d)
+                });
+                if let Some(looped) = looped {
+                    // Mail that a mailbox of ours already received has come
+                    // back to it: a forwarding loop.
+                    info!(client = %self.peer.addr, delivered_to = %looped, "mail loop: message refused");
+                    let answer = reply(
+                        554,
+                        (5, 4, 6),
+                        "Mail loop: already delivered to this mailbox",
+                    );
+                    return m.reject(server, answer).map_err(|e| misuse(e.to_string()));
+                }
                 let answer = self.enqueue(txn);
                 m.accept_with(server, answer)
                     .map_err(|e| misuse(e.to_string()))?;
@@ -278,27 +310,64 @@ impl Connection {
     /// else only for authenticated clients. Never an open relay.
     fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
         let misuse = |e: String| std::io::Error::other(e);
+        let mailboxes = |local: &crate::config::LocalDomain, part: &str| -> Vec<String> {
+            let extra = self.shared.users.local_parts(&local.name);
+            local
+                .resolve(part, &extra)
+                .into_iter()
+                .map(|b| format!("{b}@{}", local.name))
+                .collect()
+        };
         let verdict = match &r.to {
-            ForwardPath::Postmaster => Ok(()),
+            ForwardPath::Postmaster => Ok(self
+                .shared
+                .config
+                .domains
+                .first()
+                .map(|d| mailboxes(d, "postmaster"))
+                .unwrap_or_default()),
             ForwardPath::Mailbox(m) => match m.host() {
                 Host::Domain(d) => match self.shared.config.local_domain(d.as_str()) {
                     Some(local) => {
-                        let extra = self.shared.users.local_parts(&local.name);
-                        if local.resolve(&m.local_part().unquoted(), &extra).is_empty() {
+                        let boxes = mailboxes(local, &m.local_part().unquoted());
+                        if boxes.is_empty() {
                             Err(reply(550, (5, 1, 1), "No such user here"))
                         } else {
-                            Ok(())
+                            Ok(boxes)
                         }
                     }
-                    None if self.peer.user.is_some() => Ok(()),
+                    None if self.peer.user.is_some() => Ok(vec![remote_destination(m)]),
                     None => Err(reply(550, (5, 7, 1), "Relay access denied")),
                 },
-                Host::Literal(_) if self.peer.user.is_some() => Ok(()),
+                Host::Literal(_) if self.peer.user.is_some() => Ok(vec![remote_destination(m)]),
                 Host::Literal(_) => Err(reply(550, (5, 7, 1), "Relay access denied")),
             },
         };
         match verdict {
-            Ok(()) => {
+            Ok(destinations)
+                if !destinations.is_empty()
+                    && destinations
+                        .iter()
+                        .all(|d| self.txn.destinations.contains(d)) =>
+            {
+                // A recipient whose mail goes where an earlier one's already
+                // does is answered 250 but stored once, as Postfix's duplicate
+                // filter does: 100 RCPTs for one mailbox must not mean 100
+                // copies of the message on disk.
+                info!(client = %self.peer.addr, to = %r.to, "duplicate recipient collapsed");
+                r.accept(server).map_err(|e| misuse(e.to_string()))
+            }
+            Ok(destinations) => {
+                let local = matches!(&r.to, ForwardPath::Postmaster)
+                    || r.to.mailbox().is_some_and(|m| {
+                        matches!(m.host(), Host::Domain(d) if self.shared.config.local_domain(d.as_str()).is_some())
+                    });
+                if local {
+                    self.txn
+                        .local_mailboxes
+                        .extend(destinations.iter().cloned());
+                }
+                self.txn.destinations.extend(destinations);
                 self.txn.recipients.push(NewRecipient {
                     address: r.to.clone(),
                     orcpt: r.params.orcpt.as_ref().map(|o| {

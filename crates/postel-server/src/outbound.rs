@@ -286,6 +286,9 @@ impl Delivery {
     ) -> Vec<(usize, Outcome)> {
         let mut outcomes = Vec::new();
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // Mailboxes written in this attempt: two recipients that resolve to
+        // one mailbox (an alias and its target) get one copy.
+        let mut written = std::collections::HashSet::new();
         for &i in due {
             let Some(r) = message.recipients.get(i) else {
                 continue;
@@ -309,7 +312,7 @@ impl Delivery {
             if let Some((domain, local_part)) = local {
                 // Maildir writes fsync: off the I/O threads.
                 let outcome = tokio::task::block_in_place(|| {
-                    self.deliver_local(message, domain, &local_part, body)
+                    self.deliver_local(message, domain, &local_part, body, &mut written)
                 });
                 outcomes.push((i, outcome));
             } else if let Some(m) = r.address.mailbox() {
@@ -319,7 +322,22 @@ impl Delivery {
                     .push(i);
             }
         }
+        let received = {
+            let mut trace = postel_proto::framing::TraceScanner::new();
+            trace.feed(body);
+            trace.received()
+        };
+        let max_hops = self.shared.config.max_received;
         for (domain, indices) in remote {
+            if received > max_hops {
+                // RFC 5321 section 6.3: the loop ends here, with a bounce,
+                // instead of one more hop.
+                warn!(queue_id = %message.id, received, max = max_hops, "mail loop: not relayed");
+                let r = Reply::TOO_MANY_HOPS;
+                let o = Outcome::Failed(result(Stage::Local, None, r));
+                outcomes.extend(indices.iter().map(|&i| (i, o.clone())));
+                continue;
+            }
             let limit = {
                 let mut map = self
                     .domains
@@ -344,6 +362,7 @@ impl Delivery {
         domain: &crate::config::LocalDomain,
         local_part: &str,
         body: &[u8],
+        written: &mut std::collections::HashSet<String>,
     ) -> Outcome {
         let extra = self.shared.users.local_parts(&domain.name);
         let boxes = domain.resolve(local_part, &extra);
@@ -358,9 +377,16 @@ impl Delivery {
             postel_proto::types::ReversePath::Null => "<>".to_owned(),
             postel_proto::types::ReversePath::Mailbox(m) => format!("<{m}>"),
         };
-        let header = format!("Return-Path: {return_path}\r\n");
         let host = self.shared.config.hostname.to_string();
         for mailbox in boxes {
+            let address = format!("{mailbox}@{}", domain.name);
+            if !written.insert(address.clone()) {
+                continue;
+            }
+            // Delivered-To names the mailbox, so that mail that comes back
+            // to it is seen as a loop when it arrives (as Postfix's local
+            // delivery does).
+            let header = format!("Return-Path: {return_path}\r\nDelivered-To: {address}\r\n");
             let dir = self.shared.config.maildir(&domain.name, &mailbox);
             if let Err(e) = crate::maildir::deliver(&dir, &host, &[header.as_bytes(), body]) {
                 warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");

@@ -77,7 +77,9 @@ fn assert_arrived(dir: &Path, n: usize) {
         String::from_utf8_lossy(MESSAGE),
         "the message arrives byte for byte"
     );
-    assert!(last.starts_with(b"Return-Path: <alice@a.test>\r\nReceived: from "));
+    assert!(last.starts_with(
+        b"Return-Path: <alice@a.test>\r\nDelivered-To: bob@a.test\r\nReceived: from "
+    ));
 }
 
 #[test]

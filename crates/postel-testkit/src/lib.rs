@@ -4,8 +4,9 @@
 //! - [`Process`]: a server process (the `postel` binary) that is sent
 //!   SIGTERM, then SIGKILL, when dropped.
 //!
-//! Tools that are missing make the caller skip with a printed reason;
-//! `.ci/run` installs them, so in CI nothing is skipped.
+//! Tools that are missing make the caller skip with a printed reason, or
+//! fail when `POSTEL_REQUIRE_PEERS` is set; `.ci/run` installs them and sets
+//! it, so in CI nothing is skipped.
 
 // Test support panics on purpose: a panic is a failed test.
 #![allow(
@@ -22,15 +23,26 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// True when `tool` is on the PATH; prints why a test is skipped otherwise.
+/// With `POSTEL_REQUIRE_PEERS` set (as `.ci/run` sets it), a missing tool
+/// fails the test instead: in CI every peer must have run.
 pub fn installed(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("skipped: {tool} is not installed (.ci/run installs it)");
+        skip(tool);
     }
     found
+}
+
+/// Reports a missing peer: a skip locally, a failure where peers are required.
+fn skip(tool: &str) {
+    assert!(
+        std::env::var_os("POSTEL_REQUIRE_PEERS").is_none(),
+        "{tool} is required (POSTEL_REQUIRE_PEERS is set) but not installed"
+    );
+    eprintln!("skipped: {tool} is not installed (.ci/run installs it)");
 }
 
 /// A loopback port that was free a moment ago (UDP and TCP).
@@ -99,7 +111,7 @@ impl Nsd {
             .map(PathBuf::from)
             .find(|p| p.exists());
         let Some(nsd) = nsd else {
-            eprintln!("skipped: nsd is not installed (.ci/run installs it)");
+            skip("nsd");
             return None;
         };
         let port = free_port();

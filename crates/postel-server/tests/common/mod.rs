@@ -82,10 +82,10 @@ pub fn wait_mail(
 }
 
 /// The message without the trace headers the server adds in front
-/// (Return-Path, then Received with its continuation lines).
+/// (Return-Path, Delivered-To, then Received with its continuation lines).
 pub fn without_trace(message: &[u8]) -> &[u8] {
     let mut rest = message;
-    for name in [&b"Return-Path:"[..], b"Received:"] {
+    for name in [&b"Return-Path:"[..], b"Delivered-To:", b"Received:"] {
         if rest.starts_with(name) {
             let mut end = 0;
             loop {
