@@ -570,8 +570,7 @@ impl Delivery {
                         let Some(tcp) = stream.take_plain() else {
                             return Err(std::io::Error::other("STARTTLS twice"));
                         };
-                        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
-                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let name = tls_server_name(server_name)?;
                         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
                         let tls = tokio::time::timeout(
                             Duration::from_secs(60),
@@ -586,6 +585,12 @@ impl Delivery {
                         results = Some(outcome.recipients.into_iter().map(|(_, r)| r).collect());
                     }
                     ClientEvent::Failed(e) => {
+                        // The recipients carry the MX's reply, or our own
+                        // diagnosis when it sent none worth recording.
+                        info!(
+                            host = %server_name, error = %e, local = e.is_local(),
+                            diagnosis = %e.diagnosis(), "session failed"
+                        );
                         if results.is_none() {
                             return Err(std::io::Error::other(e.to_string()));
                         }
@@ -612,6 +617,21 @@ impl Delivery {
         results
             .ok_or_else(|| std::io::Error::other("connection closed before the message was done"))
     }
+}
+
+/// The name the TLS session checks the certificate against: an IP address
+/// for an address literal (`user@[192.0.2.1]`, whose exchanger is the
+/// literal itself), the host name otherwise.
+fn tls_server_name(host: &str) -> std::io::Result<rustls::pki_types::ServerName<'static>> {
+    if host.starts_with('[') {
+        let ip = postel_proto::types::AddressLiteral::try_from(host)
+            .ok()
+            .and_then(|l| l.ip())
+            .ok_or_else(|| std::io::Error::other(format!("{host} is not an IP literal")))?;
+        return Ok(rustls::pki_types::ServerName::IpAddress(ip.into()));
+    }
+    rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// The message as the client sends it, for the given recipients.

@@ -16,6 +16,8 @@ impl ReplyCode {
     pub const AUTH_CONTINUE: ReplyCode = ReplyCode(334);
     /// `354`: send the message.
     pub const START_MAIL_INPUT: ReplyCode = ReplyCode(354);
+    /// `451`: requested action aborted, local error in processing.
+    pub const LOCAL_ERROR: ReplyCode = ReplyCode(451);
 
     /// The numeric code.
     pub const fn get(self) -> u16 {
@@ -333,6 +335,11 @@ impl<'a> Reply<'a> {
         /// `553 5.6.7`: a UTF-8 address without SMTPUTF8 on MAIL (RFC 6531
         /// section 3.7.4.1).
         NON_ASCII_ADDRESS, 553, (5, 6, 7), "Non-ASCII address needs SMTPUTF8");
+    reply_const!(
+        /// `451 4.5.0`: a client's own diagnosis of a session that broke
+        /// without a reply from the server to record (RFC 3463's other
+        /// protocol status).
+        TRANSIENT_PROTOCOL_ERROR, 451, (4, 5, 0), "Protocol error: no reply from the server");
     reply_const!(
         /// `554 5.4.6 Too many hops` (RFC 5321 section 6.3, RFC 3463's
         /// routing loop code).

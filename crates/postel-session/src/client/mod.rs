@@ -12,6 +12,9 @@
 //! for events. Each message ends in an [`Outcome`] with one result per
 //! recipient, so a queue retries exactly the recipients that need it.
 
+mod adapt;
+mod reader;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use postel_proto::types::{
 use postel_proto::{ParserOptions, ReplyError, Status};
 
 use crate::sasl::encode_base64;
+use reader::{ReplyCaps, ReplyFramer};
 
 /// When to use STARTTLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,13 @@ pub struct ClientConfig {
     pub chunking: bool,
     /// Grammar options for the server's replies.
     pub parser: ParserOptions,
+    /// Most octets one reply may hold, all its lines together: 64 KiB, as
+    /// Postfix bounds what it reads of a reply. Past it the session fails
+    /// with [`ClientError::ReplyTooLong`].
+    pub max_reply_octets: usize,
+    /// Most lines one reply may hold: 256 (an EHLO reply has a line per
+    /// extension, about 20 in practice).
+    pub max_reply_lines: usize,
 }
 
 impl ClientConfig {
@@ -66,6 +77,8 @@ impl ClientConfig {
             pipelining: true,
             chunking: true,
             parser: ParserOptions::STRICT,
+            max_reply_octets: 64 * 1024,
+            max_reply_lines: 256,
         }
     }
 }
@@ -129,6 +142,60 @@ pub enum ClientError {
     /// TLS is required and the server does not offer STARTTLS.
     #[error("the server does not offer STARTTLS")]
     TlsUnavailable,
+    /// STARTTLS was answered with a reply that neither starts TLS nor, under
+    /// opportunistic policy, lets the session go on in plaintext (421, or
+    /// any refusal when TLS is required). Never a reason to send in
+    /// plaintext (RFC 3207 section 4).
+    #[error("STARTTLS refused: {0}")]
+    TlsRefused(Reply<'static>),
+    /// One reply was longer than [`ClientConfig::max_reply_octets`] or had
+    /// more lines than [`ClientConfig::max_reply_lines`].
+    #[error("reply longer than {octets} octets or {lines} lines")]
+    ReplyTooLong {
+        /// The octet cap.
+        octets: usize,
+        /// The line cap.
+        lines: usize,
+    },
+}
+
+impl ClientError {
+    /// The reply the messages of a failed connection are recorded with:
+    /// the server's own reply when it sent one ([`ClientError::Refused`],
+    /// [`ClientError::TlsRefused`]), otherwise a local diagnosis saying what
+    /// went wrong, never a reply the server did not send.
+    pub fn diagnosis(&self) -> Reply<'static> {
+        let local = |status: (u8, u16, u16), text: String| {
+            Reply::new(
+                postel_proto::types::ReplyCode::LOCAL_ERROR,
+                postel_proto::types::EnhancedStatus::new(status.0, status.1, status.2),
+                text,
+            )
+            .unwrap_or(Reply::TRANSIENT_PROTOCOL_ERROR)
+        };
+        match self {
+            ClientError::Refused(r) | ClientError::TlsRefused(r) => r.clone(),
+            // RFC 3463: X.5.0, other or undefined protocol status.
+            ClientError::Protocol(e) => {
+                local((4, 5, 0), format!("Protocol error: malformed reply ({e})"))
+            }
+            ClientError::ReplyTooLong { octets, lines } => local(
+                (4, 5, 0),
+                format!("Protocol error: reply longer than {octets} octets or {lines} lines"),
+            ),
+            // RFC 5248: X.7.10, encryption needed.
+            ClientError::TlsUnavailable => local(
+                (4, 7, 10),
+                "TLS is required but the server does not offer STARTTLS".into(),
+            ),
+        }
+    }
+
+    /// True when [`ClientError::diagnosis`] is this client's own finding
+    /// rather than the server's reply.
+    pub fn is_local(&self) -> bool {
+        !matches!(self, ClientError::Refused(_) | ClientError::TlsRefused(_))
+    }
 }
 
 /// What the client tells its driver.
@@ -145,6 +212,12 @@ pub enum ClientEvent {
     Failed(ClientError),
     /// QUIT was answered: close the connection.
     Closed,
+}
+
+/// One reply, parsed for what it answers.
+enum Parsed {
+    Ehlo(Result<Capabilities<'static>, Reply<'static>>),
+    Reply(Reply<'static>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -190,6 +263,7 @@ pub struct Client {
     finished: bool,
     closed: bool,
     waiting_tls: bool,
+    framer: ReplyFramer,
 }
 
 impl Client {
@@ -209,6 +283,7 @@ impl Client {
             finished: false,
             closed: false,
             waiting_tls: false,
+            framer: ReplyFramer::default(),
         }
     }
 
@@ -259,49 +334,73 @@ impl Client {
             self.tls = true;
             self.caps = None;
             self.input.clear();
+            self.framer.reset();
             self.ehlo();
         }
     }
 
     /// Appends octets received from the server.
     pub fn receive(&mut self, data: &[u8]) {
-        if !self.waiting_tls {
+        if !self.waiting_tls && !self.closed {
             self.input.extend_from_slice(data);
         }
     }
 
-    /// Handles the replies received so far; returns the next event.
+    /// Handles the replies received so far; returns the next event. Each
+    /// octet is looked at once for framing and once by the reply parser,
+    /// however the input was split.
     pub fn poll(&mut self) -> Option<ClientEvent> {
         while self.events.is_empty() && !self.closed && !self.waiting_tls {
-            let Some(expect) = self.expect.front() else {
+            let Some(&expect) = self.expect.front() else {
                 break;
             };
-            if matches!(expect, Expect::Ehlo) {
-                match parse_ehlo_reply(&self.input, &self.config.parser) {
-                    Ok(Status::Incomplete) => break,
-                    Ok(Status::Complete { value, consumed }) => {
-                        let value = match value {
+            let caps = ReplyCaps {
+                octets: self.config.max_reply_octets,
+                lines: self.config.max_reply_lines,
+                line: self.config.parser.limits.reply_line,
+            };
+            let end = match self.framer.next(&self.input, caps) {
+                Ok(Some(end)) => end,
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(e);
+                    continue;
+                }
+            };
+            self.framer.reset();
+            let whole = &self.input[..end];
+            let parsed = if matches!(expect, Expect::Ehlo) {
+                match parse_ehlo_reply(whole, &self.config.parser) {
+                    Ok(Status::Complete { value, consumed }) if consumed == end => {
+                        Ok(match value {
                             EhloReply::Accepted(caps) => Ok(caps.into_owned()),
                             EhloReply::Refused(r) => Err(r.into_owned()),
-                        };
-                        self.input.drain(..consumed);
-                        self.expect.pop_front();
-                        self.on_ehlo(value);
+                        })
                     }
-                    Err(bad) => self.fail(ClientError::Protocol(bad.error)),
+                    Ok(_) => Err(ReplyError::Line(postel_proto::LineError::BareLf)),
+                    Err(bad) => Err(bad.error),
                 }
-                continue;
-            }
-            match parse_reply(&self.input, &self.config.parser) {
-                Ok(Status::Incomplete) => break,
-                Ok(Status::Complete { value, consumed }) => {
-                    let reply = value.into_owned();
-                    self.input.drain(..consumed);
-                    if let Some(expect) = self.expect.pop_front() {
-                        self.on_reply(expect, reply);
+                .map(Parsed::Ehlo)
+            } else {
+                match parse_reply(whole, &self.config.parser) {
+                    Ok(Status::Complete { value, consumed }) if consumed == end => {
+                        Ok(Parsed::Reply(value.into_owned()))
                     }
+                    Ok(_) => Err(ReplyError::Line(postel_proto::LineError::BareLf)),
+                    Err(bad) => Err(bad.error),
                 }
-                Err(bad) => self.fail(ClientError::Protocol(bad.error)),
+            };
+            self.input.drain(..end);
+            match parsed {
+                Ok(Parsed::Ehlo(value)) => {
+                    self.expect.pop_front();
+                    self.on_ehlo(value);
+                }
+                Ok(Parsed::Reply(reply)) => {
+                    self.expect.pop_front();
+                    self.on_reply(expect, reply);
+                }
+                Err(e) => self.fail(ClientError::Protocol(e)),
             }
         }
         self.events.pop_front()
@@ -360,13 +459,32 @@ impl Client {
         if self.closed || !self.expect.is_empty() || self.current.is_some() || self.waiting_tls {
             return;
         }
-        let Some(message) = self.queue.pop_front() else {
-            if self.finished {
-                self.command(&Command::Quit, Expect::Quit);
-            }
-            return;
-        };
         let caps = self.caps.clone().unwrap_or_default();
+        let message = loop {
+            let Some(mut message) = self.queue.pop_front() else {
+                if self.finished {
+                    self.command(&Command::Quit, Expect::Quit);
+                }
+                return;
+            };
+            match adapt::fit(&mut message, &caps) {
+                Ok(()) => break message,
+                Err(refusal) => {
+                    // Nothing is sent: the message cannot go to this server.
+                    let index = self.sent;
+                    self.sent += 1;
+                    let recipients = message
+                        .recipients
+                        .into_iter()
+                        .map(|(to, _)| (to, RecipientResult::Permanent(refusal.clone())))
+                        .collect();
+                    self.events.push_back(ClientEvent::Delivered(Outcome {
+                        message: index,
+                        recipients,
+                    }));
+                }
+            }
+        };
         let mut params = message.params.clone();
         if caps.size.is_some() && params.size.is_none() {
             params.size = Some(message.data.len() as u64);
@@ -423,16 +541,20 @@ impl Client {
                 self.input.clear();
                 self.events.push_back(ClientEvent::StartTls);
             }
-            Expect::StartTls if self.config.tls == TlsPolicy::Required => {
-                self.fail(ClientError::Refused(reply));
-            }
-            Expect::StartTls => {
-                // Opportunistic: go on without TLS.
+            // RFC 3207 section 4: only 220 starts TLS. Under opportunistic
+            // policy a server that cannot do TLS now (454) or does not know
+            // the command (500-504) may be used in plaintext; anything else,
+            // 421 first of all, ends the session and the mail waits.
+            Expect::StartTls
+                if self.config.tls == TlsPolicy::Opportunistic
+                    && matches!(reply.code().get(), 454 | 500..=502 | 504) =>
+            {
                 if let Some(c) = self.caps.as_mut() {
                     c.starttls = false;
                 }
                 self.after_hello();
             }
+            Expect::StartTls => self.fail(ClientError::TlsRefused(reply)),
             Expect::Auth if reply.code().is_positive() => self.next(),
             Expect::Auth => self.fail(ClientError::Refused(reply)),
             Expect::Mail => self.on_mail(reply),
@@ -591,7 +713,7 @@ impl Client {
         else {
             return;
         };
-        let missing = || RecipientResult::Transient(Reply::SHUTTING_DOWN);
+        let missing = || RecipientResult::Transient(Reply::TRANSIENT_PROTOCOL_ERROR);
         let recipients = message
             .recipients
             .into_iter()
@@ -614,10 +736,7 @@ impl Client {
             ClientError::Refused(r) if r.code().is_permanent() => None,
             _ => Some(()),
         };
-        let reply = match &error {
-            ClientError::Refused(r) => r.clone(),
-            _ => Reply::SHUTTING_DOWN,
-        };
+        let reply = error.diagnosis();
         let mut pending: Vec<Message> =
             self.current.take().map(|c| c.message).into_iter().collect();
         pending.extend(self.queue.drain(..));

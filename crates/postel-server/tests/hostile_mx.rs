@@ -1,0 +1,190 @@
+//! The delivery side against a scripted MX on loopback that misbehaves as
+//! broken or hostile servers do: what the queue records is checked as the
+//! reply's bytes, and what reached the MX as the octets it read.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, local, run, serve, temp_dir};
+
+/// How the scripted MX answers a line from the client (or the connection's
+/// opening, as `None`): the octets to write, and whether to hang up after.
+type Script = fn(Option<&str>) -> (Vec<u8>, bool);
+
+/// Starts the scripted MX; returns everything clients sent it, per session.
+fn fake_mx(port: u16, script: Script) -> Arc<Mutex<Vec<String>>> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let record = Arc::clone(&record);
+            std::thread::spawn(move || session(stream, script, &record));
+        }
+    });
+    seen
+}
+
+fn session(mut stream: TcpStream, script: Script, record: &Mutex<Vec<String>>) {
+    let index = {
+        let mut r = record.lock().unwrap();
+        r.push(String::new());
+        r.len() - 1
+    };
+    let (greeting, _) = script(None);
+    if stream.write_all(&greeting).is_err() {
+        return;
+    }
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        record.lock().unwrap()[index].push_str(&line);
+        let (answer, hang_up) = script(Some(line.trim_end()));
+        // A client that gave up stops reading: the write fails, which ends
+        // the session like the hang-up does.
+        if stream.write_all(&answer).is_err() || hang_up {
+            return;
+        }
+    }
+}
+
+/// postel for a.test relaying everything else to the scripted MX, retrying
+/// every second; returns its directory, mx port and the process.
+fn relay(label: &str, smarthost: u16) -> (std::path::PathBuf, u16, common::Process) {
+    let dir = temp_dir(label);
+    let mx = free_port();
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"127.0.0.1:{mx}\"\n\
+role = \"submission\"\n[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nsmarthost = \"127.0.0.1:{smarthost}\"\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    common::add_user(&dir, "alice@a.test", "pw-for-tests");
+    let process = serve(&dir, &config, local(mx), true);
+    (dir, mx, process)
+}
+
+/// Submits one message for bob@b.test with STARTTLS and AUTH through
+/// Python's smtplib; returns its queue id.
+fn submit(port: u16) -> String {
+    let out = common::python(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx); s.login("alice@a.test", "pw-for-tests")
+s.mail("alice@a.test"); s.rcpt("bob@b.test")
+code, text = s.data(b"Subject: to a hostile MX\r\n\r\nhello\r\n")
+print(text.decode().rsplit(" ", 1)[-1]); s.quit()
+"#,
+        &[&port.to_string()],
+    );
+    out.trim().to_owned()
+}
+
+/// Waits until `postel queue show ID` contains `wanted`; returns the text.
+fn shown(dir: &std::path::Path, id: &str, wanted: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let out = run(dir, &["queue", "show", id], "");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(wanted) || start.elapsed() > Duration::from_secs(20) {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn starttls_421(line: Option<&str>) -> (Vec<u8>, bool) {
+    match line {
+        None => (b"220 fake.b.test ESMTP\r\n".to_vec(), false),
+        Some(l) if l.starts_with("EHLO") => {
+            (b"250-fake.b.test\r\n250 STARTTLS\r\n".to_vec(), false)
+        }
+        Some("STARTTLS") => (b"421 4.3.2 Going down for maintenance\r\n".to_vec(), true),
+        Some(_) => (b"250 2.0.0 Ok\r\n".to_vec(), false),
+    }
+}
+
+#[test]
+fn starttls_answered_421_keeps_the_mail_queued_and_never_sends_it_in_cleartext() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let seen = fake_mx(fake, starttls_421);
+    let (dir, port, _server) = relay("starttls-421", fake);
+    let id = submit(port);
+    let text = shown(&dir, &id, "421 4.3.2 Going down for maintenance");
+    assert!(
+        text.contains("421 4.3.2 Going down for maintenance"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let sessions = seen.lock().unwrap().clone();
+    assert!(sessions.len() >= 2, "retried: {sessions:?}");
+    for s in &sessions {
+        assert_eq!(
+            s, "EHLO mail.a.test\r\nSTARTTLS\r\n",
+            "nothing in cleartext"
+        );
+    }
+}
+
+fn malformed(line: Option<&str>) -> (Vec<u8>, bool) {
+    match line {
+        None => (b"220 fake.b.test ESMTP\r\n".to_vec(), false),
+        Some(_) => (b"25O fake.b.test\r\n".to_vec(), false),
+    }
+}
+
+#[test]
+fn a_malformed_reply_is_recorded_as_a_local_diagnosis_not_as_421() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let _seen = fake_mx(fake, malformed);
+    let (dir, port, server) = relay("malformed-reply", fake);
+    let id = submit(port);
+    let wanted = "451 4.5.0 Protocol error: malformed reply (invalid reply code)";
+    let text = shown(&dir, &id, wanted);
+    assert!(text.contains(wanted), "{text}");
+    assert!(!text.contains("4.3.2"), "{text}");
+    assert!(server.log_text().contains("local=true"));
+}
+
+fn flood(line: Option<&str>) -> (Vec<u8>, bool) {
+    match line {
+        None => (b"220 fake.b.test ESMTP\r\n".to_vec(), false),
+        // An EHLO reply that never ends: 16 MiB of continuation lines.
+        Some(_) => (
+            b"250-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n"
+                .repeat(16 << 20 >> 7),
+            true,
+        ),
+    }
+}
+
+#[test]
+fn a_16_mib_reply_flood_is_refused_within_the_cap() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let _seen = fake_mx(fake, flood);
+    let (dir, port, _server) = relay("reply-flood", fake);
+    let id = submit(port);
+    let wanted = "451 4.5.0 Protocol error: reply longer than 65536 octets or 256 lines";
+    let text = shown(&dir, &id, wanted);
+    assert!(text.contains(wanted), "{text}");
+}

@@ -1,0 +1,295 @@
+//! The client against a scripted server that misbehaves as hostile or broken
+//! MXs do: replies fed as bytes, what the client writes and reports compared
+//! as bytes.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use postel_proto::types::{
+    BodyType, Domain, ForwardPath, MailParameters, Mailbox, Notify, Orcpt, RcptParameters, Reply,
+    Ret, ReversePath, XText,
+};
+use postel_session::client::{
+    Client, ClientConfig, ClientError, ClientEvent, Message, Outcome, RecipientResult, TlsPolicy,
+};
+
+fn message(to: &str) -> Message {
+    Message {
+        from: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
+        params: MailParameters::default(),
+        recipients: vec![(
+            ForwardPath::Mailbox(Mailbox::try_from(to).unwrap().into_owned()),
+            RcptParameters::default(),
+        )],
+        data: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+    }
+}
+
+fn client(tls: TlsPolicy) -> Client {
+    let mut config = ClientConfig::new(Domain::try_from("out.example.org").unwrap());
+    config.tls = tls;
+    Client::new(config)
+}
+
+/// What the client did: every octet it wrote, its outcomes and failures.
+#[derive(Default)]
+struct Seen {
+    wire: Vec<u8>,
+    outcomes: Vec<Outcome>,
+    failures: Vec<ClientError>,
+    starttls: bool,
+}
+
+/// Feeds the server's `script` one reply at a time, collecting what the
+/// client writes and reports.
+fn run(client: &mut Client, script: &[&[u8]]) -> Seen {
+    let mut seen = Seen::default();
+    let drain = |client: &mut Client, seen: &mut Seen| {
+        while let Some(event) = client.poll() {
+            match event {
+                ClientEvent::Delivered(o) => seen.outcomes.push(o),
+                ClientEvent::Failed(e) => seen.failures.push(e),
+                ClientEvent::StartTls => seen.starttls = true,
+                _ => {}
+            }
+        }
+        seen.wire.extend_from_slice(&client.transmit());
+    };
+    for reply in script {
+        client.receive(reply);
+        drain(client, &mut seen);
+    }
+    seen
+}
+
+fn only_result(seen: &Seen) -> &RecipientResult {
+    assert_eq!(seen.outcomes.len(), 1, "one outcome");
+    &seen.outcomes[0].recipients[0].1
+}
+
+fn bytes(reply: &Reply<'_>) -> Vec<u8> {
+    reply.to_bytes()
+}
+
+const EHLO_TLS: &[u8] = b"250-mx.example.net\r\n250-PIPELINING\r\n250 STARTTLS\r\n";
+
+/// RFC 3207: only 220 starts TLS. 421 to STARTTLS closes the session and the
+/// mail waits; it must never go out in cleartext on that connection.
+#[test]
+fn starttls_answered_421_defers_and_sends_nothing_in_cleartext() {
+    let mut c = client(TlsPolicy::Opportunistic);
+    c.send(message("rcpt@example.net"));
+    c.finish();
+    let seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            EHLO_TLS,
+            b"421 4.3.2 Service shutting down\r\n",
+        ],
+    );
+    assert_eq!(
+        seen.wire, b"EHLO out.example.org\r\nSTARTTLS\r\n",
+        "no MAIL after a 421"
+    );
+    let RecipientResult::Transient(r) = only_result(&seen) else {
+        panic!("deferred")
+    };
+    assert_eq!(
+        bytes(r),
+        b"421 4.3.2 Service shutting down\r\n",
+        "the MX's own reply"
+    );
+    assert!(matches!(seen.failures[..], [ClientError::TlsRefused(_)]));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn starttls_answered_454_goes_on_in_cleartext_only_when_opportunistic() {
+    let script: [&[u8]; 4] = [
+        b"220 mx.example.net ESMTP\r\n",
+        EHLO_TLS,
+        b"454 4.7.0 TLS not available due to temporary reason\r\n",
+        b"250 2.1.0 Ok\r\n",
+    ];
+    let mut c = client(TlsPolicy::Opportunistic);
+    c.send(message("rcpt@example.net"));
+    let seen = run(&mut c, &script);
+    assert!(
+        seen.wire.ends_with(
+            b"STARTTLS\r\nMAIL FROM:<sender@example.org>\r\nRCPT TO:<rcpt@example.net>\r\nDATA\r\n"
+        ),
+        "{}",
+        String::from_utf8_lossy(&seen.wire)
+    );
+    let mut c = client(TlsPolicy::Required);
+    c.send(message("rcpt@example.net"));
+    let seen = run(&mut c, &script);
+    assert_eq!(seen.wire, b"EHLO out.example.org\r\nSTARTTLS\r\n");
+    assert!(matches!(only_result(&seen), RecipientResult::Transient(_)));
+    // Any other refusal, even under opportunistic policy, ends the session.
+    let mut c = client(TlsPolicy::Opportunistic);
+    c.send(message("rcpt@example.net"));
+    let seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            EHLO_TLS,
+            b"550 5.7.0 No\r\n",
+        ],
+    );
+    assert_eq!(seen.wire, b"EHLO out.example.org\r\nSTARTTLS\r\n");
+    let RecipientResult::Transient(r) = only_result(&seen) else {
+        panic!("deferred, not bounced, for a TLS refusal")
+    };
+    assert_eq!(bytes(r), b"550 5.7.0 No\r\n");
+}
+
+/// A malformed reply is recorded as what it is, a local diagnosis, and never
+/// as a 421 the MX did not send.
+#[test]
+fn a_malformed_reply_is_recorded_as_a_local_diagnosis() {
+    let mut c = client(TlsPolicy::Opportunistic);
+    c.send(message("rcpt@example.net"));
+    let seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            b"25O-mx.example.net\r\n250 OK\r\n",
+        ],
+    );
+    let RecipientResult::Transient(r) = only_result(&seen) else {
+        panic!("deferred")
+    };
+    assert_eq!(
+        bytes(r),
+        b"451 4.5.0 Protocol error: malformed reply (invalid reply code)\r\n"
+    );
+    assert!(seen.failures[0].is_local());
+}
+
+/// A server that never ends its EHLO reply is cut off at the cap: the client
+/// holds at most the cap, however the flood is split.
+#[test]
+fn a_reply_flood_is_refused_within_the_cap() {
+    for piece in [1usize, 7, 4096] {
+        let mut c = client(TlsPolicy::Opportunistic);
+        c.send(message("rcpt@example.net"));
+        let mut seen = run(&mut c, &[b"220 mx.example.net ESMTP\r\n"]);
+        let flood =
+            b"250-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n"
+                .repeat(16 << 20 >> 7);
+        let mut fed = 0;
+        for chunk in flood.chunks(piece) {
+            if c.is_closed() {
+                break;
+            }
+            c.receive(chunk);
+            fed += chunk.len();
+            while let Some(event) = c.poll() {
+                if let ClientEvent::Failed(e) = event {
+                    seen.failures.push(e);
+                }
+            }
+        }
+        assert!(
+            matches!(
+                seen.failures[..],
+                [ClientError::ReplyTooLong {
+                    octets: 65536,
+                    lines: 256
+                }]
+            ),
+            "{:?}",
+            seen.failures
+        );
+        assert!(
+            fed <= 64 * 1024 + piece,
+            "{fed} octets read before giving up"
+        );
+    }
+    // A single line without end: the reply line limit.
+    let mut c = client(TlsPolicy::Opportunistic);
+    c.send(message("rcpt@example.net"));
+    let endless = vec![b'2'; 100_000];
+    let seen = run(&mut c, &[b"220 mx.example.net ESMTP\r\n", &endless]);
+    assert!(matches!(seen.failures[..], [ClientError::Protocol(_)]));
+}
+
+fn dsn_message() -> Message {
+    let mut m = message("rcpt@example.net");
+    m.params.ret = Some(Ret::Hdrs);
+    m.params.envid = Some(XText::try_from("QQ314159").unwrap());
+    m.params.body = Some(BodyType::EightBitMime);
+    let mut r = RcptParameters::default();
+    r.notify = Some(Notify {
+        success: true,
+        failure: true,
+        delay: false,
+    });
+    r.orcpt = Some(Orcpt::new("rfc822", XText::try_from("rcpt@example.net").unwrap()).unwrap());
+    m.recipients[0].1 = r;
+    m
+}
+
+/// RFC 3461 section 5.2 and RFC 6152: parameters the server did not
+/// advertise are not sent; with them advertised they are.
+#[test]
+fn parameters_follow_what_the_server_advertised() {
+    let mut c = client(TlsPolicy::Never);
+    c.send(dsn_message());
+    let seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            b"250-mx.example.net\r\n250 PIPELINING\r\n",
+        ],
+    );
+    assert_eq!(
+        seen.wire,
+        b"EHLO out.example.org\r\nMAIL FROM:<sender@example.org>\r\nRCPT TO:<rcpt@example.net>\r\nDATA\r\n"
+    );
+    let mut c = client(TlsPolicy::Never);
+    c.send(dsn_message());
+    let seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            b"250-mx.example.net\r\n250-PIPELINING\r\n250-DSN\r\n250 8BITMIME\r\n",
+        ],
+    );
+    assert_eq!(
+        seen.wire,
+        b"EHLO out.example.org\r\nMAIL FROM:<sender@example.org> BODY=8BITMIME RET=HDRS ENVID=QQ314159\r\nRCPT TO:<rcpt@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;rcpt@example.net\r\nDATA\r\n"
+    );
+}
+
+/// RFC 6531 section 3.2: a message that needs SMTPUTF8 is not sent to a
+/// server without it, and bounces with 5.6.7; an all-ASCII one goes without
+/// the parameter.
+#[test]
+fn a_message_that_needs_smtputf8_bounces_where_it_is_not_offered() {
+    let ehlo: &[u8] = b"250-mx.example.net\r\n250 PIPELINING\r\n";
+    let mut m = message("用户@example.net");
+    m.params.smtputf8 = true;
+    let mut c = client(TlsPolicy::Never);
+    c.send(m);
+    let seen = run(&mut c, &[b"220 mx.example.net ESMTP\r\n", ehlo]);
+    assert_eq!(seen.wire, b"EHLO out.example.org\r\n", "no MAIL");
+    let RecipientResult::Permanent(r) = only_result(&seen) else {
+        panic!("bounced")
+    };
+    assert_eq!(
+        bytes(r),
+        b"553 5.6.7 The message needs SMTPUTF8, which the server does not offer\r\n"
+    );
+    let mut m = message("rcpt@example.net");
+    m.params.smtputf8 = true;
+    let mut c = client(TlsPolicy::Never);
+    c.send(m);
+    let seen = run(&mut c, &[b"220 mx.example.net ESMTP\r\n", ehlo]);
+    assert!(
+        seen.wire
+            .ends_with(b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<rcpt@example.net>\r\nDATA\r\n")
+    );
+}
