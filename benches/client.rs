@@ -56,10 +56,10 @@ fn main() {
         let mut g = c.benchmark_group(format!("client-ehlo-reply-{}KiB", size / 1024));
         g.throughput(Throughput::Bytes(input.len() as u64));
         g.bench_function("whole", |b| {
-            b.iter(|| black_box(read(black_box(&input), input.len())))
+            b.iter(|| black_box(read(black_box(&input), input.len())));
         });
         g.bench_function("octet-by-octet", |b| {
-            b.iter(|| black_box(read(black_box(&input), 1)))
+            b.iter(|| black_box(read(black_box(&input), 1)));
         });
         g.finish();
         per_octet.push((size, input.len()));
