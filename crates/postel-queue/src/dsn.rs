@@ -143,23 +143,31 @@ Content-Type: text/plain; charset=utf-8\r\n\r\n",
             m.push_str("This is a report on the delivery of your message.\r\n");
         }
         for r in self.recipients {
-            let _ = write!(m, "\r\n<{}>: {}", r.final_recipient, r.action.as_str());
+            let mut line = format!("<{}>: {}", r.final_recipient, r.action.as_str());
             if let Some(d) = &r.diagnostic {
-                let _ = write!(m, ": {d}");
+                let _ = write!(line, ": {d}");
             }
             m.push_str("\r\n");
+            wrap_text(&mut m, &field_text(&line, true));
         }
+        // RFC 3464's delivery-status part is 7-bit; an internationalized
+        // recipient needs RFC 6533's global type, which carries UTF-8.
+        let global = self
+            .recipients
+            .iter()
+            .any(|r| !r.final_recipient.is_ascii());
         let _ = write!(
             m,
-            "\r\n--{b}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {mta}\r\n",
+            "\r\n--{b}\r\nContent-Type: message/{kind}delivery-status\r\n\r\nReporting-MTA: dns; {mta}\r\n",
             b = self.boundary,
+            kind = if global { "global-" } else { "" },
             mta = self.reporting_mta
         );
         if let Some(id) = self.envelope_id {
-            let _ = write!(m, "Original-Envelope-Id: {id}\r\n");
+            let _ = write!(m, "Original-Envelope-Id: {}\r\n", field_text(id, false));
         }
         let _ = write!(m, "Arrival-Date: {}\r\n", rfc5322_date(self.arrival));
-        self.recipient_fields(&mut m);
+        self.recipient_fields(&mut m, global);
         let returned = if self.headers_only {
             "text/rfc822-headers"
         } else {
@@ -184,31 +192,124 @@ Content-Type: text/plain; charset=utf-8\r\n\r\n",
         Ok(out)
     }
 
-    /// The per-recipient fields of the delivery-status part (RFC 3464 section 2.3).
-    fn recipient_fields(&self, m: &mut String) {
+    /// The per-recipient fields of the delivery-status part (RFC 3464 section
+    /// 2.3): each value one line of text, no control characters, 7-bit unless
+    /// `global`, the diagnostic folded to lines of at most 78 octets.
+    fn recipient_fields(&self, m: &mut String, global: bool) {
         for r in self.recipients {
             m.push_str("\r\n");
             if let Some(o) = &r.original_recipient {
-                let _ = write!(m, "Original-Recipient: {o}\r\n");
+                let _ = write!(m, "Original-Recipient: {}\r\n", original_recipient(o));
             }
+            let address_type = if r.final_recipient.is_ascii() {
+                "rfc822"
+            } else {
+                "utf-8"
+            };
             let _ = write!(
                 m,
-                "Final-Recipient: rfc822; {}\r\nAction: {}\r\nStatus: {}\r\n",
-                r.final_recipient,
+                "Final-Recipient: {address_type}; {}\r\nAction: {}\r\nStatus: {}\r\n",
+                field_text(&r.final_recipient, global),
                 r.action.as_str(),
                 r.status
             );
             if let Some(host) = &r.remote_mta {
-                let _ = write!(m, "Remote-MTA: dns; {host}\r\n");
+                let _ = write!(m, "Remote-MTA: dns; {}\r\n", field_text(host, false));
             }
             if let Some(d) = &r.diagnostic {
-                let _ = write!(m, "Diagnostic-Code: smtp; {d}\r\n");
+                let text = format!("smtp; {d}");
+                fold_field(m, "Diagnostic-Code", &field_text(&text, global));
             }
             if let Some(t) = r.last_attempt {
                 let _ = write!(m, "Last-Attempt-Date: {}\r\n", rfc5322_date(t));
             }
         }
     }
+}
+
+/// A field value as one line of text: controls (CR and LF above all, which
+/// would start a field of their own) and, unless `utf8`, every non-ASCII
+/// octet are written as `+XX`, as xtext does (RFC 3461 section 4).
+fn field_text(value: &str, utf8: bool) -> std::borrow::Cow<'_, str> {
+    let keep = |c: char| {
+        if c.is_ascii() {
+            !c.is_ascii_control()
+        } else {
+            utf8
+        }
+    };
+    if value.chars().all(keep) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if keep(c) {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "+{b:02X}");
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// ORCPT as stored, `addr-type;xtext`, for the Original-Recipient field: the
+/// xtext decoded where that gives text, kept encoded otherwise.
+fn original_recipient(orcpt: &str) -> String {
+    let Some((kind, address)) = orcpt.split_once(';') else {
+        return field_text(orcpt, false).into_owned();
+    };
+    let decoded = postel_proto::types::XText::try_from(address)
+        .ok()
+        .and_then(|x| String::from_utf8(x.decode().into_owned()).ok())
+        .unwrap_or_else(|| address.to_owned());
+    format!(
+        "{};{}",
+        field_text(kind, false),
+        field_text(&decoded, false)
+    )
+}
+
+/// Writes `text` as lines of at most 78 octets, broken at spaces.
+fn wrap_text(m: &mut String, text: &str) {
+    let mut line = 0;
+    for word in text.split(' ') {
+        if line > 0 && line + 1 + word.len() > 78 {
+            m.push_str("\r\n   ");
+            line = 3;
+        } else if line > 0 {
+            m.push(' ');
+            line += 1;
+        }
+        m.push_str(word);
+        line += word.len();
+    }
+    m.push_str("\r\n");
+}
+
+/// Writes `name: value` folded at spaces into lines of at most 78 octets
+/// (RFC 5322 section 2.1.1); a word longer than a line stays whole, and
+/// no word here exceeds the 998 octets a line may hold, since a reply line
+/// is at most 512.
+fn fold_field(m: &mut String, name: &str, value: &str) {
+    const WIDTH: usize = 78;
+    let mut line = name.len() + 1;
+    m.push_str(name);
+    m.push(':');
+    // Each space stays: a fold goes before one, so unfolding (RFC 5322
+    // section 2.2.3) gives the value back exactly.
+    for word in value.split(' ') {
+        if line + 1 + word.len() > WIDTH && line > name.len() + 1 {
+            m.push_str("\r\n");
+            line = 0;
+        }
+        m.push(' ');
+        m.push_str(word);
+        line += 1 + word.len();
+    }
+    m.push_str("\r\n");
 }
 
 /// The header section of a message, up to and including the blank line.

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use postel_proto::types::{BodyType, ForwardPath, Notify, Reply, Ret, ReversePath};
+use postel_proto::types::{BodyType, ForwardPath, Notify, Orcpt, Reply, Ret, ReversePath, XText};
 
 /// A queue id: time-ordered (hex of the enqueue time in microseconds, then a
 /// sequence number), so that ids sort by age.
@@ -60,7 +60,9 @@ pub struct Arrival {
 pub struct NewRecipient {
     /// The forward path.
     pub address: ForwardPath<'static>,
-    /// ORCPT (RFC 3461), as `type;address` decoded.
+    /// ORCPT (RFC 3461) as the client gave it, `addr-type;xtext`: still
+    /// encoded, so that every octet reaches the next hop and the report
+    /// unchanged.
     pub orcpt: Option<String>,
     /// NOTIFY (RFC 3461).
     pub notify: Option<Notify>,
@@ -235,4 +237,14 @@ pub enum Outcome {
     /// Not tried because of our own rate or concurrency limit: back soon, not
     /// counted as an attempt.
     LocalLimit,
+}
+
+/// The ORCPT parameter for a stored `addr-type;xtext` value. A value stored
+/// decoded (by an older version, or written by hand) that is not valid xtext
+/// is encoded again.
+pub fn orcpt_param(stored: &str) -> Option<Orcpt<'static>> {
+    let (kind, address) = stored.split_once(';')?;
+    let xtext = XText::try_from(address)
+        .map_or_else(|_| XText::encode(address.as_bytes()), XText::into_owned);
+    Orcpt::new(kind.to_owned(), xtext).ok()
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use postel_proto::codec::{parse_command, parse_reply};
-use postel_proto::types::{AuthParam, Command, MailParameters, Orcpt, RcptParameters, XText};
+use postel_proto::types::{AuthParam, Command, MailParameters, RcptParameters, XText};
 use postel_proto::{ParserOptions, Status};
 
 use crate::model::{
@@ -78,13 +78,10 @@ pub fn decode_envelope(id: &QueueId, env: &str) -> Option<Message> {
         };
         recipients_new.push(NewRecipient {
             address: to.into_owned(),
-            orcpt: params.orcpt.as_ref().map(|o| {
-                format!(
-                    "{};{}",
-                    o.addr_type(),
-                    String::from_utf8_lossy(&o.address().decode())
-                )
-            }),
+            orcpt: params
+                .orcpt
+                .as_ref()
+                .map(|o| format!("{};{}", o.addr_type(), o.address().as_str())),
             notify: params.notify,
         });
     }
@@ -152,10 +149,7 @@ pub fn encode_envelope(message: &Message) -> String {
     for r in &e.recipients {
         let mut params = RcptParameters::default();
         params.notify = r.notify;
-        params.orcpt = r.orcpt.as_ref().and_then(|o| {
-            let (t, a) = o.split_once(';')?;
-            Orcpt::new(t.to_owned(), XText::encode(a.as_bytes())).ok()
-        });
+        params.orcpt = r.orcpt.as_deref().and_then(crate::model::orcpt_param);
         let rcpt = Command::Rcpt {
             to: r.address.clone(),
             params,
@@ -276,4 +270,51 @@ pub fn apply_line(message: &mut Message, line: &str) -> Option<()> {
         _ => return None,
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    // A failed assertion is a failed test.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use postel_proto::types::{ForwardPath, Mailbox, ReversePath};
+
+    use super::{decode_envelope, encode_envelope};
+    use crate::model::{Arrival, NewMessage, NewRecipient, QueueId, orcpt_param};
+
+    /// ORCPT is kept as the client's xtext: `+FF` is no UTF-8, and a lossy
+    /// decode would relay U+FFFD instead (RFC 3461 section 4.2).
+    #[test]
+    fn orcpt_octets_survive_the_record_and_the_next_hop() {
+        let new = NewMessage {
+            return_path: ReversePath::Null,
+            envid: Some("QQ314159".into()),
+            ret: None,
+            body_type: postel_proto::types::BodyType::SevenBit,
+            smtputf8: false,
+            arrival: Arrival::default(),
+            recipients: vec![NewRecipient {
+                address: ForwardPath::Mailbox(Mailbox::try_from("a@example.net").unwrap()),
+                orcpt: Some("rfc822;a+FFb+2Bc@example.net".into()),
+                notify: None,
+            }],
+        };
+        let id = QueueId::parse("06619062791132000001").unwrap();
+        let now = std::time::SystemTime::UNIX_EPOCH;
+        let message = crate::model::Message {
+            id: id.clone(),
+            recipients: crate::queue::new_recipients(&new.recipients, now),
+            envelope: new,
+            created: now,
+            expires: now,
+            held: false,
+            warned: false,
+        };
+        let back = decode_envelope(&id, &encode_envelope(&message)).unwrap();
+        let stored = back.recipients[0].orcpt.as_deref().unwrap();
+        assert_eq!(stored, "rfc822;a+FFb+2Bc@example.net");
+        let param = orcpt_param(stored).unwrap();
+        assert_eq!(param.address().as_str(), "a+FFb+2Bc@example.net");
+        assert_eq!(param.address().decode().as_ref(), b"a\xffb+c@example.net");
+    }
 }

@@ -248,7 +248,12 @@ proptest! {
         prop_assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
         prop_assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
         prop_assert_eq!(parsed.parts.len(), 4);
-        let status = String::from_utf8_lossy(parsed.parts[2].contents()).into_owned();
+        let raw_status = parsed.parts[2].contents();
+        // RFC 3464: the status part is 7-bit text in lines of at most 998
+        // octets; long fields are folded.
+        prop_assert!(raw_status.is_ascii());
+        prop_assert!(raw_status.split(|&b| b == b'\n').all(|l| l.len() <= 998));
+        let status = String::from_utf8_lossy(raw_status).replace("\r\n ", " ");
         if let Some(id) = &envid {
             let line = format!("Original-Envelope-Id: {id}");
             prop_assert!(status.contains(&line));
@@ -337,4 +342,106 @@ fn delay_warning_names_the_pending_recipients_only() {
     assert!(!status.contains("done@example.net") && !status.contains("quiet@example.net"));
     let returned = String::from_utf8_lossy(parsed.parts[3].contents());
     assert!(returned.contains("Subject: slow") && !returned.contains("the body stays home"));
+}
+
+/// The status part of a DSN, as its octets.
+fn status_part(dsn: &Dsn<'_>) -> String {
+    let bytes = dsn.to_message().unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let start = text.find("Reporting-MTA:").unwrap();
+    let end = text[start..].find("\r\n--postel-boundary-1234").unwrap();
+    text[start..start + end].to_owned()
+}
+
+fn failed(final_recipient: &str, orcpt: Option<&str>, diagnostic: Reply<'static>) -> DsnRecipient {
+    DsnRecipient {
+        final_recipient: final_recipient.into(),
+        original_recipient: orcpt.map(Into::into),
+        action: Action::Failed,
+        status: EnhancedStatus::new(5, 0, 0).unwrap(),
+        diagnostic: Some(diagnostic),
+        remote_mta: None,
+        last_attempt: None,
+    }
+}
+
+/// A multiline reply becomes one Diagnostic-Code field, folded into lines
+/// of at most 78 octets instead of one line of thousands (RFC 5322 allows 998).
+#[test]
+fn a_long_multiline_diagnostic_is_folded() {
+    let from = ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap());
+    let lines: Vec<std::borrow::Cow<'static, str>> = (0..3)
+        .map(|i| format!("line {i} of a rather long refusal from the far side").into())
+        .collect();
+    let reply = Reply::multiline(
+        ReplyCode::try_from(550).unwrap(),
+        EnhancedStatus::new(5, 7, 1),
+        lines,
+    )
+    .unwrap();
+    let recipients = [failed("gone@example.net", None, reply)];
+    let status = status_part(&sample(&from, &recipients, b"Subject: x\r\n\r\n", true));
+    assert!(
+        status.contains(
+            "Diagnostic-Code: smtp; 550 5.7.1 line 0 of a rather long refusal from the far\r\n \
+side line 1 of a rather long refusal from the far side line 2 of a rather\r\n \
+long refusal from the far side\r\n"
+        ),
+        "{status}"
+    );
+    let long = Reply::multiline(
+        ReplyCode::try_from(550).unwrap(),
+        None,
+        (0..60)
+            .map(|i| format!("{i:03} {}", "x".repeat(90)).into())
+            .collect(),
+    )
+    .unwrap();
+    let recipients = [failed("gone@example.net", None, long)];
+    let bytes = sample(&from, &recipients, b"Subject: x\r\n\r\n", true)
+        .to_message()
+        .unwrap();
+    assert!(bytes.split(|&b| b == b'\n').all(|l| l.len() <= 998));
+}
+
+/// Control characters in a value (an ENVID or ORCPT that decoded to CR LF)
+/// cannot add fields to the report; they are written as xtext.
+#[test]
+fn control_characters_cannot_add_fields_to_a_report() {
+    let from = ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap());
+    let reply = Reply::new(ReplyCode::try_from(550).unwrap(), None, "no").unwrap();
+    let recipients = [failed(
+        "gone@example.net",
+        Some("rfc822;a+0D+0AAction:+20delivered@x"),
+        reply,
+    )];
+    let mut dsn = sample(&from, &recipients, b"Subject: x\r\n\r\n", true);
+    dsn.envelope_id = Some("id\r\nSubject: forged");
+    assert_eq!(
+        status_part(&dsn),
+        "Reporting-MTA: dns; mx.example.org\r\nOriginal-Envelope-Id: id+0D+0ASubject: forged\r\n\
+Arrival-Date: Mon, 23 Nov 2026 16:06:40 +0000\r\n\r\nOriginal-Recipient: rfc822;a+0D+0AAction: delivered@x\r\n\
+Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.0.0\r\nDiagnostic-Code: smtp; 550 no\r\n"
+    );
+}
+
+/// RFC 6533: a UTF-8 recipient is reported in message/global-delivery-status
+/// with the utf-8 address type; an ASCII one keeps the 7-bit type.
+#[test]
+fn a_utf8_recipient_is_reported_in_a_global_delivery_status() {
+    let from = ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap());
+    let reply = Reply::new(ReplyCode::try_from(550).unwrap(), None, "no").unwrap();
+    let recipients = [failed("用户@example.net", None, reply.clone())];
+    let bytes = sample(&from, &recipients, b"Subject: x\r\n\r\n", true)
+        .to_message()
+        .unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("Content-Type: message/global-delivery-status\r\n"));
+    assert!(text.contains("Final-Recipient: utf-8; 用户@example.net\r\n"));
+    let recipients = [failed("user@example.net", None, reply)];
+    let bytes = sample(&from, &recipients, b"Subject: x\r\n\r\n", true)
+        .to_message()
+        .unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("Content-Type: message/delivery-status\r\n"));
 }

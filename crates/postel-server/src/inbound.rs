@@ -219,11 +219,13 @@ impl Connection {
             Event::Mail(m) => {
                 self.txn = Transaction {
                     from: Some(m.from.clone()),
+                    // The parser takes only printable US-ASCII (RFC 3461
+                    // section 4.4), so the decoded value is exact.
                     envid: m
                         .params
                         .envid
                         .as_ref()
-                        .map(|e| String::from_utf8_lossy(&e.decode()).into_owned()),
+                        .and_then(|e| String::from_utf8(e.decode().into_owned()).ok()),
                     ret: m.params.ret,
                     body_type: m.params.body,
                     smtputf8: m.params.smtputf8,
@@ -370,13 +372,13 @@ impl Connection {
                 self.txn.destinations.extend(destinations);
                 self.txn.recipients.push(NewRecipient {
                     address: r.to.clone(),
-                    orcpt: r.params.orcpt.as_ref().map(|o| {
-                        format!(
-                            "{};{}",
-                            o.addr_type(),
-                            String::from_utf8_lossy(&o.address().decode())
-                        )
-                    }),
+                    // Kept as xtext: decoding it lossily would relay and
+                    // report a different address than the client gave.
+                    orcpt: r
+                        .params
+                        .orcpt
+                        .as_ref()
+                        .map(|o| format!("{};{}", o.addr_type(), o.address().as_str())),
                     notify: r.params.notify,
                 });
                 r.accept(server).map_err(|e| misuse(e.to_string()))

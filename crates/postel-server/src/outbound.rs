@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use postel_mx::{HickoryResolver, RouteOptions, route};
 use postel_proto::types::{
-    BodyType, ForwardPath, Host, MailParameters, Orcpt, RcptParameters, Reply, XText,
+    BodyType, ForwardPath, Host, MailParameters, RcptParameters, Reply, XText,
 };
 use postel_queue::model::{AttemptResult, Message, Outcome, RecipientState, Stage};
 use postel_queue::{Claim, Queue, apply_outcomes, report_failures};
@@ -654,10 +654,10 @@ fn client_message(message: &Message, indices: &[usize], body: &[u8]) -> ClientMe
         .map(|r| {
             let mut p = RcptParameters::default();
             p.notify = r.notify;
-            p.orcpt = r.orcpt.as_ref().and_then(|o| {
-                let (t, a) = o.split_once(';')?;
-                Orcpt::new(t.to_owned(), XText::encode(a.as_bytes()).into_owned()).ok()
-            });
+            p.orcpt = r
+                .orcpt
+                .as_deref()
+                .and_then(postel_queue::model::orcpt_param);
             (r.address.clone(), p)
         })
         .collect();
