@@ -164,6 +164,13 @@ struct RelayFile {
     per_domain: usize,
     workers: usize,
     verify_tls: bool,
+    greeting_timeout_secs: u64,
+    mail_timeout_secs: u64,
+    rcpt_timeout_secs: u64,
+    data_timeout_secs: u64,
+    data_block_timeout_secs: u64,
+    final_dot_timeout_secs: u64,
+    connection_timeout_secs: u64,
 }
 
 impl Default for RelayFile {
@@ -174,6 +181,13 @@ impl Default for RelayFile {
             per_domain: 10,
             workers: 20,
             verify_tls: false,
+            greeting_timeout_secs: 300,
+            mail_timeout_secs: 300,
+            rcpt_timeout_secs: 300,
+            data_timeout_secs: 120,
+            data_block_timeout_secs: 180,
+            final_dot_timeout_secs: 600,
+            connection_timeout_secs: 3600,
         }
     }
 }
@@ -293,6 +307,10 @@ pub struct Config {
     pub workers: usize,
     /// Verify remote certificates (off: opportunistic TLS, as MTAs do).
     pub verify_tls: bool,
+    /// How long a remote server has for each reply, and for each write.
+    pub relay_timeouts: postel_session::client::Timeouts,
+    /// How long one outbound connection may last in all.
+    pub connection_timeout: Duration,
     /// Name servers; empty means the system's.
     pub dns_servers: Vec<SocketAddr>,
     /// DNS timeout per attempt.
@@ -509,6 +527,19 @@ impl Config {
             per_domain: file.relay.per_domain,
             workers: file.relay.workers,
             verify_tls: file.relay.verify_tls,
+            relay_timeouts: {
+                let secs = |s: u64| Duration::from_secs(s.max(1));
+                let r = &file.relay;
+                let mut t = postel_session::client::Timeouts::default();
+                t.greeting = secs(r.greeting_timeout_secs);
+                t.mail = secs(r.mail_timeout_secs);
+                t.rcpt = secs(r.rcpt_timeout_secs);
+                t.data = secs(r.data_timeout_secs);
+                t.data_block = secs(r.data_block_timeout_secs);
+                t.final_dot = secs(r.final_dot_timeout_secs);
+                t
+            },
+            connection_timeout: Duration::from_secs(file.relay.connection_timeout_secs.max(1)),
             dns_servers,
             dns_timeout: Duration::from_secs(file.dns.timeout_secs.unwrap_or(5).max(1)),
             lifetime: Duration::from_secs(file.queue.lifetime_secs),

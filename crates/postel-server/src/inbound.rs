@@ -22,18 +22,25 @@ use crate::stream::Stream;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A reply from constants; falls back to a plain 451 if a constant were wrong.
+/// A reply of our own. Text that could not be a reply line (a control
+/// character, or longer than a line holds, as an error message from the
+/// outside world may be) is cleaned up rather than lost; a wrong constant
+/// falls back to a plain 451 4.5.0.
 pub(crate) fn reply(code: u16, status: (u8, u16, u16), text: &str) -> Reply<'static> {
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.len() > 400 {
+        let mut end = 400;
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        clean.truncate(end);
+    }
     ReplyCode::new(code)
-        .and_then(|c| {
-            Reply::new(
-                c,
-                EnhancedStatus::new(status.0, status.1, status.2),
-                text.to_owned(),
-            )
-            .ok()
-        })
-        .unwrap_or(Reply::SHUTTING_DOWN)
+        .and_then(|c| Reply::new(c, EnhancedStatus::new(status.0, status.1, status.2), clean).ok())
+        .unwrap_or(Reply::TRANSIENT_PROTOCOL_ERROR)
 }
 
 /// Where mail for a remote mailbox goes, for duplicate detection: the

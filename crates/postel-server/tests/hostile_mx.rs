@@ -43,13 +43,19 @@ fn session(mut stream: TcpStream, script: Script, record: &Mutex<Vec<String>>) {
         return;
     }
     let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut in_body = false;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
         record.lock().unwrap()[index].push_str(&line);
+        // The message itself gets no replies, only its final dot.
+        if in_body && line != ".\r\n" {
+            continue;
+        }
         let (answer, hang_up) = script(Some(line.trim_end()));
+        in_body = answer.starts_with(b"354");
         // A client that gave up stops reading: the write fails, which ends
         // the session like the hang-up does.
         if stream.write_all(&answer).is_err() || hang_up {
@@ -61,12 +67,20 @@ fn session(mut stream: TcpStream, script: Script, record: &Mutex<Vec<String>>) {
 /// postel for a.test relaying everything else to the scripted MX, retrying
 /// every second; returns its directory, mx port and the process.
 fn relay(label: &str, smarthost: u16) -> (std::path::PathBuf, u16, common::Process) {
+    relay_with(label, smarthost, "")
+}
+
+fn relay_with(
+    label: &str,
+    smarthost: u16,
+    relay_keys: &str,
+) -> (std::path::PathBuf, u16, common::Process) {
     let dir = temp_dir(label);
     let mx = free_port();
     let config = format!(
         "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"127.0.0.1:{mx}\"\n\
 role = \"submission\"\n[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
-[relay]\nsmarthost = \"127.0.0.1:{smarthost}\"\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
+[relay]\nsmarthost = \"127.0.0.1:{smarthost}\"\n{relay_keys}\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
     );
     std::fs::write(dir.join("postel.toml"), &config).unwrap();
     common::add_user(&dir, "alice@a.test", "pw-for-tests");
@@ -187,4 +201,97 @@ fn a_16_mib_reply_flood_is_refused_within_the_cap() {
     let wanted = "451 4.5.0 Protocol error: reply longer than 65536 octets or 256 lines";
     let text = shown(&dir, &id, wanted);
     assert!(text.contains(wanted), "{text}");
+}
+
+/// RFC 5321 section 4.5.3.2: a deadline per stage, not per read. A server
+/// that sends its greeting an octet a second would hold a worker forever if
+/// every octet restarted the timer.
+#[test]
+fn a_trickled_greeting_gets_no_more_time_than_a_silent_one() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let listener = TcpListener::bind(("127.0.0.1", fake)).unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                for b in b"220 fake.b.test ESMTP at one octet a second\r\n" {
+                    if stream.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let (dir, port, _server) = relay_with("trickle", fake, "greeting_timeout_secs = 3");
+    let id = submit(port);
+    let started = Instant::now();
+    let wanted = "timed out waiting for the greeting";
+    let text = shown(&dir, &id, wanted);
+    assert!(text.contains(wanted), "{text}");
+    assert!(
+        text.contains("451 4.4.2 Session with 127.0.0.1 [127.0.0.1] failed: timed out waiting for the greeting"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}
+
+fn broken_tls(line: Option<&str>) -> (Vec<u8>, bool) {
+    match line {
+        None => (b"220 fake.b.test ESMTP\r\n".to_vec(), false),
+        Some(l) if l.starts_with("EHLO") => {
+            (b"250-fake.b.test\r\n250 STARTTLS\r\n".to_vec(), false)
+        }
+        // Agrees to TLS, then speaks no TLS at all.
+        Some("STARTTLS") => (
+            b"220 Ready\r\nthis is not a TLS server hello\r\n".to_vec(),
+            true,
+        ),
+        Some("DATA") => (b"354 Go ahead\r\n".to_vec(), false),
+        Some(".") => (b"250 2.0.0 Queued\r\n".to_vec(), false),
+        Some("QUIT") => (b"221 2.0.0 Bye\r\n".to_vec(), true),
+        Some(_) => (b"250 2.0.0 Ok\r\n".to_vec(), false),
+    }
+}
+
+/// Postfix's habit: an MX whose TLS is broken is tried once more without
+/// STARTTLS, as opportunistic TLS would have done had it not been offered.
+#[test]
+fn a_broken_tls_handshake_is_retried_once_in_plaintext() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let seen = fake_mx(fake, broken_tls);
+    let (dir, port, server) = relay("broken-tls", fake);
+    let id = submit(port);
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&run(&dir, &["queue", "list"], "").stdout).contains("0 messages")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not delivered: {}",
+            shown(&dir, &id, "-")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let sessions = seen.lock().unwrap().clone();
+    assert_eq!(sessions[0], "EHLO mail.a.test\r\nSTARTTLS\r\n");
+    assert!(
+        sessions[1].starts_with("EHLO mail.a.test\r\nMAIL FROM:<alice@a.test>"),
+        "{sessions:?}"
+    );
+    assert!(!sessions[1].contains("STARTTLS"));
+    assert_eq!(sessions.len(), 2, "one retry");
+    assert!(
+        server
+            .log_text()
+            .contains("TLS failed; retrying in plaintext")
+    );
 }

@@ -65,6 +65,45 @@ pub struct ClientConfig {
     /// Most lines one reply may hold: 256 (an EHLO reply has a line per
     /// extension, about 20 in practice).
     pub max_reply_lines: usize,
+    /// How long each reply may take (RFC 5321 section 4.5.3.2).
+    pub timeouts: Timeouts,
+}
+
+/// The time the server has for each reply, from when the client starts
+/// waiting for it. Defaults are RFC 5321 section 4.5.3.2's minimums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// The 220 greeting: 5 minutes (section 4.5.3.2.1).
+    pub greeting: Duration,
+    /// The reply to MAIL: 5 minutes (section 4.5.3.2.2).
+    pub mail: Duration,
+    /// Each reply to RCPT: 5 minutes (section 4.5.3.2.3).
+    pub rcpt: Duration,
+    /// The 354 to DATA: 2 minutes (section 4.5.3.2.4).
+    pub data: Duration,
+    /// Each write of the message to the server: 3 minutes (section
+    /// 4.5.3.2.5); applied by the driver, which does the writing.
+    pub data_block: Duration,
+    /// The reply to the end of the message: 10 minutes (section 4.5.3.2.6).
+    pub final_dot: Duration,
+    /// EHLO, STARTTLS, AUTH, RSET and QUIT: 5 minutes, as for MAIL.
+    pub other: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        Timeouts {
+            greeting: minutes(5),
+            mail: minutes(5),
+            rcpt: minutes(5),
+            data: minutes(2),
+            data_block: minutes(3),
+            final_dot: minutes(10),
+            other: minutes(5),
+        }
+    }
 }
 
 impl ClientConfig {
@@ -79,6 +118,7 @@ impl ClientConfig {
             parser: ParserOptions::STRICT,
             max_reply_octets: 64 * 1024,
             max_reply_lines: 256,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -264,6 +304,7 @@ pub struct Client {
     closed: bool,
     waiting_tls: bool,
     framer: ReplyFramer,
+    replies_read: u64,
 }
 
 impl Client {
@@ -284,6 +325,7 @@ impl Client {
             closed: false,
             waiting_tls: false,
             framer: ReplyFramer::default(),
+            replies_read: 0,
         }
     }
 
@@ -314,16 +356,45 @@ impl Client {
         self.closed
     }
 
-    /// How long to wait for the server's next reply (RFC 5321 section 4.5.3.2):
-    /// 5 minutes for the greeting, MAIL and RCPT, 2 for DATA's 354, 10 after the
-    /// end of the body. `None` when no reply is awaited.
+    /// How long the server may take over the reply now awaited, counted from
+    /// when the client began to wait for it, not from the last octet: a server
+    /// that trickles a reply an octet at a time gets no more time than one
+    /// that is silent. The limits are [`ClientConfig::timeouts`]. `None` when
+    /// no reply is awaited.
     pub fn timeout(&self) -> Option<Duration> {
-        let minutes = match self.expect.front()? {
-            Expect::Data => 2,
-            Expect::Body => 10,
-            _ => 5,
-        };
-        Some(Duration::from_secs(60 * minutes))
+        let t = &self.config.timeouts;
+        Some(match self.expect.front()? {
+            Expect::Greeting => t.greeting,
+            Expect::Mail => t.mail,
+            Expect::Rcpt(_) => t.rcpt,
+            Expect::Data => t.data,
+            Expect::Body => t.final_dot,
+            _ => t.other,
+        })
+    }
+
+    /// Counts the replies read so far. A driver keeps the deadline of
+    /// [`Client::timeout`] while this stays the same, and starts a new one
+    /// when it changes: one deadline per stage, however the octets arrive.
+    pub fn replies_read(&self) -> u64 {
+        self.replies_read
+    }
+
+    /// Which stage the awaited reply belongs to, for a driver's log or its
+    /// diagnosis of a timeout.
+    pub fn awaiting(&self) -> Option<&'static str> {
+        Some(match self.expect.front()? {
+            Expect::Greeting => "the greeting",
+            Expect::Ehlo | Expect::Helo => "the reply to EHLO",
+            Expect::StartTls => "the reply to STARTTLS",
+            Expect::Auth => "the reply to AUTH",
+            Expect::Mail => "the reply to MAIL",
+            Expect::Rcpt(_) => "the reply to RCPT",
+            Expect::Data => "the reply to DATA",
+            Expect::Body => "the reply to the end of the message",
+            Expect::Rset => "the reply to RSET",
+            Expect::Quit => "the reply to QUIT",
+        })
     }
 
     /// The TLS handshake after [`ClientEvent::StartTls`] is done: EHLO again
@@ -368,6 +439,7 @@ impl Client {
                 }
             };
             self.framer.reset();
+            self.replies_read += 1;
             let whole = &self.input[..end];
             let parsed = if matches!(expect, Expect::Ehlo) {
                 match parse_ehlo_reply(whole, &self.config.parser) {

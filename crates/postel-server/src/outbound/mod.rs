@@ -8,21 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use postel_mx::{HickoryResolver, RouteOptions, route};
-use postel_proto::types::{
-    BodyType, ForwardPath, Host, MailParameters, RcptParameters, Reply, XText,
-};
+use postel_proto::types::{ForwardPath, Host, Reply};
 use postel_queue::model::{AttemptResult, Message, Outcome, RecipientState, Stage};
 use postel_queue::{Claim, Queue, apply_outcomes, report_failures};
-use postel_session::client::{
-    Client, ClientConfig, ClientEvent, Message as ClientMessage, RecipientResult, TlsPolicy,
-};
+use postel_session::client::RecipientResult;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+mod smtp;
+
 use crate::inbound::reply;
 use crate::state::Shared;
-use crate::stream::Stream;
+use smtp::client_message;
 
 /// Connecting to an exchanger (RFC 5321 section 4.5.3.2 leaves it open;
 /// Postfix waits 30 s).
@@ -494,7 +492,10 @@ impl Delivery {
                     }
                 };
                 let label = format!("{name} [{}]", addr.ip());
-                match self.session(tcp, &name, client_message.clone()).await {
+                let session = self
+                    .exchange(addr, tcp, &name, &label, &client_message, &message.id)
+                    .await;
+                match session {
                     Ok(results) => {
                         // A connection that failed before any recipient got
                         // an answer of its own is worth the next host.
@@ -533,138 +534,14 @@ impl Delivery {
                     }
                     Err(e) => {
                         info!(queue_id = %message.id, host = %label, error = %e, "session failed");
-                        last = reply(451, (4, 4, 2), &format!("Session with {label} failed"));
+                        // RFC 3463 X.4.2: bad connection; our own finding,
+                        // saying what went wrong.
+                        last = reply(451, (4, 4, 2), &format!("Session with {label} failed: {e}"));
                         last_host = Some(label);
                     }
                 }
             }
         }
         all(Outcome::Deferred(result(Stage::Connect, last_host, last)))
-    }
-
-    /// Runs one client session delivering one message; a result per
-    /// recipient, in order.
-    async fn session(
-        &self,
-        tcp: TcpStream,
-        server_name: &str,
-        message: ClientMessage,
-    ) -> std::io::Result<Vec<RecipientResult>> {
-        let _ = tcp.set_nodelay(true);
-        let mut config = ClientConfig::new(self.shared.config.hostname.clone());
-        config.tls = if self.shared.config.verify_tls {
-            TlsPolicy::Required
-        } else {
-            TlsPolicy::Opportunistic
-        };
-        let mut client = Client::new(config);
-        client.send(message);
-        client.finish();
-        let mut stream = Stream::Plain(tcp);
-        let mut results = None;
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            while let Some(event) = client.poll() {
-                match event {
-                    ClientEvent::StartTls => {
-                        let Some(tcp) = stream.take_plain() else {
-                            return Err(std::io::Error::other("STARTTLS twice"));
-                        };
-                        let name = tls_server_name(server_name)?;
-                        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
-                        let tls = tokio::time::timeout(
-                            Duration::from_secs(60),
-                            connector.connect(name, tcp),
-                        )
-                        .await
-                        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-                        stream = Stream::Tls(Box::new(tls));
-                        client.tls_established();
-                    }
-                    ClientEvent::Delivered(outcome) => {
-                        results = Some(outcome.recipients.into_iter().map(|(_, r)| r).collect());
-                    }
-                    ClientEvent::Failed(e) => {
-                        // The recipients carry the MX's reply, or our own
-                        // diagnosis when it sent none worth recording.
-                        info!(
-                            host = %server_name, error = %e, local = e.is_local(),
-                            diagnosis = %e.diagnosis(), "session failed"
-                        );
-                        if results.is_none() {
-                            return Err(std::io::Error::other(e.to_string()));
-                        }
-                    }
-                    ClientEvent::Closed | _ => {}
-                }
-            }
-            stream.write_all(&client.transmit()).await?;
-            if client.is_closed() {
-                break;
-            }
-            let wait = client.timeout().unwrap_or(Duration::from_secs(300));
-            let n = tokio::time::timeout(wait, stream.read(&mut buf))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "server timed out")
-                })??;
-            if n == 0 {
-                break;
-            }
-            client.receive(&buf[..n]);
-        }
-        stream.shutdown().await;
-        results
-            .ok_or_else(|| std::io::Error::other("connection closed before the message was done"))
-    }
-}
-
-/// The name the TLS session checks the certificate against: an IP address
-/// for an address literal (`user@[192.0.2.1]`, whose exchanger is the
-/// literal itself), the host name otherwise.
-fn tls_server_name(host: &str) -> std::io::Result<rustls::pki_types::ServerName<'static>> {
-    if host.starts_with('[') {
-        let ip = postel_proto::types::AddressLiteral::try_from(host)
-            .ok()
-            .and_then(|l| l.ip())
-            .ok_or_else(|| std::io::Error::other(format!("{host} is not an IP literal")))?;
-        return Ok(rustls::pki_types::ServerName::IpAddress(ip.into()));
-    }
-    rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| std::io::Error::other(e.to_string()))
-}
-
-/// The message as the client sends it, for the given recipients.
-fn client_message(message: &Message, indices: &[usize], body: &[u8]) -> ClientMessage {
-    let e = &message.envelope;
-    let mut params = MailParameters::default();
-    params.body = match e.body_type {
-        BodyType::SevenBit => None,
-        other => Some(other),
-    };
-    params.smtputf8 = e.smtputf8;
-    params.ret = e.ret;
-    params.envid = e
-        .envid
-        .as_ref()
-        .map(|id| XText::encode(id.as_bytes()).into_owned());
-    let recipients = indices
-        .iter()
-        .filter_map(|&i| message.recipients.get(i))
-        .map(|r| {
-            let mut p = RcptParameters::default();
-            p.notify = r.notify;
-            p.orcpt = r
-                .orcpt
-                .as_deref()
-                .and_then(postel_queue::model::orcpt_param);
-            (r.address.clone(), p)
-        })
-        .collect();
-    ClientMessage {
-        from: e.return_path.clone(),
-        params,
-        recipients,
-        data: body.to_vec(),
     }
 }
