@@ -348,6 +348,24 @@ impl Connection {
                     None if self.peer.user.is_some() => Ok(vec![remote_destination(m)]),
                     None => Err(reply(550, (5, 7, 1), "Relay access denied")),
                 },
+                Host::Literal(l)
+                    if l.ip()
+                        .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
+                {
+                    // Mail to `user@[our address]` is local (RFC 5321
+                    // section 4.1.3), for the first domain's mailboxes.
+                    match self.shared.config.domains.first() {
+                        Some(first) => {
+                            let boxes = mailboxes(first, &m.local_part().unquoted());
+                            if boxes.is_empty() {
+                                Err(reply(550, (5, 1, 1), "No such user here"))
+                            } else {
+                                Ok(boxes)
+                            }
+                        }
+                        None => Err(reply(550, (5, 1, 1), "No such user here")),
+                    }
+                }
                 Host::Literal(_) if self.peer.user.is_some() => Ok(vec![remote_destination(m)]),
                 Host::Literal(_) => Err(reply(550, (5, 7, 1), "Relay access denied")),
             },
@@ -368,8 +386,11 @@ impl Connection {
             }
             Ok(destinations) => {
                 let local = matches!(&r.to, ForwardPath::Postmaster)
-                    || r.to.mailbox().is_some_and(|m| {
-                        matches!(m.host(), Host::Domain(d) if self.shared.config.local_domain(d.as_str()).is_some())
+                    || r.to.mailbox().is_some_and(|m| match m.host() {
+                        Host::Domain(d) => self.shared.config.local_domain(d.as_str()).is_some(),
+                        Host::Literal(l) => l
+                            .ip()
+                            .is_some_and(|ip| self.shared.own_addresses.contains(&ip)),
                     });
                 if local {
                     self.txn

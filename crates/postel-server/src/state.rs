@@ -28,8 +28,31 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// Becomes true when the server is stopping.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// This server's own addresses: its listeners', and every interface's
+    /// when a listener is bound to the unspecified address. Mail routed to
+    /// one of them would loop back (RFC 5321 section 5.1); `user@[one of
+    /// them]` is local mail.
+    pub(crate) own_addresses: Vec<IpAddr>,
     /// Open connections per client address.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// The addresses of the listeners, with the interfaces' for an unspecified
+/// one.
+fn own_addresses(config: &Config) -> Vec<IpAddr> {
+    let mut own: Vec<IpAddr> = Vec::new();
+    for l in &config.listeners {
+        let ip = l.address.ip();
+        if ip.is_unspecified() {
+            let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+            own.extend(interfaces.iter().map(if_addrs::Interface::ip));
+        } else {
+            own.push(ip);
+        }
+    }
+    own.sort_unstable();
+    own.dedup();
+    own
 }
 
 impl Shared {
@@ -43,6 +66,7 @@ impl Shared {
         stopping: watch::Receiver<bool>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            own_addresses: own_addresses(&config),
             config,
             users,
             queue,

@@ -260,7 +260,8 @@ fn open_relay_is_refused_and_unknown_users_get_550_5_1_1() {
             "EHLO client.example\\r\\n",
             "MAIL FROM:<someone@elsewhere.example>\\r\\n",
             "RCPT TO:<victim@elsewhere.example>\\r\\n",
-            "RCPT TO:<bob@[127.0.0.1]>\\r\\n",
+            // Not one of the server's own addresses (which would be local).
+            "RCPT TO:<bob@[192.0.2.1]>\\r\\n",
             "RCPT TO:<nobody@a.test>\\r\\n",
             "RCPT TO:<bob@A.TEST>\\r\\n",
             "RCPT TO:<Postmaster>\\r\\n",

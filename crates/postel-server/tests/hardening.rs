@@ -305,3 +305,32 @@ fn mail_that_comes_back_to_its_mailbox_is_a_loop() {
     wait_mail(&s.dir, "a.test", "alice", 1, Duration::from_secs(20));
     assert_eq!(mail(&s.dir, "a.test", "bob").len(), 1);
 }
+
+/// RFC 5321 section 4.1.3: mail for `user@[our own address]` is local, for
+/// anyone, like mail for our domains; for another address it is relaying.
+#[test]
+fn mail_to_our_own_address_literal_is_local() {
+    let s = server("own-literal", "");
+    let mut c = Smtp::connect(s.mx);
+    c.command("EHLO sender.example\r\n");
+    c.command("MAIL FROM:<x@sender.example>\r\n");
+    assert_eq!(
+        c.command("RCPT TO:<alice@[127.0.0.1]>\r\n"),
+        "250 2.1.5 Recipient OK\r\n"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<nobody@[127.0.0.1]>\r\n"),
+        "550 5.1.1 No such user here\r\n"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<alice@[192.0.2.1]>\r\n"),
+        "550 5.7.1 Relay access denied\r\n"
+    );
+    c.command("DATA\r\n");
+    assert!(
+        c.command("Subject: literal\r\n\r\nhi\r\n.\r\n")
+            .starts_with("250")
+    );
+    let got = wait_mail(&s.dir, "a.test", "alice", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1);
+}

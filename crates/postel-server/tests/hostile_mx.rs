@@ -295,3 +295,35 @@ fn a_broken_tls_handshake_is_retried_once_in_plaintext() {
             .contains("TLS failed; retrying in plaintext")
     );
 }
+
+fn greets_as_us(line: Option<&str>) -> (Vec<u8>, bool) {
+    match line {
+        None => (b"220 mail.a.test ESMTP\r\n".to_vec(), false),
+        Some(_) => (b"250 2.0.0 Ok\r\n".to_vec(), false),
+    }
+}
+
+/// An MX that greets with our own name is ourselves: the message bounces
+/// with 5.4.6 instead of looping, and nothing is sent to it.
+#[test]
+fn an_mx_that_greets_with_our_own_name_is_a_loop_and_bounces() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let seen = fake_mx(fake, greets_as_us);
+    let (dir, port, _server) = relay("own-name", fake);
+    submit(port);
+    let bounce = common::wait_mail(&dir, "a.test", "alice", 1, Duration::from_secs(20));
+    assert_eq!(bounce.len(), 1, "the bounce");
+    let text = String::from_utf8_lossy(&bounce[0]);
+    assert!(text.contains("Status: 5.4.6\r\n"), "{text}");
+    assert!(
+        text.contains("Diagnostic-Code: smtp; 554 5.4.6 Mail for this destination loops back to"),
+        "{text}"
+    );
+    assert!(
+        seen.lock().unwrap().iter().all(String::is_empty),
+        "nothing sent"
+    );
+}

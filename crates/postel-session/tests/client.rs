@@ -293,3 +293,28 @@ fn a_message_that_needs_smtputf8_bounces_where_it_is_not_offered() {
             .ends_with(b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<rcpt@example.net>\r\nDATA\r\n")
     );
 }
+
+/// RFC 5321 section 5.1: a server that greets with this host's own name is
+/// this host; the mail would loop, so it bounces with 5.4.6, unsent.
+#[test]
+fn a_server_with_our_own_name_is_a_loop() {
+    for script in [
+        [&b"220 out.example.org ESMTP\r\n"[..], b""],
+        [
+            b"220 mx.example.net ESMTP\r\n",
+            b"250-OUT.example.org\r\n250 PIPELINING\r\n",
+        ],
+    ] {
+        let mut c = client(TlsPolicy::Never);
+        c.send(message("rcpt@example.net"));
+        let seen = run(&mut c, &script);
+        assert!(!seen.wire.windows(4).any(|w| w == b"MAIL"));
+        let RecipientResult::Permanent(r) = only_result(&seen) else {
+            panic!("bounced")
+        };
+        assert!(
+            bytes(r).starts_with(b"554 5.4.6 Mail for this destination loops back to myself (")
+        );
+        assert!(matches!(seen.failures[..], [ClientError::LoopsBack(_)]));
+    }
+}

@@ -304,6 +304,17 @@ impl Delivery {
                         .config
                         .local_domain(d.as_str())
                         .map(|ld| (ld, m.local_part().unquoted().into_owned())),
+                    // `user@[our own address]` is ours: the first domain's.
+                    Host::Literal(l)
+                        if l.ip()
+                            .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
+                    {
+                        self.shared
+                            .config
+                            .domains
+                            .first()
+                            .map(|ld| (ld, m.local_part().unquoted().into_owned()))
+                    }
                     Host::Literal(_) => None,
                 },
             };
@@ -425,6 +436,9 @@ impl Delivery {
             .map_err(|_| (true, reply(550, (5, 1, 2), "Bad destination domain")))?;
         let mut options = RouteOptions::default();
         options.local_names = vec![self.shared.config.hostname.to_string().to_ascii_lowercase()];
+        options
+            .local_addresses
+            .clone_from(&self.shared.own_addresses);
         let mut random = random_index;
         match route(resolver, &host, &options, &mut random).await {
             Ok(plan) => Ok(plan

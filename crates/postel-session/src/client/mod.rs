@@ -65,6 +65,11 @@ pub struct ClientConfig {
     /// Most lines one reply may hold: 256 (an EHLO reply has a line per
     /// extension, about 20 in practice).
     pub max_reply_lines: usize,
+    /// Refuse to deliver to a server whose greeting or EHLO reply names
+    /// [`ClientConfig::helo_name`]: it is this host, and the mail would loop
+    /// (RFC 5321 section 5.1). On by default; the session fails with
+    /// [`ClientError::LoopsBack`].
+    pub refuse_own_name: bool,
     /// How long each reply may take (RFC 5321 section 4.5.3.2).
     pub timeouts: Timeouts,
 }
@@ -118,6 +123,7 @@ impl ClientConfig {
             parser: ParserOptions::STRICT,
             max_reply_octets: 64 * 1024,
             max_reply_lines: 256,
+            refuse_own_name: true,
             timeouts: Timeouts::default(),
         }
     }
@@ -188,6 +194,10 @@ pub enum ClientError {
     /// plaintext (RFC 3207 section 4).
     #[error("STARTTLS refused: {0}")]
     TlsRefused(Reply<'static>),
+    /// The server greeted with this host's own name: delivering to it would
+    /// loop. A permanent failure (554 5.4.6).
+    #[error("the server {0} is this host: mail loops back to itself")]
+    LoopsBack(String),
     /// One reply was longer than [`ClientConfig::max_reply_octets`] or had
     /// more lines than [`ClientConfig::max_reply_lines`].
     #[error("reply longer than {octets} octets or {lines} lines")]
@@ -223,6 +233,13 @@ impl ClientError {
                 (4, 5, 0),
                 format!("Protocol error: reply longer than {octets} octets or {lines} lines"),
             ),
+            ClientError::LoopsBack(name) => Reply::new(
+                postel_proto::types::ReplyCode::new(554)
+                    .unwrap_or(postel_proto::types::ReplyCode::LOCAL_ERROR),
+                postel_proto::types::EnhancedStatus::new(5, 4, 6),
+                format!("Mail for this destination loops back to myself ({name})"),
+            )
+            .unwrap_or(Reply::TOO_MANY_HOPS),
             // RFC 5248: X.7.10, encryption needed.
             ClientError::TlsUnavailable => local(
                 (4, 7, 10),
@@ -488,8 +505,17 @@ impl Client {
         self.command(&Command::Ehlo(name), Expect::Ehlo);
     }
 
+    /// True when `name` is this client's own host name and loops are refused.
+    fn is_own_name(&self, name: &str) -> bool {
+        self.config.refuse_own_name && name.eq_ignore_ascii_case(self.config.helo_name.as_str())
+    }
+
     fn on_ehlo(&mut self, answer: Result<Capabilities<'static>, Reply<'static>>) {
         match answer {
+            Ok(caps) if self.is_own_name(caps.greeting.split(' ').next().unwrap_or("")) => {
+                let name = caps.greeting.split(' ').next().unwrap_or("").to_owned();
+                self.fail(ClientError::LoopsBack(name));
+            }
             Ok(caps) => {
                 self.caps = Some(caps);
                 self.after_hello();
@@ -600,7 +626,15 @@ impl Client {
 
     fn on_reply(&mut self, expect: Expect, reply: Reply<'static>) {
         match expect {
-            Expect::Greeting if reply.code().get() == 220 => self.ehlo(),
+            Expect::Greeting if reply.code().get() == 220 => {
+                let name = reply.lines().first().and_then(|l| l.split(' ').next());
+                match name {
+                    Some(n) if self.is_own_name(n) => {
+                        self.fail(ClientError::LoopsBack(n.to_owned()));
+                    }
+                    _ => self.ehlo(),
+                }
+            }
             Expect::Helo if reply.code().is_positive() => {
                 self.caps = Some(Capabilities::default());
                 self.after_hello();
@@ -806,6 +840,7 @@ impl Client {
     fn fail(&mut self, error: ClientError) {
         let transient = match &error {
             ClientError::Refused(r) if r.code().is_permanent() => None,
+            ClientError::LoopsBack(_) => None,
             _ => Some(()),
         };
         let reply = error.diagnosis();
