@@ -171,6 +171,8 @@ struct RelayFile {
     data_block_timeout_secs: u64,
     final_dot_timeout_secs: u64,
     connection_timeout_secs: u64,
+    messages_per_connection: usize,
+    connection_idle_secs: u64,
 }
 
 impl Default for RelayFile {
@@ -188,6 +190,8 @@ impl Default for RelayFile {
             data_block_timeout_secs: 180,
             final_dot_timeout_secs: 600,
             connection_timeout_secs: 3600,
+            messages_per_connection: 100,
+            connection_idle_secs: 5,
         }
     }
 }
@@ -311,6 +315,12 @@ pub struct Config {
     pub relay_timeouts: postel_session::client::Timeouts,
     /// How long one outbound connection may last in all.
     pub connection_timeout: Duration,
+    /// Messages one outbound connection carries before it is closed; 1
+    /// turns connection reuse off.
+    pub messages_per_connection: usize,
+    /// How long an outbound connection waits, open, for the next message to
+    /// its address.
+    pub connection_idle: Duration,
     /// Name servers; empty means the system's.
     pub dns_servers: Vec<SocketAddr>,
     /// DNS timeout per attempt.
@@ -540,6 +550,8 @@ impl Config {
                 t
             },
             connection_timeout: Duration::from_secs(file.relay.connection_timeout_secs.max(1)),
+            messages_per_connection: file.relay.messages_per_connection.max(1),
+            connection_idle: Duration::from_secs(file.relay.connection_idle_secs),
             dns_servers,
             dns_timeout: Duration::from_secs(file.dns.timeout_secs.unwrap_or(5).max(1)),
             lifetime: Duration::from_secs(file.queue.lifetime_secs),

@@ -327,3 +327,63 @@ fn an_mx_that_greets_with_our_own_name_is_a_loop_and_bounces() {
         "nothing sent"
     );
 }
+
+fn accepting(line: Option<&str>) -> (Vec<u8>, bool) {
+    match line {
+        None => (b"220 sink.b.test ESMTP\r\n".to_vec(), false),
+        Some(l) if l.starts_with("EHLO") => {
+            (b"250-sink.b.test\r\n250 PIPELINING\r\n".to_vec(), false)
+        }
+        Some("DATA") => (b"354 Go ahead\r\n".to_vec(), false),
+        Some(".") => (b"250 2.0.0 Queued\r\n".to_vec(), false),
+        Some("QUIT") => (b"221 2.0.0 Bye\r\n".to_vec(), true),
+        Some(_) => (b"250 2.0.0 Ok\r\n".to_vec(), false),
+    }
+}
+
+/// Submits `n` messages while the MX is down, then lets it come up and
+/// flushes the queue; returns the sessions the MX saw.
+fn deliver_backlog(label: &str, relay_keys: &str, n: usize) -> Vec<String> {
+    let fake = free_port();
+    let (dir, port, _server) = relay_with(label, fake, relay_keys);
+    for _ in 0..n {
+        submit(port);
+    }
+    let seen = fake_mx(fake, accepting);
+    assert!(run(&dir, &["queue", "flush"], "").status.success());
+    let start = Instant::now();
+    loop {
+        let done = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.matches("\r\n.\r\n").count())
+            .sum::<usize>();
+        if done >= n {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{done} of {n} delivered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    seen.lock().unwrap().clone()
+}
+
+/// As Postfix's connection cache: messages for one destination share a
+/// session (MAIL after MAIL) instead of a connection each; with reuse off,
+/// every message has its own.
+#[test]
+fn messages_for_one_destination_share_a_connection() {
+    if !common::installed("python3") {
+        return;
+    }
+    let reused = deliver_backlog("reuse", "per_domain = 1", 8);
+    assert_eq!(reused.len(), 1, "one connection for 8 messages: {reused:?}");
+    assert_eq!(reused[0].matches("MAIL FROM:<alice@a.test>").count(), 8);
+    let single = deliver_backlog("no-reuse", "per_domain = 1\nmessages_per_connection = 1", 8);
+    assert_eq!(single.len(), 8, "a connection per message");
+    assert!(single.iter().all(|s| s.ends_with("QUIT\r\n")));
+}

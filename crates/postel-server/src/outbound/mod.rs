@@ -34,6 +34,8 @@ pub(crate) struct Delivery {
     all: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
     worker: String,
+    /// Open sessions waiting for the next message to their address.
+    parked: Mutex<HashMap<SocketAddr, Vec<smtp::Parked>>>,
 }
 
 /// A random number in `0.0..1.0` from the kernel.
@@ -88,6 +90,7 @@ impl Delivery {
         Ok(Arc::new(Delivery {
             all: Arc::new(Semaphore::new(c.workers)),
             domains: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
             worker: c.node.clone(),
             resolver,
             tls,
@@ -463,6 +466,22 @@ impl Delivery {
         }
     }
 
+    /// Connects to `addr`, or says why not in the reply to record.
+    async fn connect(&self, addr: SocketAddr, name: &str) -> Result<TcpStream, Reply<'static>> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => {
+                info!(host = %name, %addr, error = %e, "connect failed");
+                let text = format!("Connection to {name} [{}] failed", addr.ip());
+                Err(reply(451, (4, 4, 1), &text))
+            }
+            Err(_) => {
+                let text = format!("Connection to {name} [{}] timed out", addr.ip());
+                Err(reply(451, (4, 4, 1), &text))
+            }
+        }
+    }
+
     async fn deliver_remote(
         &self,
         message: &Message,
@@ -481,34 +500,21 @@ impl Delivery {
         let mut last_host = None;
         for (name, addrs) in targets {
             for addr in addrs {
-                let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-                    .await
-                {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        info!(queue_id = %message.id, host = %name, %addr, error = %e, "connect failed");
-                        last = reply(
-                            451,
-                            (4, 4, 1),
-                            &format!("Connection to {name} [{}] failed", addr.ip()),
-                        );
-                        last_host = Some(name.clone());
-                        continue;
-                    }
-                    Err(_) => {
-                        last = reply(
-                            451,
-                            (4, 4, 1),
-                            &format!("Connection to {name} [{}] timed out", addr.ip()),
-                        );
-                        last_host = Some(name.clone());
-                        continue;
-                    }
-                };
                 let label = format!("{name} [{}]", addr.ip());
-                let session = self
-                    .exchange(addr, tcp, &name, &label, &client_message, &message.id)
-                    .await;
+                let session = match self.reuse(addr, &client_message, &message.id).await {
+                    Some(results) => Ok(results),
+                    None => match self.connect(addr, &name).await {
+                        Ok(tcp) => {
+                            self.exchange(addr, tcp, &name, &label, &client_message, &message.id)
+                                .await
+                        }
+                        Err(r) => {
+                            last = r;
+                            last_host = Some(name.clone());
+                            continue;
+                        }
+                    },
+                };
                 match session {
                     Ok(results) => {
                         // A connection that failed before any recipient got

@@ -2,6 +2,7 @@
 //! with STARTTLS, a deadline per stage and per connection, and the message
 //! as the client sends it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,18 +12,40 @@ use postel_session::client::{
     Client, ClientConfig, ClientEvent, Message as ClientMessage, RecipientResult, TlsPolicy,
 };
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::{CONNECT_TIMEOUT, Delivery};
 use crate::stream::Stream;
 
+/// An open session to one exchanger, between messages or during one.
+pub(super) struct Connection {
+    client: Client,
+    stream: Stream,
+    server_name: String,
+    label: String,
+    tls: Arc<rustls::ClientConfig>,
+    /// Messages given to the client so far: the next one's outcome index.
+    sent: usize,
+    /// The deadline of the whole connection.
+    total: tokio::time::Instant,
+    /// The limit of each write.
+    block: Duration,
+    /// The replies read when the current stage's deadline was set, and it.
+    stage: (u64, tokio::time::Instant),
+}
+
+/// Where a parked connection is asked to hand itself over.
+pub(super) type Parked = oneshot::Sender<oneshot::Sender<Connection>>;
+
 impl Delivery {
-    /// Delivers over the connection `tcp` to `addr`; a TLS handshake that
-    /// fails under opportunistic policy is tried once more in plaintext on
-    /// a new connection.
+    /// Delivers over a fresh connection `tcp` to `addr`; a TLS handshake
+    /// that fails under opportunistic policy is tried once more in plaintext
+    /// on a new connection. The connection is parked for the next message to
+    /// the same address when reuse allows, and closed otherwise.
     pub(super) async fn exchange(
         &self,
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         tcp: TcpStream,
         name: &str,
         label: &str,
@@ -34,9 +57,8 @@ impl Delivery {
         } else {
             TlsPolicy::Opportunistic
         };
-        let mut session = self
-            .session(tcp, name, client_message.clone(), policy)
-            .await;
+        let mut conn = self.open(tcp, name, label, policy);
+        let mut session = send_on(&mut conn, client_message.clone()).await;
         if let Err(SessionFailure::Tls(e)) = &session
             && policy == TlsPolicy::Opportunistic
         {
@@ -46,113 +68,235 @@ impl Delivery {
             warn!(queue_id = %queue_id, host = %label, error = %e, "TLS failed; retrying in plaintext");
             session = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => {
-                    self.session(tcp, name, client_message.clone(), TlsPolicy::Never)
-                        .await
+                    conn = self.open(tcp, name, label, TlsPolicy::Never);
+                    send_on(&mut conn, client_message.clone()).await
                 }
                 Ok(Err(e)) => Err(SessionFailure::Io(e)),
                 Err(_) => Err(SessionFailure::Timeout("the connection")),
             };
         }
+        if session.is_ok() {
+            self.park_or_close(addr, conn).await;
+        } else {
+            conn.stream.shutdown().await;
+        }
         session
     }
 
-    /// Runs one client session delivering one message; a result per
-    /// recipient, in order. Every reply has its stage's deadline, however the
-    /// server trickles it, and the connection as a whole has one too.
-    async fn session(
+    /// Delivers over a parked connection to `addr`, if there is one that the
+    /// server has kept open; `None` when there is none or it failed before
+    /// the message got an answer, so that a fresh connection is tried.
+    pub(super) async fn reuse(
         &self,
-        tcp: TcpStream,
-        server_name: &str,
-        message: ClientMessage,
-        tls: TlsPolicy,
-    ) -> Result<Vec<RecipientResult>, SessionFailure> {
+        addr: SocketAddr,
+        client_message: &ClientMessage,
+        queue_id: &postel_queue::model::QueueId,
+    ) -> Option<Vec<RecipientResult>> {
+        while let Some(mut conn) = self.take_parked(addr).await {
+            match send_on(&mut conn, client_message.clone()).await {
+                Ok(results) => {
+                    info!(queue_id = %queue_id, host = %conn.label, messages = conn.sent, "connection reused");
+                    self.park_or_close(addr, conn).await;
+                    return Some(results);
+                }
+                Err(e) => {
+                    info!(queue_id = %queue_id, host = %conn.label, error = %e, "reused connection failed");
+                    conn.stream.shutdown().await;
+                }
+            }
+        }
+        None
+    }
+
+    fn open(&self, tcp: TcpStream, name: &str, label: &str, tls: TlsPolicy) -> Connection {
         let _ = tcp.set_nodelay(true);
         let relay = &self.shared.config;
         let mut config = ClientConfig::new(relay.hostname.clone());
         config.tls = tls;
         config.timeouts = relay.relay_timeouts;
-        let block = config.timeouts.data_block;
-        let mut client = Client::new(config);
-        client.send(message);
-        client.finish();
-        let mut stream = Stream::Plain(tcp);
-        let mut results = None;
-        let mut buf = vec![0u8; 16 * 1024];
         let total = tokio::time::Instant::now() + relay.connection_timeout;
-        let mut stage = (u64::MAX, total);
-        loop {
-            while let Some(event) = client.poll() {
-                match event {
-                    ClientEvent::StartTls => {
-                        let Some(tcp) = stream.take_plain() else {
-                            return Err(SessionFailure::Io(std::io::Error::other(
-                                "STARTTLS twice",
-                            )));
-                        };
-                        let name = tls_server_name(server_name).map_err(SessionFailure::Io)?;
-                        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
-                        let tls = tokio::time::timeout(
-                            Duration::from_secs(60),
-                            connector.connect(name, tcp),
-                        )
-                        .await
-                        .map_err(|_| SessionFailure::Tls("TLS handshake timed out".into()))?
-                        .map_err(|e| SessionFailure::Tls(format!("TLS handshake failed: {e}")))?;
-                        stream = Stream::Tls(Box::new(tls));
-                        client.tls_established();
-                    }
-                    ClientEvent::Delivered(outcome) => {
-                        results = Some(outcome.recipients.into_iter().map(|(_, r)| r).collect());
-                    }
-                    ClientEvent::Failed(e) => {
-                        // The recipients carry the MX's reply, or our own
-                        // diagnosis when it sent none worth recording.
-                        info!(
-                            host = %server_name, error = %e, local = e.is_local(),
-                            diagnosis = %e.diagnosis(), "session failed"
-                        );
-                        if results.is_none() {
-                            return Err(SessionFailure::Io(std::io::Error::other(e.to_string())));
-                        }
-                    }
-                    ClientEvent::Closed | _ => {}
-                }
-            }
-            let out = client.transmit();
-            for piece in out.chunks(64 * 1024) {
-                // RFC 5321 section 4.5.3.2.5: each write has its own limit.
-                let deadline = total.min(tokio::time::Instant::now() + block);
-                tokio::time::timeout_at(deadline, stream.write_all(piece))
-                    .await
-                    .map_err(|_| SessionFailure::Timeout("a write to the server"))?
-                    .map_err(SessionFailure::Io)?;
-            }
-            if client.is_closed() {
-                break;
-            }
-            if client.replies_read() != stage.0 {
-                let limit = client.timeout().unwrap_or(Duration::from_secs(300));
-                stage = (
-                    client.replies_read(),
-                    total.min(tokio::time::Instant::now() + limit),
-                );
-            }
-            let awaiting = client.awaiting().unwrap_or("the server");
-            let n = tokio::time::timeout_at(stage.1, stream.read(&mut buf))
-                .await
-                .map_err(|_| SessionFailure::Timeout(awaiting))?
-                .map_err(SessionFailure::Io)?;
-            if n == 0 {
-                break;
-            }
-            client.receive(&buf[..n]);
+        info!(host = %label, "connected");
+        Connection {
+            block: config.timeouts.data_block,
+            client: Client::new(config),
+            stream: Stream::Plain(tcp),
+            server_name: name.to_owned(),
+            label: label.to_owned(),
+            tls: Arc::clone(&self.tls),
+            sent: 0,
+            total,
+            stage: (u64::MAX, total),
         }
-        stream.shutdown().await;
-        results.ok_or_else(|| {
-            SessionFailure::Io(std::io::Error::other(
-                "connection closed before the message was done",
-            ))
-        })
+    }
+
+    async fn take_parked(&self, addr: SocketAddr) -> Option<Connection> {
+        loop {
+            let entry = {
+                let mut parked = self
+                    .parked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                parked.get_mut(&addr)?.pop()?
+            };
+            let (give, take) = oneshot::channel();
+            if entry.send(give).is_ok()
+                && let Ok(conn) = take.await
+            {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Keeps `conn` open for the next message to `addr` for the idle time,
+    /// while it is good for more messages; closes it otherwise. A parked
+    /// connection that the server speaks on or closes is dropped.
+    async fn park_or_close(&self, addr: SocketAddr, mut conn: Connection) {
+        let relay = &self.shared.config;
+        if conn.client.is_closed()
+            || conn.sent >= relay.messages_per_connection
+            || tokio::time::Instant::now() + relay.connection_idle >= conn.total
+        {
+            close(&mut conn).await;
+            return;
+        }
+        let (entry, ask) = oneshot::channel::<oneshot::Sender<Connection>>();
+        {
+            let mut parked = self
+                .parked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let list = parked.entry(addr).or_default();
+            list.retain(|p| !p.is_closed());
+            list.push(entry);
+        }
+        let idle = relay.connection_idle;
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            enum Wake {
+                Asked(oneshot::Sender<Connection>),
+                Spoke,
+                Idle,
+            }
+            let wake = tokio::select! {
+                asked = ask => asked.map_or(Wake::Idle, Wake::Asked),
+                _ = conn.stream.read(&mut buf) => Wake::Spoke,
+                () = tokio::time::sleep(idle) => Wake::Idle,
+            };
+            match wake {
+                Wake::Asked(give) => {
+                    if let Err(mut conn) = give.send(conn) {
+                        close(&mut conn).await;
+                    }
+                }
+                // A server that talks or hangs up while idle (a 421 for its
+                // own timeout) is not to be used again.
+                Wake::Spoke => conn.stream.shutdown().await,
+                Wake::Idle => close(&mut conn).await,
+            }
+        });
+    }
+}
+
+/// Gives the client one more message and drives the session until that
+/// message has its outcome: a result per recipient, in order.
+async fn send_on(
+    conn: &mut Connection,
+    message: ClientMessage,
+) -> Result<Vec<RecipientResult>, SessionFailure> {
+    let index = conn.sent;
+    conn.sent += 1;
+    conn.client.send(message);
+    // The stage deadline starts when the new message is sent.
+    conn.stage.0 = u64::MAX;
+    drive(conn, Some(index)).await?.ok_or_else(|| {
+        SessionFailure::Io(std::io::Error::other(
+            "connection closed before the message was done",
+        ))
+    })
+}
+
+/// Says QUIT and waits for the answer, briefly.
+async fn close(conn: &mut Connection) {
+    conn.client.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(10), drive(conn, None)).await;
+    conn.stream.shutdown().await;
+    info!(host = %conn.label, messages = conn.sent, "connection closed");
+}
+
+/// Drives the session: until message `want` has its outcome, or (`None`)
+/// until the server closes. Every reply has its stage's deadline, however
+/// the server trickles it, and the connection as a whole has one too.
+async fn drive(
+    conn: &mut Connection,
+    want: Option<usize>,
+) -> Result<Option<Vec<RecipientResult>>, SessionFailure> {
+    let mut results = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(event) = conn.client.poll() {
+            match event {
+                ClientEvent::StartTls => {
+                    let Some(tcp) = conn.stream.take_plain() else {
+                        return Err(SessionFailure::Io(std::io::Error::other("STARTTLS twice")));
+                    };
+                    let name = tls_server_name(&conn.server_name).map_err(SessionFailure::Io)?;
+                    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&conn.tls));
+                    let tls =
+                        tokio::time::timeout(Duration::from_secs(60), connector.connect(name, tcp))
+                            .await
+                            .map_err(|_| SessionFailure::Tls("TLS handshake timed out".into()))?
+                            .map_err(|e| {
+                                SessionFailure::Tls(format!("TLS handshake failed: {e}"))
+                            })?;
+                    conn.stream = Stream::Tls(Box::new(tls));
+                    conn.client.tls_established();
+                }
+                ClientEvent::Delivered(outcome) if Some(outcome.message) == want => {
+                    results = Some(outcome.recipients.into_iter().map(|(_, r)| r).collect());
+                }
+                ClientEvent::Failed(e) => {
+                    // The recipients carry the MX's reply, or our own
+                    // diagnosis when it sent none worth recording.
+                    info!(
+                        host = %conn.label, error = %e, local = e.is_local(),
+                        diagnosis = %e.diagnosis(), "session failed"
+                    );
+                    if results.is_none() && want.is_some() {
+                        return Err(SessionFailure::Io(std::io::Error::other(e.to_string())));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let out = conn.client.transmit();
+        for piece in out.chunks(64 * 1024) {
+            // RFC 5321 section 4.5.3.2.5: each write has its own limit.
+            let deadline = conn.total.min(tokio::time::Instant::now() + conn.block);
+            tokio::time::timeout_at(deadline, conn.stream.write_all(piece))
+                .await
+                .map_err(|_| SessionFailure::Timeout("a write to the server"))?
+                .map_err(SessionFailure::Io)?;
+        }
+        if results.is_some() || conn.client.is_closed() {
+            return Ok(results);
+        }
+        let client = &conn.client;
+        if client.replies_read() != conn.stage.0 {
+            let limit = client.timeout().unwrap_or(Duration::from_secs(300));
+            conn.stage = (
+                client.replies_read(),
+                conn.total.min(tokio::time::Instant::now() + limit),
+            );
+        }
+        let awaiting = client.awaiting().unwrap_or("the server");
+        let n = tokio::time::timeout_at(conn.stage.1, conn.stream.read(&mut buf))
+            .await
+            .map_err(|_| SessionFailure::Timeout(awaiting))?
+            .map_err(SessionFailure::Io)?;
+        if n == 0 {
+            return Ok(results);
+        }
+        conn.client.receive(&buf[..n]);
     }
 }
 
