@@ -34,6 +34,8 @@ d        IN MX  10 down1.d
 d        IN MX  20 down2.d
 down1.d  IN A   127.0.0.6
 down2.d  IN A   127.0.0.7
+e        IN MX  10 mx.e
+mx.e     IN A   127.0.0.1
 ";
 
 /// Submits one message with AUTH over STARTTLS.
@@ -500,4 +502,73 @@ fn most_concurrent_sessions(per_domain: usize) -> usize {
         std::thread::sleep(Duration::from_millis(50));
     }
     most.load(Ordering::SeqCst)
+}
+
+/// Mail for `user@[address]` goes to that address over STARTTLS: the
+/// certificate is checked against an IP server name, not the bracketed text
+/// taken for a DNS name (which rustls refuses, so the mail never left).
+#[test]
+fn mail_to_an_address_literal_is_delivered_over_starttls() {
+    if !installed("python3") {
+        return;
+    }
+    let port = free_port();
+    let (b_dir, _b) = receiver("literal-b", [127, 0, 0, 2], port, "b.test", "bob");
+    let dir = temp_dir("literal-a");
+    let submission = free_port();
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
+[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nport = {port}\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    add_user(&dir, "alice@a.test", PASSWORD);
+    let _a = serve(&dir, &config, local(submission), true);
+    submit(submission, "bob@[127.0.0.2]", "to a literal");
+    let got = wait_mail(&b_dir, "b.test", "bob", 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "delivered to the literal's host");
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("Subject: to a literal"));
+    assert!(
+        text.contains("by mx.b.test (Postel) with ESMTPS"),
+        "the hop used STARTTLS: {text}"
+    );
+}
+
+/// RFC 5321 section 5.1: an MX that is one of this server's own addresses
+/// (here its submission listener's) would make it deliver to itself; the
+/// message bounces with 5.4.6 instead.
+#[test]
+fn an_mx_at_our_own_address_is_a_loop_and_bounces() {
+    if !installed("python3") {
+        return;
+    }
+    let Some(nsd) = Nsd::start(&[("test", Some(ZONE))]) else {
+        return;
+    };
+    let dir = temp_dir("own-mx");
+    let submission = free_port();
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
+[[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[relay]\nport = {}\n[dns]\nservers = [\"{}\"]\ntimeout_secs = 2\n\
+[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n",
+        free_port(),
+        nsd.addr
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    add_user(&dir, "alice@a.test", PASSWORD);
+    let a = serve(&dir, &config, local(submission), true);
+    submit(submission, "eve@e.test", "to myself");
+    let bounce = wait_mail(&dir, "a.test", "alice", 1, Duration::from_secs(20));
+    assert_eq!(bounce.len(), 1, "bounced: {}", a.log_text());
+    let text = String::from_utf8_lossy(&bounce[0]);
+    assert!(
+        text.contains("Final-Recipient: rfc822; eve@e.test"),
+        "{text}"
+    );
+    assert!(text.contains("Status: 5.4.6"), "{text}");
+    drop(nsd);
 }
