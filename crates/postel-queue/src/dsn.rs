@@ -16,6 +16,9 @@ pub enum Action {
     Delayed,
     /// Delivered, reported because NOTIFY=SUCCESS asked for it.
     Delivered,
+    /// Handed to a server that does not offer DSN, so this is the last
+    /// report there will be (RFC 3461 section 5.2.2), for NOTIFY=SUCCESS.
+    Relayed,
 }
 
 impl Action {
@@ -24,6 +27,7 @@ impl Action {
             Action::Failed => "failed",
             Action::Delayed => "delayed",
             Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
         }
     }
 }
@@ -34,10 +38,10 @@ impl Action {
 pub fn notify_wants(notify: Option<Notify>, action: Action) -> bool {
     match (notify, action) {
         (None, Action::Failed | Action::Delayed) => true,
-        (None, Action::Delivered) => false,
+        (None, Action::Delivered | Action::Relayed) => false,
         (Some(n), Action::Failed) => n.failure,
         (Some(n), Action::Delayed) => n.delay,
-        (Some(n), Action::Delivered) => n.success,
+        (Some(n), Action::Delivered | Action::Relayed) => n.success,
     }
 }
 
@@ -110,7 +114,7 @@ impl Dsn<'_> {
         } else if self
             .recipients
             .iter()
-            .all(|r| r.action == Action::Delivered)
+            .all(|r| matches!(r.action, Action::Delivered | Action::Relayed))
         {
             "Successful Mail Delivery Report"
         } else {

@@ -395,6 +395,44 @@ fn report(
     Some((envelope, bytes))
 }
 
+/// The success report for recipients whose NOTIFY asks for one (RFC 3461
+/// section 4.1): each index with its action, `Delivered` for a final
+/// delivery, `Relayed` for a hand-over to a server without DSN (section
+/// 5.2.2). `None` when nobody is to be told.
+pub fn success_report(
+    message: &Message,
+    delivered: &[(usize, Action)],
+    body: &[u8],
+    reporting_mta: &str,
+    now: SystemTime,
+    boundary: &str,
+) -> Option<(NewMessage, Vec<u8>)> {
+    let recipients: Vec<DsnRecipient> = delivered
+        .iter()
+        .filter_map(|&(i, action)| Some((message.recipients.get(i)?, action)))
+        .filter(|(r, action)| notify_wants(r.notify, *action))
+        .filter_map(|(r, action)| {
+            let last = r.last_result.as_ref().and_then(|res| res.reply.enhanced());
+            let status = last
+                .filter(|s| s.class() == 2)
+                .or_else(|| EnhancedStatus::new(2, 0, 0))?;
+            Some(dsn_recipient(r, action, status))
+        })
+        .collect();
+    if recipients.is_empty() {
+        return None;
+    }
+    // A success report returns the headers only, whatever RET says: the
+    // message arrived, the sender has it.
+    report(
+        message,
+        &recipients,
+        body,
+        true,
+        (reporting_mta, now, boundary),
+    )
+}
+
 /// The delay warning for a message still being retried (RFC 3464, Action
 /// delayed), for the pending recipients whose NOTIFY asks for it; `None` when
 /// nobody is to be told. The caller sends it once (see

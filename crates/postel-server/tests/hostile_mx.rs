@@ -91,16 +91,22 @@ role = \"submission\"\n[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
 /// Submits one message for bob@b.test with STARTTLS and AUTH through
 /// Python's smtplib; returns its queue id.
 fn submit(port: u16) -> String {
+    submit_to(port, "bob@b.test", "")
+}
+
+/// Submits one message for `to`, with RCPT parameters `params` (space
+/// separated, such as `NOTIFY=SUCCESS`); returns its queue id.
+fn submit_to(port: u16, to: &str, params: &str) -> String {
     let out = common::python(
         r#"
 import smtplib, ssl, sys
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx); s.login("alice@a.test", "pw-for-tests")
-s.mail("alice@a.test"); s.rcpt("bob@b.test")
+s.ehlo(); s.mail("alice@a.test"); s.rcpt(sys.argv[2], options=sys.argv[3].split())
 code, text = s.data(b"Subject: to a hostile MX\r\n\r\nhello\r\n")
 print(text.decode().rsplit(" ", 1)[-1]); s.quit()
 "#,
-        &[&port.to_string()],
+        &[&port.to_string(), to, params],
     );
     out.trim().to_owned()
 }
@@ -386,4 +392,81 @@ fn messages_for_one_destination_share_a_connection() {
     let single = deliver_backlog("no-reuse", "per_domain = 1\nmessages_per_connection = 1", 8);
     assert_eq!(single.len(), 8, "a connection per message");
     assert!(single.iter().all(|s| s.ends_with("QUIT\r\n")));
+}
+
+fn accepting_with_dsn(line: Option<&str>) -> (Vec<u8>, bool) {
+    match line {
+        Some(l) if l.starts_with("EHLO") => (
+            b"250-sink.b.test\r\n250-PIPELINING\r\n250 DSN\r\n".to_vec(),
+            false,
+        ),
+        other => accepting(other),
+    }
+}
+
+/// RFC 3461 section 5.2: to a server without DSN, NOTIFY and the other DSN
+/// parameters are not sent, and this server, the last that can report,
+/// tells the sender the message was relayed; a server with DSN gets them and
+/// reports itself. A final delivery here is reported as delivered.
+#[test]
+fn notify_success_is_answered_by_the_last_hop_that_can() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let seen = fake_mx(fake, accepting);
+    let (dir, port, _server) = relay("relayed", fake);
+    submit_to(port, "bob@b.test", "NOTIFY=SUCCESS ORCPT=rfc822;bob@b.test");
+    let reports = common::wait_mail(&dir, "a.test", "alice", 1, Duration::from_secs(20));
+    assert_eq!(reports.len(), 1, "a success report");
+    let text = String::from_utf8_lossy(&reports[0]);
+    assert!(
+        text.contains("Subject: Successful Mail Delivery Report\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Final-Recipient: rfc822; bob@b.test\r\nAction: relayed\r\nStatus: 2.0.0\r\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Original-Recipient: rfc822;bob@b.test\r\n"),
+        "{text}"
+    );
+    let sessions = seen.lock().unwrap().clone();
+    assert!(
+        sessions[0].contains("RCPT TO:<bob@b.test>\r\n"),
+        "no NOTIFY or ORCPT: {sessions:?}"
+    );
+
+    let fake = free_port();
+    let seen = fake_mx(fake, accepting_with_dsn);
+    let (dir, port, _server) = relay("dsn-hop", fake);
+    submit_to(port, "bob@b.test", "NOTIFY=SUCCESS");
+    let start = Instant::now();
+    while !seen.lock().unwrap().iter().any(|s| s.contains("\r\n.\r\n")) {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen.lock().unwrap()[0].contains("RCPT TO:<bob@b.test> NOTIFY=SUCCESS\r\n"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        common::mail(&dir, "a.test", "alice").is_empty(),
+        "the next hop reports, not us"
+    );
+
+    // Delivered here: a report that says so.
+    submit_to(port, "alice@a.test", "NOTIFY=SUCCESS");
+    let got = common::wait_mail(&dir, "a.test", "alice", 2, Duration::from_secs(20));
+    assert_eq!(got.len(), 2, "the message and its report");
+    let report = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .find(|m| m.contains("report-type=delivery-status"))
+        .unwrap();
+    assert!(
+        report.contains("Final-Recipient: rfc822; alice@a.test\r\nAction: delivered\r\n"),
+        "{report}"
+    );
 }

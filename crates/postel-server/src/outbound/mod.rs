@@ -53,6 +53,26 @@ fn random_index(n: usize) -> usize {
     usize::try_from(u64::from_le_bytes(b) % (n.max(1) as u64)).unwrap_or(0)
 }
 
+/// One log line per recipient attempted, as Postfix's delivery agents write.
+fn log_outcomes(message: &Message, outcomes: &[(usize, Outcome)]) {
+    for (i, outcome) in outcomes {
+        let Some(r) = message.recipients.get(*i) else {
+            continue;
+        };
+        let (status, detail) = match outcome {
+            Outcome::Delivered(a) => ("sent", a),
+            Outcome::Deferred(a) => ("deferred", a),
+            Outcome::Failed(a) => ("bounced", a),
+            Outcome::LocalLimit => continue,
+        };
+        info!(
+            queue_id = %message.id, to = %r.address, status,
+            relay = detail.remote_host.as_deref().unwrap_or("local"),
+            reply = %detail.reply, "delivery"
+        );
+    }
+}
+
 fn result(stage: Stage, host: Option<String>, reply: Reply<'static>) -> AttemptResult {
     AttemptResult {
         stage,
@@ -161,9 +181,14 @@ impl Delivery {
             .map(|(i, _)| i)
             .collect();
         let mut outcomes = Vec::new();
+        let mut relayed = Vec::new();
+        let mut body = None;
         if !due.is_empty() {
             match self.shared.queue.body(&message.id).await {
-                Ok(body) => outcomes = self.attempt(&message, &due, &body).await,
+                Ok(b) => {
+                    outcomes = self.attempt(&message, &due, &b, &mut relayed).await;
+                    body = Some(b);
+                }
                 Err(e) => warn!(queue_id = %message.id, error = %e, "cannot read the body"),
             }
         }
@@ -175,22 +200,10 @@ impl Delivery {
             finished,
             random_unit(),
         );
-        for (i, outcome) in &outcomes {
-            let Some(r) = message.recipients.get(*i) else {
-                continue;
-            };
-            let (status, detail) = match outcome {
-                Outcome::Delivered(a) => ("sent", a),
-                Outcome::Deferred(a) => ("deferred", a),
-                Outcome::Failed(a) => ("bounced", a),
-                Outcome::LocalLimit => continue,
-            };
-            info!(
-                queue_id = %message.id, to = %r.address, status,
-                relay = detail.remote_host.as_deref().unwrap_or("local"),
-                reply = %detail.reply, "delivery"
-            );
+        if let Some(body) = &body {
+            self.report_success(&message, &outcomes, &relayed, body, finished);
         }
+        log_outcomes(&message, &outcomes);
         let mut warned = message.warned;
         let still_pending = message
             .recipients
@@ -247,6 +260,50 @@ impl Delivery {
         }
     }
 
+    /// Queues the success report NOTIFY=SUCCESS asks for (RFC 3461): for a
+    /// final delivery here, and for a hand-over to a server without DSN,
+    /// after which nobody else will report (`relayed`). Queued before the
+    /// outcome is recorded, so a crash repeats a report rather than losing it.
+    fn report_success(
+        &self,
+        message: &Message,
+        outcomes: &[(usize, Outcome)],
+        relayed: &[usize],
+        body: &[u8],
+        now: SystemTime,
+    ) {
+        use postel_queue::dsn::Action;
+        let delivered: Vec<(usize, Action)> = outcomes
+            .iter()
+            .filter_map(|(i, o)| match o {
+                Outcome::Delivered(a) if a.stage == Stage::Local => Some((*i, Action::Delivered)),
+                Outcome::Delivered(_) if relayed.contains(i) => Some((*i, Action::Relayed)),
+                _ => None,
+            })
+            .collect();
+        if delivered.is_empty() {
+            return;
+        }
+        let host = self.shared.config.hostname.to_string();
+        let boundary = format!("{}/{}/success", message.id, host);
+        let Some((envelope, report)) =
+            postel_queue::success_report(message, &delivered, body, &host, now, &boundary)
+        else {
+            return;
+        };
+        let queue = &self.shared.queue;
+        let queued = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(queue.enqueue(envelope, report, now))
+        });
+        match queued {
+            Ok(id) => {
+                info!(queue_id = %message.id, report = %id, "success report queued");
+                self.shared.wake.notify_one();
+            }
+            Err(e) => warn!(queue_id = %message.id, error = %e, "cannot queue the success report"),
+        }
+    }
+
     /// Queues a delay warning (RFC 3464, Action delayed) before the message
     /// is marked as warned, so a crash repeats a warning rather than losing
     /// it. True when it is queued or nobody asked for it.
@@ -284,6 +341,7 @@ impl Delivery {
         message: &Message,
         due: &[usize],
         body: &[u8],
+        relayed: &mut Vec<usize>,
     ) -> Vec<(usize, Outcome)> {
         let mut outcomes = Vec::new();
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -363,7 +421,10 @@ impl Delivery {
             let Ok(_permit) = limit.acquire_owned().await else {
                 continue;
             };
-            outcomes.extend(self.deliver_remote(message, &domain, &indices, body).await);
+            outcomes.extend(
+                self.deliver_remote(message, &domain, &indices, body, relayed)
+                    .await,
+            );
         }
         outcomes
     }
@@ -482,12 +543,15 @@ impl Delivery {
         }
     }
 
+    /// Delivers `indices` of `message` to `domain`'s exchangers. Recipients
+    /// handed to a server without DSN are added to `relayed`.
     async fn deliver_remote(
         &self,
         message: &Message,
         domain: &str,
         indices: &[usize],
         body: &[u8],
+        relayed: &mut Vec<usize>,
     ) -> Vec<(usize, Outcome)> {
         let all = |o: Outcome| indices.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
         let targets = match self.targets(domain).await {
@@ -516,7 +580,7 @@ impl Delivery {
                     },
                 };
                 match session {
-                    Ok(results) => {
+                    Ok(smtp::Sent { results, dsn }) => {
                         // A connection that failed before any recipient got
                         // an answer of its own is worth the next host.
                         let all_transient = results
@@ -528,6 +592,15 @@ impl Delivery {
                             }
                             last_host = Some(label);
                             continue;
+                        }
+                        if !dsn {
+                            relayed.extend(
+                                indices
+                                    .iter()
+                                    .zip(&results)
+                                    .filter(|(_, r)| matches!(r, RecipientResult::Delivered(_)))
+                                    .map(|(&i, _)| i),
+                            );
                         }
                         return indices
                             .iter()

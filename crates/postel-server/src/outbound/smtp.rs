@@ -51,7 +51,7 @@ impl Delivery {
         label: &str,
         client_message: &ClientMessage,
         queue_id: &postel_queue::model::QueueId,
-    ) -> Result<Vec<RecipientResult>, SessionFailure> {
+    ) -> Result<Sent, SessionFailure> {
         let policy = if self.shared.config.verify_tls {
             TlsPolicy::Required
         } else {
@@ -91,7 +91,7 @@ impl Delivery {
         addr: SocketAddr,
         client_message: &ClientMessage,
         queue_id: &postel_queue::model::QueueId,
-    ) -> Option<Vec<RecipientResult>> {
+    ) -> Option<Sent> {
         while let Some(mut conn) = self.take_parked(addr).await {
             match send_on(&mut conn, client_message.clone()).await {
                 Ok(results) => {
@@ -199,20 +199,28 @@ impl Delivery {
 
 /// Gives the client one more message and drives the session until that
 /// message has its outcome: a result per recipient, in order.
-async fn send_on(
-    conn: &mut Connection,
-    message: ClientMessage,
-) -> Result<Vec<RecipientResult>, SessionFailure> {
+async fn send_on(conn: &mut Connection, message: ClientMessage) -> Result<Sent, SessionFailure> {
     let index = conn.sent;
     conn.sent += 1;
     conn.client.send(message);
     // The stage deadline starts when the new message is sent.
     conn.stage.0 = u64::MAX;
-    drive(conn, Some(index)).await?.ok_or_else(|| {
+    let results = drive(conn, Some(index)).await?.ok_or_else(|| {
         SessionFailure::Io(std::io::Error::other(
             "connection closed before the message was done",
         ))
-    })
+    })?;
+    let dsn = conn.client.capabilities().is_some_and(|c| c.dsn);
+    Ok(Sent { results, dsn })
+}
+
+/// What one message's session gave.
+pub(super) struct Sent {
+    /// A result per recipient, in order.
+    pub(super) results: Vec<RecipientResult>,
+    /// The server offered DSN: it reports on the message from here on, so
+    /// a NOTIFY=SUCCESS is its to answer, not ours (RFC 3461 section 5.2).
+    pub(super) dsn: bool,
 }
 
 /// Says QUIT and waits for the answer, briefly.
