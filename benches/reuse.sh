@@ -59,7 +59,7 @@ import smtplib, ssl, sys
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx); s.login("alice@a.test", "pw-for-load")
 for i in range(int(sys.argv[2])):
-    s.sendmail("alice@a.test", ["bob@b.test"], b"Subject: load %d\r\n\r\n" % i + b"x" * 1024 + b"\r\n")
+    s.sendmail("alice@a.test", ["bob@b.test"], b"Subject: load %d\r\n\r\n" % i + (b"x" * 62 + b"\r\n") * 16)
 s.quit()
 PY
   sleep 1 # the first attempts find the sink down and defer

@@ -151,6 +151,7 @@ fn command() -> impl Strategy<Value = Command<'static>> {
     ];
     prop_oneof![
         helo.clone().prop_map(Command::Helo),
+        helo.clone().prop_map(Command::Lhlo),
         helo.prop_map(Command::Ehlo),
         (
             prop_oneof![1 => Just(ReversePath::Null), 4 => mailbox().prop_map(ReversePath::Mailbox)],
@@ -367,7 +368,7 @@ fn assert_valid(cmd: &Command<'_>) {
         }
     }
     match cmd {
-        Command::Helo(name) | Command::Ehlo(name) => match name {
+        Command::Helo(name) | Command::Ehlo(name) | Command::Lhlo(name) => match name {
             HeloName::Domain(d) => assert!(Domain::try_from(d.as_str()).is_ok(), "{d:?}"),
             HeloName::Literal(l) => {
                 let s = l.to_string();
@@ -422,7 +423,7 @@ proptest! {
     #[test]
     fn parsed_values_pass_their_validators(
         verb in prop_oneof![
-            Just("HELO "), Just("EHLO "), Just("MAIL FROM:<a@"), Just("RCPT TO:<"),
+            Just("HELO "), Just("EHLO "), Just("LHLO "), Just("MAIL FROM:<a@"), Just("RCPT TO:<"),
             Just("VRFY "), Just("AUTH "), Just("MAIL FROM:<a@b.c> ENVID="),
             Just("RCPT TO:<a@b.c> ORCPT=rfc822;"), Just("MAIL FROM:<a@b.c> AUTH="),
         ],

@@ -76,6 +76,7 @@ pub fn parse_command_line<'a>(
     let rest = &line[4..];
     const HELO: u32 = key(*b"helo");
     const EHLO: u32 = key(*b"ehlo");
+    const LHLO: u32 = key(*b"lhlo");
     const MAIL: u32 = key(*b"mail");
     const RCPT: u32 = key(*b"rcpt");
     const DATA: u32 = key(*b"data");
@@ -98,6 +99,7 @@ pub fn parse_command_line<'a>(
         DATA => no_args(rest, "DATA").map(|()| Command::Data),
         EHLO => helo(text("EHLO")?, opts, "EHLO").map(Command::Ehlo),
         HELO => helo(text("HELO")?, opts, "HELO").map(Command::Helo),
+        LHLO => helo(text("LHLO")?, opts, "LHLO").map(Command::Lhlo),
         BDAT => bdat(rest),
         RSET => no_args(rest, "RSET").map(|()| Command::Rset),
         QUIT => no_args(rest, "QUIT").map(|()| Command::Quit),

@@ -24,6 +24,7 @@ impl Command<'_> {
         let _ = match self {
             Command::Helo(h) => write!(out, "HELO {h}"),
             Command::Ehlo(h) => write!(out, "EHLO {h}"),
+            Command::Lhlo(h) => write!(out, "LHLO {h}"),
             Command::Mail { from, params } => {
                 write_reverse_path(out, from);
                 write_mail_params(out, params);

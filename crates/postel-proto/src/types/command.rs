@@ -17,6 +17,8 @@ pub enum Command<'a> {
     Helo(HeloName<'a>),
     /// `EHLO domain / address-literal`.
     Ehlo(HeloName<'a>),
+    /// `LHLO domain / address-literal`: LMTP's EHLO (RFC 2033 section 4.1).
+    Lhlo(HeloName<'a>),
     /// `MAIL FROM:<reverse-path> [parameters]`.
     Mail {
         /// The sender, or `<>`.
@@ -69,6 +71,7 @@ impl Command<'_> {
         match self {
             Command::Helo(_) => "HELO",
             Command::Ehlo(_) => "EHLO",
+            Command::Lhlo(_) => "LHLO",
             Command::Mail { .. } => "MAIL",
             Command::Rcpt { .. } => "RCPT",
             Command::Data => "DATA",
@@ -89,6 +92,7 @@ impl Command<'_> {
         match self {
             Command::Helo(h) => Command::Helo(h.into_owned()),
             Command::Ehlo(h) => Command::Ehlo(h.into_owned()),
+            Command::Lhlo(h) => Command::Lhlo(h.into_owned()),
             Command::Mail { from, params } => Command::Mail {
                 from: from.into_owned(),
                 params: params.into_owned(),

@@ -8,13 +8,20 @@ use bytes::Bytes;
 use postel_proto::framing::{BdatReader, BodyOptions, BodyViolation, DotDecoder};
 use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
 
-use super::{Event, MessageRequest, Pending, Phase, Server, Transaction, reply};
+use super::{
+    Event, LmtpMessageRequest, MessageRequest, Pending, Phase, Server, Transaction, reply,
+};
 
 impl Server {
     /// The reply for DATA or BDAT when the transaction cannot take a body.
     pub(super) fn body_refusal(&self) -> Option<Reply<'static>> {
         match &self.transaction {
             None => Some(reply(503, Some((5, 5, 1)), "Send MAIL first")),
+            // RFC 2033 section 4.2: LMTP refuses DATA without a recipient
+            // with 503; SMTP's 554 is RFC 5321 section 3.3's.
+            Some(t) if t.recipients == 0 && self.config.lmtp => {
+                Some(reply(503, Some((5, 5, 1)), "No valid recipients"))
+            }
             Some(t) if t.recipients == 0 => {
                 Some(reply(554, Some((5, 5, 1)), "No valid recipients"))
             }
@@ -83,7 +90,7 @@ impl Server {
         }
     }
 
-    pub(super) fn end_of_message(&mut self, violation: Option<BodyViolation>) -> Event {
+    pub(super) fn end_of_message(&mut self, violation: Option<BodyViolation>) -> Option<Event> {
         let transaction = self.transaction.take().unwrap_or_default();
         let received = transaction.trace.received();
         let hops = self
@@ -92,22 +99,63 @@ impl Server {
             .filter(|&max| received > max)
             .map(|max| BodyViolation::TooManyHops { received, max });
         if let Some(v) = violation.or(hops) {
-            self.send(&v.reply());
+            // LMTP answers every accepted recipient, even to refuse them all.
+            let replies = if self.config.lmtp {
+                transaction.accepted.len().max(1)
+            } else {
+                1
+            };
+            for _ in 0..replies {
+                self.send(&v.reply());
+            }
             self.phase = Phase::Command;
-            return Event::MessageAborted(v);
+            return Some(Event::MessageAborted(v));
+        }
+        if self.config.lmtp {
+            self.transaction = Some(transaction);
+            return self.lmtp_decision(0);
         }
         let token = self.ask(Pending::Message);
         let size = transaction.size;
         let recipients = transaction.recipients;
         let delivered_to = transaction.trace.delivered_to().to_vec();
         self.transaction = Some(transaction);
-        Event::Message(MessageRequest {
+        Some(Event::Message(MessageRequest {
             size,
             recipients,
             received,
             delivered_to,
             token,
-        })
+        }))
+    }
+
+    /// LMTP: asks for accepted recipient `next`'s decision, or ends the
+    /// transaction once every one has its reply.
+    pub(super) fn lmtp_decision(&mut self, next: usize) -> Option<Event> {
+        let ask = self.transaction.as_ref().and_then(|t| {
+            let recipient = t.accepted.get(next)?.clone();
+            Some((
+                recipient,
+                t.size,
+                t.trace.received(),
+                t.trace.delivered_to().to_vec(),
+            ))
+        });
+        let Some((recipient, size, received, delivered_to)) = ask else {
+            self.transaction = None;
+            self.phase = Phase::Command;
+            return None;
+        };
+        self.lmtp_next = next;
+        let token = self.ask(Pending::LmtpMessage);
+        Some(Event::LmtpMessage(LmtpMessageRequest {
+            recipient,
+            index: next,
+            size,
+            received,
+            delivered_to,
+            token,
+        }))
     }
 
     /// Decodes what has arrived of a DATA body.

@@ -66,6 +66,10 @@ pub struct ServerConfig {
     /// Refuse MAIL until the client has authenticated (530), as a submission
     /// server does (RFC 6409 section 4.3).
     pub require_auth: bool,
+    /// Speak LMTP (RFC 2033) instead of SMTP: LHLO instead of HELO and
+    /// EHLO, and after the message one decision, and one reply, per accepted
+    /// recipient ([`Event::LmtpMessage`](super::Event::LmtpMessage)).
+    pub lmtp: bool,
     /// Grammar options and limits.
     pub parser: ParserOptions,
 }
@@ -93,6 +97,7 @@ impl ServerConfig {
             auth_mechanisms: Vec::new(),
             allow_auth_without_tls: false,
             require_auth: false,
+            lmtp: false,
             parser: ParserOptions::STRICT,
         }
     }

@@ -126,6 +126,26 @@ decision!(
 );
 
 decision!(
+    /// LMTP's end of a message, for one accepted recipient (RFC 2033 section
+    /// 4.2): accept once the message is delivered for this recipient, or
+    /// refuse for this recipient alone. The server asks once per accepted
+    /// recipient, in RCPT order, and sends each answer as its reply.
+    LmtpMessageRequest {
+        /// The recipient this decision is for.
+        pub recipient: ForwardPath<'static>,
+        /// Its position among the accepted recipients, from 0.
+        pub index: usize,
+        /// Octets of the message body received.
+        pub size: u64,
+        /// `Received` fields in the message's header section.
+        pub received: usize,
+        /// The `Delivered-To` values of its header section (at most 64).
+        pub delivered_to: Vec<String>,
+    },
+    LmtpMessage
+);
+
+decision!(
     /// AUTH: are these credentials good?
     AuthRequest {
         /// The SASL mechanism used.

@@ -41,7 +41,9 @@ use postel_proto::{CommandError, Invalid, Status};
 
 pub use config::ServerConfig;
 use decision::Token;
-pub use decision::{AuthRequest, MailRequest, MessageRequest, Misuse, MisuseReason, RcptRequest};
+pub use decision::{
+    AuthRequest, LmtpMessageRequest, MailRequest, MessageRequest, Misuse, MisuseReason, RcptRequest,
+};
 
 /// What the server tells the application.
 #[derive(Debug)]
@@ -63,6 +65,9 @@ pub enum Event {
     Body(Bytes),
     /// The end of the message, to be decided: accept only once it is stored.
     Message(MessageRequest),
+    /// LMTP: the end of the message for one accepted recipient, to be
+    /// decided; one such event per accepted recipient, in RCPT order.
+    LmtpMessage(LmtpMessageRequest),
     /// The message was refused by the server before the application saw its end
     /// (too large, bare CR or LF, line too long); the server has answered.
     MessageAborted(BodyViolation),
@@ -90,6 +95,7 @@ enum Pending {
     Mail,
     Rcpt,
     Message,
+    LmtpMessage,
     Auth,
 }
 
@@ -111,6 +117,8 @@ enum Phase {
     Data(Box<DotDecoder>),
     /// The body ended: what the next poll reports.
     DataEnd(Option<BodyViolation>),
+    /// LMTP: the decision for accepted recipient `usize` is the next to ask.
+    LmtpReplies(usize),
     Bdat {
         reader: BdatReader,
         last: bool,
@@ -135,6 +143,8 @@ struct Transaction {
     smtputf8: bool,
     /// The hop count, read as the header section streams past.
     trace: TraceScanner,
+    /// LMTP: the accepted recipients, in order.
+    accepted: Vec<ForwardPath<'static>>,
 }
 
 /// A sans-I/O SMTP server session. See the [module documentation](self).
@@ -162,6 +172,10 @@ pub struct Server {
     mail_binary: bool,
     /// Whether the MAIL being decided asked for SMTPUTF8.
     mail_smtputf8: bool,
+    /// LMTP: the recipient being decided.
+    rcpt_pending: Option<ForwardPath<'static>>,
+    /// LMTP: the accepted recipient whose message decision is open.
+    lmtp_next: usize,
     /// Events produced together, handed out one per poll.
     queued: std::collections::VecDeque<Event>,
 }
@@ -194,6 +208,8 @@ impl Server {
             body: Vec::new(),
             mail_binary: false,
             mail_smtputf8: false,
+            rcpt_pending: None,
+            lmtp_next: 0,
             queued: std::collections::VecDeque::new(),
             config,
         };
@@ -249,7 +265,7 @@ impl Server {
     pub fn timeout(&self) -> Option<Duration> {
         match self.phase {
             Phase::Command | Phase::Sasl(..) => Some(Duration::from_secs(300)),
-            Phase::Data(_) | Phase::Bdat { .. } | Phase::DataEnd(_) => {
+            Phase::Data(_) | Phase::Bdat { .. } | Phase::DataEnd(_) | Phase::LmtpReplies(_) => {
                 Some(Duration::from_secs(180))
             }
             Phase::Decision(..) | Phase::TlsHandshake | Phase::Closing | Phase::Closed => None,
@@ -294,7 +310,17 @@ impl Server {
                 }
                 Phase::DataEnd(violation) => {
                     let violation = *violation;
-                    return Some(self.end_of_message(violation));
+                    match self.end_of_message(violation) {
+                        Some(event) => return Some(event),
+                        None => ControlFlow::Continue(()),
+                    }
+                }
+                Phase::LmtpReplies(next) => {
+                    let next = *next;
+                    if let Some(event) = self.lmtp_decision(next) {
+                        return Some(event);
+                    }
+                    ControlFlow::Continue(())
                 }
                 Phase::Data(_) => self.poll_data(),
                 Phase::Bdat { .. } => self.poll_bdat(),
@@ -400,6 +426,7 @@ impl Server {
             Pending::Mail => reply(250, Some((2, 1, 0)), "Sender OK"),
             Pending::Rcpt => reply(250, Some((2, 1, 5)), "Recipient OK"),
             Pending::Message => reply(250, Some((2, 0, 0)), "Message accepted"),
+            Pending::LmtpMessage => reply(250, Some((2, 0, 0)), "Message delivered"),
             Pending::Auth => reply(235, Some((2, 7, 0)), "Authentication successful"),
         };
         let text = match answer {
@@ -416,11 +443,14 @@ impl Server {
                 });
             }
             (Pending::Rcpt, true) => {
+                let to = self.rcpt_pending.take();
                 if let Some(t) = self.transaction.as_mut() {
                     t.recipients += 1;
+                    t.accepted.extend(to);
                 }
             }
             (Pending::Message, _) => self.transaction = None,
+            (Pending::LmtpMessage, _) => self.phase = Phase::LmtpReplies(self.lmtp_next + 1),
             (Pending::Auth, true) => self.authenticated = true,
             _ => {}
         }
@@ -428,7 +458,17 @@ impl Server {
 
     fn command(&mut self, command: Command<'static>) -> Option<Event> {
         match command {
-            Command::Ehlo(name) => Some(self.hello(name, true)),
+            // RFC 2033 section 4.1: an LMTP server answers HELO and EHLO with
+            // 500; LHLO is its greeting, and an SMTP server does not know it.
+            Command::Ehlo(_) | Command::Helo(_) if self.config.lmtp => {
+                self.error(&reply(500, Some((5, 5, 1)), "This is LMTP: use LHLO"));
+                None
+            }
+            Command::Lhlo(_) if !self.config.lmtp => {
+                self.error(&Reply::UNRECOGNIZED);
+                None
+            }
+            Command::Ehlo(name) | Command::Lhlo(name) => Some(self.hello(name, true)),
             Command::Helo(name) => Some(self.hello(name, false)),
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to, params } => self.rcpt(to, params),
@@ -597,6 +637,9 @@ impl Server {
             // RFC 6531 section 3.7.4.1, as for the sender.
             self.send(&Reply::NON_ASCII_ADDRESS);
             return None;
+        }
+        if self.config.lmtp {
+            self.rcpt_pending = Some(to.clone());
         }
         let token = self.ask(Pending::Rcpt);
         Some(Event::Rcpt(RcptRequest { to, params, token }))
