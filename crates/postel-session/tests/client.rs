@@ -318,3 +318,103 @@ fn a_server_with_our_own_name_is_a_loop() {
         assert!(matches!(seen.failures[..], [ClientError::LoopsBack(_)]));
     }
 }
+
+/// A session that breaks while a later message is under way reports that
+/// message under its own index, once (it used to be reported as the next).
+#[test]
+fn a_failure_mid_message_reports_the_message_under_its_own_index() {
+    let mut c = client(TlsPolicy::Never);
+    c.send(message("one@example.net"));
+    c.send(message("two@example.net"));
+    let seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            b"250-mx.example.net\r\n250 PIPELINING\r\n",
+            b"250 ok\r\n250 ok\r\n354 go\r\n",
+            b"250 queued\r\n",
+            b"25X broken\r\n",
+        ],
+    );
+    let indices: Vec<usize> = seen.outcomes.iter().map(|o| o.message).collect();
+    assert_eq!(indices, [0, 1]);
+    assert!(matches!(
+        seen.outcomes[0].recipients[0].1,
+        RecipientResult::Delivered(_)
+    ));
+    assert!(matches!(
+        seen.outcomes[1].recipients[0].1,
+        RecipientResult::Transient(_)
+    ));
+}
+
+fn lmtp_client() -> Client {
+    let mut config = ClientConfig::new(Domain::try_from("out.example.org").unwrap());
+    config.tls = TlsPolicy::Never;
+    config.lmtp = true;
+    Client::new(config)
+}
+
+fn two_recipients() -> Message {
+    let mut m = message("pat@foo.edu");
+    m.recipients.push((
+        ForwardPath::Mailbox(Mailbox::try_from("green@foo.edu").unwrap()),
+        RcptParameters::default(),
+    ));
+    m
+}
+
+/// RFC 2033: LHLO, and after the message one reply per accepted recipient,
+/// each its recipient's result.
+#[test]
+fn lmtp_gives_each_recipient_its_own_reply_after_the_message() {
+    let mut c = lmtp_client();
+    c.send(two_recipients());
+    let seen = run(
+        &mut c,
+        &[
+            b"220 foo.edu LMTP server ready\r\n",
+            b"250-foo.edu\r\n250 PIPELINING\r\n",
+            b"250 OK\r\n250 OK\r\n250 OK\r\n354 go\r\n",
+            b"250 2.0.0 delivered\r\n452 4.2.2 <green@foo.edu> is temporarily over quota\r\n",
+        ],
+    );
+    assert!(seen.wire.starts_with(b"LHLO out.example.org\r\n"));
+    let results = &seen.outcomes[0].recipients;
+    assert!(matches!(&results[0].1, RecipientResult::Delivered(_)));
+    let RecipientResult::Transient(r) = &results[1].1 else {
+        panic!("{results:?}")
+    };
+    assert_eq!(
+        bytes(r),
+        b"452 4.2.2 <green@foo.edu> is temporarily over quota\r\n"
+    );
+}
+
+/// A connection lost half way through the replies after the message: the
+/// recipients answered keep their reply, the rest are transient.
+#[test]
+fn lmtp_replies_cut_short_leave_the_rest_transient() {
+    let mut c = lmtp_client();
+    c.send(two_recipients());
+    let seen = run(
+        &mut c,
+        &[
+            b"220 foo.edu LMTP server ready\r\n",
+            b"250-foo.edu\r\n250 PIPELINING\r\n",
+            b"250 OK\r\n250 OK\r\n250 OK\r\n354 go\r\n",
+            b"250 2.0.0 delivered\r\n",
+            b"garbage instead of the second reply\r\n",
+        ],
+    );
+    let results = &seen.outcomes[0].recipients;
+    assert_eq!(seen.outcomes.len(), 1);
+    assert!(
+        matches!(&results[0].1, RecipientResult::Delivered(_)),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[1].1, RecipientResult::Transient(_)),
+        "{results:?}"
+    );
+}

@@ -13,13 +13,13 @@
 //! recipient, so a queue retries exactly the recipients that need it.
 
 mod adapt;
+mod body;
 mod reader;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use postel_proto::codec::{EhloReply, parse_ehlo_reply, parse_reply};
-use postel_proto::framing::dot_stuff;
 use postel_proto::types::{
     Capabilities, Command, Domain, ForwardPath, HeloName, InitialResponse, MailParameters,
     Mechanism, RcptParameters, Reply, ReversePath, Secret,
@@ -44,6 +44,7 @@ pub enum TlsPolicy {
 /// Client settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[allow(clippy::struct_excessive_bools)] // One switch per protocol choice.
 pub struct ClientConfig {
     /// The name sent in EHLO.
     pub helo_name: Domain<'static>,
@@ -72,6 +73,10 @@ pub struct ClientConfig {
     pub refuse_own_name: bool,
     /// How long each reply may take (RFC 5321 section 4.5.3.2).
     pub timeouts: Timeouts,
+    /// Speak LMTP (RFC 2033): LHLO instead of EHLO (and no HELO), and after
+    /// the message one reply per accepted recipient. A connection lost half
+    /// way through those replies leaves the unanswered recipients transient.
+    pub lmtp: bool,
 }
 
 /// The time the server has for each reply, from when the client starts
@@ -124,6 +129,7 @@ impl ClientConfig {
             max_reply_octets: 64 * 1024,
             max_reply_lines: 256,
             refuse_own_name: true,
+            lmtp: false,
             timeouts: Timeouts::default(),
         }
     }
@@ -288,6 +294,8 @@ enum Expect {
     Rcpt(usize),
     Data,
     Body,
+    /// LMTP: the reply after the message for accepted recipient `usize`.
+    LmtpBody(usize),
     Rset,
     Quit,
 }
@@ -300,6 +308,9 @@ struct InFlight {
     results: Vec<Option<RecipientResult>>,
     /// MAIL's refusal, which every recipient shares.
     mail_refused: Option<Reply<'static>>,
+    /// LMTP: recipients whose reply after the message has come; a failed
+    /// connection keeps their results.
+    answered: Vec<bool>,
 }
 
 /// A sans-I/O SMTP client connection. See the [module documentation](self).
@@ -385,7 +396,7 @@ impl Client {
             Expect::Mail => t.mail,
             Expect::Rcpt(_) => t.rcpt,
             Expect::Data => t.data,
-            Expect::Body => t.final_dot,
+            Expect::Body | Expect::LmtpBody(_) => t.final_dot,
             _ => t.other,
         })
     }
@@ -408,7 +419,7 @@ impl Client {
             Expect::Mail => "the reply to MAIL",
             Expect::Rcpt(_) => "the reply to RCPT",
             Expect::Data => "the reply to DATA",
-            Expect::Body => "the reply to the end of the message",
+            Expect::Body | Expect::LmtpBody(_) => "the reply to the end of the message",
             Expect::Rset => "the reply to RSET",
             Expect::Quit => "the reply to QUIT",
         })
@@ -502,7 +513,12 @@ impl Client {
 
     fn ehlo(&mut self) {
         let name = HeloName::Domain(self.config.helo_name.clone());
-        self.command(&Command::Ehlo(name), Expect::Ehlo);
+        let hello = if self.config.lmtp {
+            Command::Lhlo(name)
+        } else {
+            Command::Ehlo(name)
+        };
+        self.command(&hello, Expect::Ehlo);
     }
 
     /// True when `name` is this client's own host name and loops are refused.
@@ -520,8 +536,9 @@ impl Client {
                 self.caps = Some(caps);
                 self.after_hello();
             }
-            // RFC 5321 section 4.1.4: fall back to HELO when EHLO is not known.
-            Err(r) if matches!(r.code().get(), 500 | 502) => {
+            // RFC 5321 section 4.1.4: fall back to HELO when EHLO is not
+            // known; LMTP has no HELO.
+            Err(r) if matches!(r.code().get(), 500 | 502) && !self.config.lmtp => {
                 let name = HeloName::Domain(self.config.helo_name.clone());
                 self.command(&Command::Helo(name), Expect::Helo);
             }
@@ -611,6 +628,7 @@ impl Client {
         self.current = Some(InFlight {
             index,
             message,
+            answered: vec![false; results.len()],
             results,
             mail_refused: None,
         });
@@ -667,6 +685,7 @@ impl Client {
             Expect::Rcpt(i) => self.on_rcpt(i, reply),
             Expect::Data => self.on_data(&reply),
             Expect::Body => self.on_body(&reply),
+            Expect::LmtpBody(i) => self.on_lmtp_body(i, reply),
             Expect::Rset => self.next(),
             Expect::Quit => {
                 self.closed = true;
@@ -743,63 +762,6 @@ impl Client {
         })
     }
 
-    /// Sends the body with BDAT, if any recipient was accepted.
-    fn start_body(&mut self) {
-        if !self.any_accepted() {
-            self.complete(true);
-            return;
-        }
-        if let Some(c) = &self.current {
-            let bdat = Command::Bdat {
-                size: c.message.data.len() as u64,
-                last: true,
-            };
-            bdat.write(&mut self.output);
-            self.output.extend_from_slice(&c.message.data);
-            self.expect.push_back(Expect::Body);
-        }
-    }
-
-    fn on_data(&mut self, reply: &Reply<'static>) {
-        if reply.code().get() != 354 {
-            // Recipients that were accepted get DATA's refusal.
-            self.finish_accepted(reply);
-            self.complete(true);
-            return;
-        }
-        if self.any_accepted() {
-            if let Some(c) = &self.current {
-                self.output.extend_from_slice(&dot_stuff(&c.message.data));
-            }
-        } else {
-            // RFC 2920 section 3.1: 354 after every RCPT failed; end the empty
-            // body, and ignore its reply.
-            self.output.extend_from_slice(b".\r\n");
-        }
-        self.expect.push_back(Expect::Body);
-    }
-
-    fn on_body(&mut self, reply: &Reply<'static>) {
-        if self.any_accepted() {
-            self.finish_accepted(reply);
-        }
-        let refused = !reply.code().is_positive();
-        self.complete(refused);
-    }
-
-    /// Gives every accepted recipient the final reply.
-    fn finish_accepted(&mut self, reply: &Reply<'static>) {
-        if let Some(c) = self.current.as_mut()
-            && c.mail_refused.is_none()
-        {
-            for r in &mut c.results {
-                if matches!(r, Some(RecipientResult::Delivered(_))) {
-                    *r = Some(RecipientResult::from_reply(reply.clone()));
-                }
-            }
-        }
-    }
-
     /// Reports the current message and moves on; `reset` sends RSET first.
     fn complete(&mut self, reset: bool) {
         // Pipelined replies not yet read belong to this message.
@@ -844,17 +806,33 @@ impl Client {
             _ => Some(()),
         };
         let reply = error.diagnosis();
-        let mut pending: Vec<Message> =
-            self.current.take().map(|c| c.message).into_iter().collect();
-        pending.extend(self.queue.drain(..));
-        for message in pending {
+        let result = if transient.is_some() {
+            RecipientResult::Transient(reply)
+        } else {
+            RecipientResult::Permanent(reply)
+        };
+        if let Some(c) = self.current.take() {
+            // The message under way keeps its index; with LMTP, recipients
+            // already answered after the message keep their replies.
+            let recipients = c
+                .message
+                .recipients
+                .into_iter()
+                .zip(c.results)
+                .zip(c.answered)
+                .map(|(((to, _), r), answered)| match r {
+                    Some(r) if answered => (to, r),
+                    _ => (to, result.clone()),
+                })
+                .collect();
+            self.events.push_back(ClientEvent::Delivered(Outcome {
+                message: c.index,
+                recipients,
+            }));
+        }
+        for message in self.queue.drain(..) {
             let index = self.sent;
             self.sent += 1;
-            let result = if transient.is_some() {
-                RecipientResult::Transient(reply.clone())
-            } else {
-                RecipientResult::Permanent(reply.clone())
-            };
             let recipients = message
                 .recipients
                 .into_iter()
