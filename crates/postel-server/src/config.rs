@@ -60,6 +60,10 @@ pub enum Role {
     Submission,
     /// Port 465: implicit TLS, AUTH required.
     Submissions,
+    /// LMTP (RFC 2033) for postel as the final delivery agent behind another
+    /// MTA: each recipient of a local domain into its Maildir, answered only
+    /// once the message is durable there; no queue, no relaying. Loopback.
+    Lmtp,
 }
 
 /// The file as written.
@@ -390,6 +394,14 @@ impl Config {
                     format!("{:?} is not an address:port", l.address),
                 )
             })?;
+            if l.role == Role::Lmtp && !std::net::SocketAddr::ip(&address).is_loopback() {
+                // LMTP has no authentication and delivers for anyone who can
+                // connect: only the MTA on this machine may.
+                return Err(invalid(
+                    format!("listener[{i}].address"),
+                    format!("an lmtp listener must be on loopback, not {address}"),
+                ));
+            }
             listeners.push(Listener {
                 address,
                 role: l.role,

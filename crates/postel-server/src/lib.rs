@@ -51,6 +51,7 @@ pub mod backend;
 pub mod config;
 pub mod control;
 mod inbound;
+mod lmtp;
 pub mod maildir;
 mod outbound;
 mod state;
@@ -141,7 +142,10 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
         (None, false) => None,
     };
     if certs.is_none()
-        && let Some(l) = config.listeners.iter().find(|l| l.role != Role::Mx)
+        && let Some(l) = config
+            .listeners
+            .iter()
+            .find(|l| !matches!(l.role, Role::Mx | Role::Lmtp))
     {
         return Err(ServeError::NeedsTls(l.role));
     }
@@ -273,7 +277,11 @@ async fn accept_loop(
         let task = tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
-            inbound::serve(shared, tcp, peer, role).await;
+            if role == Role::Lmtp {
+                lmtp::serve(shared, tcp, peer).await;
+            } else {
+                inbound::serve(shared, tcp, peer, role).await;
+            }
         });
         tokio::spawn(async move {
             if let Err(e) = task.await

@@ -334,3 +334,86 @@ fn mail_to_our_own_address_literal_is_local() {
     let got = wait_mail(&s.dir, "a.test", "alice", 1, Duration::from_secs(20));
     assert_eq!(got.len(), 1);
 }
+
+/// Postel as the final delivery agent behind another MTA: an `lmtp`
+/// listener, driven by Python's smtplib.LMTP and by swaks as an LMTP
+/// client. One reply per recipient after the message, each copy in its
+/// Maildir; an unknown mailbox refused at RCPT; nothing relayed.
+#[test]
+fn the_lmtp_listener_answers_per_recipient_and_delivers_into_maildir() {
+    if !common::installed("python3") || !common::installed("swaks") {
+        return;
+    }
+    let dir = temp_dir("lmtp-listener");
+    let port = free_port();
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"lmtp\"\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\", \"bob\"]\n"
+    );
+    let _s = serve(&dir, &config, local(port), false);
+    let out = common::python(
+        r#"
+import smtplib, sys
+s = smtplib.LMTP("127.0.0.1", int(sys.argv[1]))
+s.ehlo("mta.example")  # LMTP.ehlo sends LHLO
+s.mail("sender@example.org")
+for r in ["alice@a.test", "nobody@a.test", "bob@a.test", "someone@elsewhere.example"]:
+    print(s.rcpt(r)[0])
+s.putcmd("data"); print(s.getreply()[0])
+s.send(b"Subject: over LMTP\r\n\r\nhello\r\n.\r\n")
+print(s.getreply()); print(s.getreply())
+s.quit()
+"#,
+        &[&port.to_string()],
+    );
+    assert_eq!(
+        out,
+        "250\n550\n250\n550\n354\n(250, b'2.0.0 <alice@a.test> delivered')\n(250, b'2.0.0 <bob@a.test> delivered')\n"
+    );
+    for who in ["alice", "bob"] {
+        let got = mail(&dir, "a.test", who);
+        assert_eq!(got.len(), 1, "{who}");
+        let text = String::from_utf8_lossy(&got[0]);
+        assert!(
+            text.starts_with(&format!(
+                "Return-Path: <sender@example.org>\r\nDelivered-To: {who}@a.test\r\nReceived: from mta.example ([127.0.0.1])\r\n\tby mail.a.test (Postel) with LMTP\r\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Subject: over LMTP\r\n\r\nhello\r\n"),
+            "{text}"
+        );
+    }
+    // swaks speaks LMTP too; an unknown mailbox alone is refused at RCPT.
+    let swaks = std::process::Command::new("swaks")
+        .args([
+            "--protocol",
+            "LMTP",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--from",
+            "sender@example.org",
+            "--to",
+            "bob@a.test,nobody@a.test",
+        ])
+        .args(["--header", "Subject: from swaks"])
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&swaks.stdout);
+    assert!(
+        transcript.contains("<-  220 mail.a.test LMTP ready"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("<** 550 5.1.1 No such user here"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("<-  250 2.0.0 <bob@a.test> delivered"),
+        "{transcript}"
+    );
+    assert_eq!(mail(&dir, "a.test", "bob").len(), 2);
+}

@@ -1,0 +1,182 @@
+//! One LMTP connection (RFC 2033): postel as the final delivery agent behind
+//! another MTA. Each accepted recipient's copy goes into its Maildir, and its
+//! reply is sent only once the file is durable there; nothing is queued and
+//! nothing relayed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use postel_proto::types::{ForwardPath, Host, Reply};
+use postel_session::server::{Event, LmtpMessageRequest, RcptRequest, Server, ServerConfig};
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use crate::inbound::reply;
+use crate::state::Shared;
+use crate::stream::Stream;
+
+/// The mailboxes (domain, mailbox) a recipient's mail goes to; empty when it
+/// is not a known local address.
+fn mailboxes(shared: &Shared, to: &ForwardPath<'_>) -> Vec<(String, String)> {
+    let (domain, local) = match to {
+        ForwardPath::Postmaster => match shared.config.domains.first() {
+            Some(d) => (d, "postmaster".to_owned()),
+            None => return Vec::new(),
+        },
+        ForwardPath::Mailbox(m) => match m.host() {
+            Host::Domain(d) => match shared.config.local_domain(d.as_str()) {
+                Some(d) => (d, m.local_part().unquoted().into_owned()),
+                None => return Vec::new(),
+            },
+            Host::Literal(_) => return Vec::new(),
+        },
+    };
+    let extra = shared.users.local_parts(&domain.name);
+    domain
+        .resolve(&local, &extra)
+        .into_iter()
+        .map(|b| (domain.name.clone(), b))
+        .collect()
+}
+
+/// Serves one LMTP connection to its end.
+pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let c = &shared.config;
+    let mut config = ServerConfig::new(c.hostname.clone());
+    config.lmtp = true;
+    config.greeting = std::borrow::Cow::Borrowed("LMTP ready");
+    config.max_message_size = Some(c.max_message_size);
+    config.max_recipients = c.max_recipients;
+    config.max_errors = c.max_errors;
+    config.max_received = Some(c.max_received);
+    let mut server = Server::new(config);
+    let mut stream = Stream::Plain(tcp);
+    let mut conn = Lmtp {
+        shared: Arc::clone(&shared),
+        peer,
+        helo: None,
+        from: String::new(),
+        body: Vec::new(),
+        delivered: 0,
+    };
+    info!(client = %peer, role = "lmtp", "connect");
+    let result = conn.run(&mut server, &mut stream).await;
+    stream.shutdown().await;
+    match result {
+        Ok(()) => info!(client = %peer, delivered = conn.delivered, "disconnect"),
+        Err(e) => info!(client = %peer, delivered = conn.delivered, error = %e, "disconnect"),
+    }
+}
+
+struct Lmtp {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    helo: Option<String>,
+    from: String,
+    body: Vec<u8>,
+    delivered: usize,
+}
+
+impl Lmtp {
+    async fn run(&mut self, server: &mut Server, stream: &mut Stream) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 16 * 1024];
+        let misuse = |e: String| std::io::Error::other(e);
+        loop {
+            while let Some(event) = server.poll() {
+                match event {
+                    Event::Hello { name, .. } => self.helo = Some(name.to_string()),
+                    Event::Mail(m) => {
+                        self.from = m.from.to_string();
+                        self.body.clear();
+                        m.accept(server).map_err(|e| misuse(e.to_string()))?;
+                    }
+                    Event::Rcpt(r) => self.recipient(server, r)?,
+                    Event::Body(data) => self.body.extend_from_slice(&data),
+                    Event::LmtpMessage(m) => {
+                        // Each reply waits for its recipient's fsync: an
+                        // LMTP 250 is a final delivery.
+                        let answer = tokio::task::block_in_place(|| self.deliver(&m));
+                        m.accept_with(server, answer)
+                            .map_err(|e| misuse(e.to_string()))?;
+                    }
+                    Event::MessageAborted(why) => {
+                        info!(client = %self.peer, reason = %why, "message refused");
+                        self.body.clear();
+                    }
+                    Event::Reset => self.body.clear(),
+                    _ => {}
+                }
+            }
+            stream.write_all(&server.transmit()).await?;
+            if server.is_closed() {
+                return Ok(());
+            }
+            let idle = self.shared.config.idle_timeout;
+            let wait = server.timeout().map_or(idle, |t| t.min(idle));
+            let Ok(n) = tokio::time::timeout(wait, stream.read(&mut buf)).await else {
+                server.shutdown();
+                continue;
+            };
+            let n = n?;
+            if n == 0 {
+                return Ok(());
+            }
+            server.receive(&buf[..n]);
+        }
+    }
+
+    /// Only the local domains' mailboxes: an LMTP server relays nothing.
+    fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        if mailboxes(&self.shared, &r.to).is_empty() {
+            info!(client = %self.peer, to = %r.to, "recipient refused");
+            r.reject(server, reply(550, (5, 1, 1), "No such user here"))
+                .map_err(|e| misuse(e.to_string()))
+        } else {
+            r.accept(server).map_err(|e| misuse(e.to_string()))
+        }
+    }
+
+    /// Writes this recipient's copy into its Maildir(s); the reply to send.
+    fn deliver(&mut self, m: &LmtpMessageRequest) -> Reply<'static> {
+        let boxes = mailboxes(&self.shared, &m.recipient);
+        let looped = boxes.iter().any(|(d, b)| {
+            let address = format!("{b}@{d}");
+            m.delivered_to
+                .iter()
+                .any(|v| v.trim_matches(['<', '>']).eq_ignore_ascii_case(&address))
+        });
+        if looped {
+            return reply(
+                554,
+                (5, 4, 6),
+                "Mail loop: already delivered to this mailbox",
+            );
+        }
+        let host = self.shared.config.hostname.to_string();
+        let received = format!(
+            "Received: from {} ([{}])\r\n\tby {host} (Postel) with LMTP\r\n\tfor {};\r\n\t{}\r\n",
+            self.helo.as_deref().unwrap_or("unknown"),
+            self.peer.ip(),
+            m.recipient,
+            postel_queue::dsn::rfc5322_date(SystemTime::now())
+        );
+        for (domain, mailbox) in &boxes {
+            let trace = format!(
+                "Return-Path: {}\r\nDelivered-To: {mailbox}@{domain}\r\n{received}",
+                self.from
+            );
+            let dir = self.shared.config.maildir(domain, mailbox);
+            let parts: [&[u8]; 2] = [trace.as_bytes(), &self.body];
+            if let Err(e) = crate::maildir::deliver(&dir, &host, &parts) {
+                warn!(client = %self.peer, mailbox = %dir.display(), error = %e, "LMTP delivery failed");
+                return reply(451, (4, 3, 0), "Mailbox not writable, try again later");
+            }
+        }
+        self.delivered += 1;
+        info!(client = %self.peer, to = %m.recipient, size = m.size, "delivered over LMTP");
+        reply(250, (2, 0, 0), &format!("{} delivered", m.recipient))
+    }
+}
