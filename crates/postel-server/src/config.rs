@@ -99,6 +99,8 @@ impl Default for File {
                 mailboxes: vec!["postmaster".into()],
                 aliases: BTreeMap::new(),
                 catch_all: None,
+                delivery: None,
+                recipients: None,
             }],
             limits: LimitsFile::default(),
             relay: RelayFile::default(),
@@ -132,6 +134,10 @@ struct DomainFile {
     aliases: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     catch_all: Option<String>,
+    #[serde(default)]
+    delivery: Option<String>,
+    #[serde(default)]
+    recipients: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +279,53 @@ pub struct LocalDomain {
     pub aliases: BTreeMap<String, Vec<String>>,
     /// The mailbox that gets mail for unknown local parts, if any.
     pub catch_all: Option<String>,
+    /// Where its mail is delivered.
+    pub delivery: LocalDelivery,
+    /// Accept any local part at RCPT and let the LMTP server refuse unknown
+    /// ones later (a bounce), instead of checking `mailboxes` (the default,
+    /// which refuses at RCPT and so sends no backscatter).
+    pub accept_any: bool,
+}
+
+/// How a local domain's mail reaches its mailboxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalDelivery {
+    /// Written into Maildirs under the data directory.
+    Maildir,
+    /// Handed to a mailbox server over LMTP (RFC 2033), such as Dovecot.
+    Lmtp(LmtpTarget),
+}
+
+/// An LMTP server's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmtpTarget {
+    /// `lmtp:HOST:PORT`.
+    Tcp(String),
+    /// `lmtp:unix:PATH`.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for LmtpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LmtpTarget::Tcp(a) => write!(f, "lmtp:{a}"),
+            LmtpTarget::Unix(p) => write!(f, "lmtp:unix:{}", p.display()),
+        }
+    }
+}
+
+/// `"maildir"`, `"lmtp:HOST:PORT"` or `"lmtp:unix:PATH"`.
+fn delivery(text: &str) -> Option<LocalDelivery> {
+    if text == "maildir" {
+        return Some(LocalDelivery::Maildir);
+    }
+    let rest = text.strip_prefix("lmtp:")?;
+    if let Some(path) = rest.strip_prefix("unix:") {
+        return (!path.is_empty()).then(|| LocalDelivery::Lmtp(LmtpTarget::Unix(path.into())));
+    }
+    let (host, port) = rest.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    (!host.is_empty()).then(|| LocalDelivery::Lmtp(LmtpTarget::Tcp(rest.to_owned())))
 }
 
 /// The checked configuration.
@@ -446,11 +499,34 @@ impl Config {
                     format!("{c:?} is not a mailbox of {name}"),
                 ));
             }
+            let delivery = match &d.delivery {
+                None => LocalDelivery::Maildir,
+                Some(t) => self::delivery(t).ok_or_else(|| {
+                    invalid(
+                        key("delivery"),
+                        format!(
+                            "{t:?} is not \"maildir\", \"lmtp:HOST:PORT\" or \"lmtp:unix:PATH\""
+                        ),
+                    )
+                })?,
+            };
+            let accept_any = match d.recipients.as_deref() {
+                None | Some("mailboxes") => false,
+                Some("any") if matches!(delivery, LocalDelivery::Lmtp(_)) => true,
+                Some(other) => {
+                    return Err(invalid(
+                        key("recipients"),
+                        format!("{other:?}: \"mailboxes\", or \"any\" with LMTP delivery"),
+                    ));
+                }
+            };
             domains.push(LocalDomain {
                 name,
                 mailboxes,
                 aliases,
                 catch_all,
+                delivery,
+                accept_any,
             });
         }
         let smarthost = match &file.relay.smarthost {
@@ -618,6 +694,16 @@ impl LocalDomain {
     /// the users file at this domain, who have mailboxes too.
     pub fn resolve(&self, local: &str, extra: &[String]) -> Vec<String> {
         let local = local.to_lowercase();
+        let known = self.resolve_known(&local, extra);
+        if known.is_empty() && self.accept_any && !local.is_empty() {
+            // The LMTP server is the judge of this local part.
+            return vec![local];
+        }
+        known
+    }
+
+    fn resolve_known(&self, local: &str, extra: &[String]) -> Vec<String> {
+        let local = local.to_owned();
         if self.mailboxes.contains(&local) || extra.contains(&local) {
             return vec![local];
         }

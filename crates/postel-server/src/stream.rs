@@ -15,6 +15,8 @@ pub(crate) enum Stream {
     Plain(TcpStream),
     /// After a TLS handshake.
     Tls(Box<dyn Io>),
+    /// A Unix domain socket, such as a local LMTP server's.
+    Unix(tokio::net::UnixStream),
     /// During a handshake that failed.
     Gone,
 }
@@ -33,6 +35,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.read(buf).await,
             Stream::Tls(s) => s.read(buf).await,
+            Stream::Unix(s) => s.read(buf).await,
             Stream::Gone => Err(gone()),
         }
     }
@@ -45,6 +48,7 @@ impl Stream {
         let write = async {
             match self {
                 Stream::Plain(s) => s.write_all(data).await,
+                Stream::Unix(s) => s.write_all(data).await,
                 Stream::Tls(s) => {
                     s.write_all(data).await?;
                     s.flush().await
@@ -73,6 +77,7 @@ impl Stream {
         let _ = match self {
             Stream::Plain(s) => s.shutdown().await,
             Stream::Tls(s) => s.shutdown().await,
+            Stream::Unix(s) => s.shutdown().await,
             Stream::Gone => Ok(()),
         };
     }

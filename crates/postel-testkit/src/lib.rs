@@ -291,3 +291,161 @@ pub fn fresh_database(label: &str) -> Option<String> {
     };
     Some(url)
 }
+
+/// A Dovecot 2.3 (Debian's dovecot-core, dovecot-lmtpd, dovecot-imapd)
+/// serving LMTP and IMAP on free loopback ports, its users from a
+/// passwd-file and their Maildirs under a fresh directory; stopped when
+/// dropped. The process runs in the foreground (`dovecot -F`) as a child.
+pub struct Dovecot {
+    child: Option<Child>,
+    /// The LMTP listener.
+    pub lmtp: SocketAddr,
+    /// The IMAP listener.
+    pub imap: SocketAddr,
+    /// Its directory: configuration, users, logs, and `mail/`.
+    pub dir: PathBuf,
+}
+
+impl Dovecot {
+    /// Starts Dovecot with `users` as (address, password) pairs; `None`
+    /// when it is not installed.
+    pub fn start(users: &[(&str, &str)]) -> Option<Dovecot> {
+        let Some(binary) = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        else {
+            skip("dovecot");
+            return None;
+        };
+        let dir = temp_dir("dovecot");
+        let text = |args: &[&str]| {
+            let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let root = text(&["id", "-u"]) == "0";
+        // As root, mail is kept by nobody and Dovecot's own processes run as
+        // its packaged users; otherwise everything runs as the caller.
+        let (uid, gid) = if root {
+            ("65534".to_owned(), "65534".to_owned())
+        } else {
+            (text(&["id", "-u"]), text(&["id", "-g"]))
+        };
+        let me = text(&["id", "-un"]);
+        let (internal, login) = if root {
+            ("dovecot", "dovenull")
+        } else {
+            (me.as_str(), me.as_str())
+        };
+        let mail = dir.join("mail");
+        std::fs::create_dir_all(&mail).unwrap();
+        for sub in ["run", "state"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        if root {
+            let _ = Command::new("chown")
+                .args([&format!("{uid}:{gid}"), mail.to_str().unwrap()])
+                .status();
+        }
+        let mut passwd = String::new();
+        for (user, password) in users {
+            let home = mail.join(user);
+            passwd.push_str(&format!(
+                "{user}:{{PLAIN}}{password}:{uid}:{gid}::{}::\n",
+                home.display()
+            ));
+        }
+        std::fs::write(dir.join("users"), passwd).unwrap();
+        let (lmtp_port, imap_port) = (free_port(), free_port());
+        let d = dir.display();
+        let conf = format!(
+            "protocols = lmtp imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
+log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain\n\
+mail_location = maildir:~/Maildir\nfirst_valid_uid = 1\ndefault_internal_user = {internal}\n\
+default_login_user = {login}\n\
+passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
+userdb {{\n  driver = passwd-file\n  args = username_format=%u {d}/users\n}}\n\
+service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
+service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n\
+  inet_listener imaps {{\n    port = 0\n  }}\n}}\n"
+        );
+        std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
+        let err = std::fs::File::create(dir.join("foreground.log")).unwrap();
+        let mut child = Command::new(binary)
+            .args(["-F", "-c"])
+            .arg(dir.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let lmtp = SocketAddr::from(([127, 0, 0, 1], lmtp_port));
+        let imap = SocketAddr::from(([127, 0, 0, 1], imap_port));
+        let start = Instant::now();
+        while TcpStream::connect(lmtp).is_err() || TcpStream::connect(imap).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "dovecot exited with {status}: {}{}",
+                    std::fs::read_to_string(dir.join("foreground.log")).unwrap_or_default(),
+                    std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "dovecot did not start"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Some(Dovecot {
+            child: Some(child),
+            lmtp,
+            imap,
+            dir,
+        })
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL); its listeners close.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    /// Starts it again on the same ports with the same users and mail.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new(
+            ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+                .into_iter()
+                .find(|p| Path::new(p).exists())
+                .unwrap(),
+        )
+        .args(["-F", "-c"])
+        .arg(self.dir.join("dovecot.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(self.lmtp).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "dovecot did not restart"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// What it logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

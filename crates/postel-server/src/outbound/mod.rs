@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+mod lmtp;
 mod smtp;
 
 use crate::inbound::reply;
@@ -35,7 +36,7 @@ pub(crate) struct Delivery {
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
     worker: String,
     /// Open sessions waiting for the next message to their address.
-    parked: Mutex<HashMap<SocketAddr, Vec<smtp::Parked>>>,
+    parked: Mutex<HashMap<String, Vec<smtp::Parked>>>,
 }
 
 /// A random number in `0.0..1.0` from the kernel.
@@ -335,6 +336,36 @@ impl Delivery {
         })
     }
 
+    /// The local domain and local part a recipient's mail is for, if it is
+    /// ours: a local domain, postmaster, or `user@[our own address]` (the
+    /// first domain's).
+    fn local_route(
+        &self,
+        address: &ForwardPath<'_>,
+    ) -> Option<(&crate::config::LocalDomain, String)> {
+        let domains = &self.shared.config.domains;
+        match address {
+            ForwardPath::Postmaster => domains.first().map(|d| (d, "postmaster".to_owned())),
+            ForwardPath::Mailbox(m) => {
+                let local = m.local_part().unquoted().into_owned();
+                match m.host() {
+                    Host::Domain(d) => self
+                        .shared
+                        .config
+                        .local_domain(d.as_str())
+                        .map(|ld| (ld, local)),
+                    Host::Literal(l)
+                        if l.ip()
+                            .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
+                    {
+                        domains.first().map(|ld| (ld, local))
+                    }
+                    Host::Literal(_) => None,
+                }
+            }
+        }
+    }
+
     /// Delivers the due recipients; one outcome each.
     async fn attempt(
         &self,
@@ -348,38 +379,33 @@ impl Delivery {
         // Mailboxes written in this attempt: two recipients that resolve to
         // one mailbox (an alias and its target) get one copy.
         let mut written = std::collections::HashSet::new();
+        let mut lmtp: BTreeMap<String, (crate::config::LmtpTarget, lmtp::Batch)> = BTreeMap::new();
         for &i in due {
             let Some(r) = message.recipients.get(i) else {
                 continue;
             };
-            let local = match &r.address {
-                ForwardPath::Postmaster => self
-                    .shared
-                    .config
-                    .domains
-                    .first()
-                    .map(|d| (d, "postmaster".to_owned())),
-                ForwardPath::Mailbox(m) => match m.host() {
-                    Host::Domain(d) => self
-                        .shared
-                        .config
-                        .local_domain(d.as_str())
-                        .map(|ld| (ld, m.local_part().unquoted().into_owned())),
-                    // `user@[our own address]` is ours: the first domain's.
-                    Host::Literal(l)
-                        if l.ip()
-                            .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
-                    {
-                        self.shared
-                            .config
-                            .domains
-                            .first()
-                            .map(|ld| (ld, m.local_part().unquoted().into_owned()))
-                    }
-                    Host::Literal(_) => None,
-                },
-            };
-            if let Some((domain, local_part)) = local {
+            let local = self.local_route(&r.address);
+            if let Some((domain, local_part)) = &local
+                && let crate::config::LocalDelivery::Lmtp(target) = &domain.delivery
+            {
+                let extra = self.shared.users.local_parts(&domain.name);
+                let boxes: Vec<String> = domain
+                    .resolve(local_part, &extra)
+                    .into_iter()
+                    .map(|b| format!("{b}@{}", domain.name))
+                    .filter(|a| written.insert(a.clone()))
+                    .collect();
+                if boxes.is_empty() && !domain.resolve(local_part, &extra).is_empty() {
+                    // Every mailbox already has the message from this attempt.
+                    let done = reply(250, (2, 0, 0), "Delivered with another recipient");
+                    outcomes.push((i, Outcome::Delivered(result(Stage::Local, None, done))));
+                    continue;
+                }
+                lmtp.entry(target.to_string())
+                    .or_insert_with(|| (target.clone(), Vec::new()))
+                    .1
+                    .push((i, boxes));
+            } else if let Some((domain, local_part)) = local {
                 // Maildir writes fsync: off the I/O threads.
                 let outcome = tokio::task::block_in_place(|| {
                     self.deliver_local(message, domain, &local_part, body, &mut written)
@@ -398,6 +424,9 @@ impl Delivery {
             trace.received()
         };
         let max_hops = self.shared.config.max_received;
+        for (target, recipients) in lmtp.into_values() {
+            outcomes.extend(self.deliver_lmtp(message, &target, &recipients, body).await);
+        }
         for (domain, indices) in remote {
             if received > max_hops {
                 // RFC 5321 section 6.3: the loop ends here, with a bounce,
@@ -565,7 +594,10 @@ impl Delivery {
         for (name, addrs) in targets {
             for addr in addrs {
                 let label = format!("{name} [{}]", addr.ip());
-                let session = match self.reuse(addr, &client_message, &message.id).await {
+                let session = match self
+                    .reuse(&addr.to_string(), &client_message, &message.id)
+                    .await
+                {
                     Some(results) => Ok(results),
                     None => match self.connect(addr, &name).await {
                         Ok(tcp) => {

@@ -57,7 +57,7 @@ impl Delivery {
         } else {
             TlsPolicy::Opportunistic
         };
-        let mut conn = self.open(tcp, name, label, policy);
+        let mut conn = self.open(Stream::Plain(tcp), name, label, policy, false);
         let mut session = send_on(&mut conn, client_message.clone()).await;
         if let Err(SessionFailure::Tls(e)) = &session
             && policy == TlsPolicy::Opportunistic
@@ -68,7 +68,7 @@ impl Delivery {
             warn!(queue_id = %queue_id, host = %label, error = %e, "TLS failed; retrying in plaintext");
             session = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => {
-                    conn = self.open(tcp, name, label, TlsPolicy::Never);
+                    conn = self.open(Stream::Plain(tcp), name, label, TlsPolicy::Never, false);
                     send_on(&mut conn, client_message.clone()).await
                 }
                 Ok(Err(e)) => Err(SessionFailure::Io(e)),
@@ -76,7 +76,7 @@ impl Delivery {
             };
         }
         if session.is_ok() {
-            self.park_or_close(addr, conn).await;
+            self.park_or_close(&addr.to_string(), conn).await;
         } else {
             conn.stream.shutdown().await;
         }
@@ -88,7 +88,7 @@ impl Delivery {
     /// the message got an answer, so that a fresh connection is tried.
     pub(super) async fn reuse(
         &self,
-        addr: SocketAddr,
+        addr: &str,
         client_message: &ClientMessage,
         queue_id: &postel_queue::model::QueueId,
     ) -> Option<Sent> {
@@ -108,18 +108,28 @@ impl Delivery {
         None
     }
 
-    fn open(&self, tcp: TcpStream, name: &str, label: &str, tls: TlsPolicy) -> Connection {
-        let _ = tcp.set_nodelay(true);
+    pub(super) fn open(
+        &self,
+        stream: Stream,
+        name: &str,
+        label: &str,
+        tls: TlsPolicy,
+        lmtp: bool,
+    ) -> Connection {
+        if let Stream::Plain(tcp) = &stream {
+            let _ = tcp.set_nodelay(true);
+        }
         let relay = &self.shared.config;
         let mut config = ClientConfig::new(relay.hostname.clone());
         config.tls = tls;
+        config.lmtp = lmtp;
         config.timeouts = relay.relay_timeouts;
         let total = tokio::time::Instant::now() + relay.connection_timeout;
         info!(host = %label, "connected");
         Connection {
             block: config.timeouts.data_block,
             client: Client::new(config),
-            stream: Stream::Plain(tcp),
+            stream,
             server_name: name.to_owned(),
             label: label.to_owned(),
             tls: Arc::clone(&self.tls),
@@ -129,14 +139,14 @@ impl Delivery {
         }
     }
 
-    async fn take_parked(&self, addr: SocketAddr) -> Option<Connection> {
+    async fn take_parked(&self, addr: &str) -> Option<Connection> {
         loop {
             let entry = {
                 let mut parked = self
                     .parked
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                parked.get_mut(&addr)?.pop()?
+                parked.get_mut(addr)?.pop()?
             };
             let (give, take) = oneshot::channel();
             if entry.send(give).is_ok()
@@ -150,7 +160,7 @@ impl Delivery {
     /// Keeps `conn` open for the next message to `addr` for the idle time,
     /// while it is good for more messages; closes it otherwise. A parked
     /// connection that the server speaks on or closes is dropped.
-    async fn park_or_close(&self, addr: SocketAddr, mut conn: Connection) {
+    pub(super) async fn park_or_close(&self, addr: &str, mut conn: Connection) {
         let relay = &self.shared.config;
         if conn.client.is_closed()
             || conn.sent >= relay.messages_per_connection
@@ -165,7 +175,7 @@ impl Delivery {
                 .parked
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let list = parked.entry(addr).or_default();
+            let list = parked.entry(addr.to_owned()).or_default();
             list.retain(|p| !p.is_closed());
             list.push(entry);
         }
@@ -199,7 +209,10 @@ impl Delivery {
 
 /// Gives the client one more message and drives the session until that
 /// message has its outcome: a result per recipient, in order.
-async fn send_on(conn: &mut Connection, message: ClientMessage) -> Result<Sent, SessionFailure> {
+pub(super) async fn send_on(
+    conn: &mut Connection,
+    message: ClientMessage,
+) -> Result<Sent, SessionFailure> {
     let index = conn.sent;
     conn.sent += 1;
     conn.client.send(message);

@@ -1,0 +1,139 @@
+//! Delivery to a mailbox server over LMTP (RFC 2033), for the local domains
+//! whose `delivery` names one: a reply per recipient, on a connection kept
+//! open across messages.
+
+use postel_proto::types::{ForwardPath, Mailbox, Reply};
+use postel_queue::model::{Message, Outcome, Stage};
+use postel_session::client::{RecipientResult, TlsPolicy};
+use tokio::net::{TcpStream, UnixStream};
+use tracing::info;
+
+use super::smtp::send_on;
+use super::{CONNECT_TIMEOUT, Delivery, client_message, result};
+use crate::config::LmtpTarget;
+use crate::inbound::reply;
+use crate::stream::Stream;
+
+/// The recipients for one LMTP server: each queue recipient's index with the
+/// mailbox addresses it resolves to.
+pub(super) type Batch = Vec<(usize, Vec<String>)>;
+
+impl Delivery {
+    /// Delivers the recipients `indices` of `message`, each with the mailbox
+    /// addresses it resolves to, to the LMTP server at `target`. A queue
+    /// recipient is delivered when all its mailboxes are, retried when one
+    /// is refused for now, bounced when one is refused for good.
+    pub(super) async fn deliver_lmtp(
+        &self,
+        message: &Message,
+        target: &LmtpTarget,
+        recipients: &Batch,
+        body: &[u8],
+    ) -> Vec<(usize, Outcome)> {
+        let label = target.to_string();
+        let indices: Vec<usize> = recipients.iter().map(|(i, _)| *i).collect();
+        let mut out = client_message(message, &indices, body);
+        // RCPT names the mailbox itself: an alias is resolved here, the LMTP
+        // server knows only its users.
+        let mut rcpts = Vec::new();
+        let mut owners = Vec::new();
+        for ((i, boxes), (_, params)) in recipients.iter().zip(&out.recipients) {
+            for b in boxes {
+                if let Ok(m) = Mailbox::try_from(b.as_str()) {
+                    rcpts.push((ForwardPath::Mailbox(m.into_owned()), params.clone()));
+                    owners.push(*i);
+                }
+            }
+        }
+        out.recipients = rcpts;
+        let sent = match self.reuse(&label, &out, &message.id).await {
+            Some(sent) => Ok(sent),
+            None => match self.connect_lmtp(target).await {
+                Ok(stream) => {
+                    let mut conn = self.open(stream, "localhost", &label, TlsPolicy::Never, true);
+                    let sent = send_on(&mut conn, out).await;
+                    if sent.is_ok() {
+                        self.park_or_close(&label, conn).await;
+                    }
+                    sent
+                }
+                Err(e) => {
+                    info!(queue_id = %message.id, server = %label, error = %e, "LMTP connect failed");
+                    let r = reply(
+                        451,
+                        (4, 4, 1),
+                        &format!("LMTP server {label} not reachable: {e}"),
+                    );
+                    let deferred = Outcome::Deferred(result(Stage::Local, Some(label.clone()), r));
+                    return indices.iter().map(|&i| (i, deferred.clone())).collect();
+                }
+            },
+        };
+        let results = match sent {
+            Ok(sent) => sent.results,
+            Err(e) => {
+                let r = reply(
+                    451,
+                    (4, 4, 2),
+                    &format!("LMTP session with {label} failed: {e}"),
+                );
+                vec![RecipientResult::Transient(r); owners.len()]
+            }
+        };
+        indices
+            .iter()
+            .map(|&i| {
+                let mine = owners
+                    .iter()
+                    .zip(&results)
+                    .filter(|(o, _)| **o == i)
+                    .map(|(_, r)| r);
+                (i, worst(mine, &label))
+            })
+            .collect()
+    }
+
+    async fn connect_lmtp(&self, target: &LmtpTarget) -> std::io::Result<Stream> {
+        let connect = async {
+            match target {
+                LmtpTarget::Tcp(addr) => TcpStream::connect(addr.as_str()).await.map(Stream::Plain),
+                LmtpTarget::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+            }
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+}
+
+/// One queue recipient's outcome from its mailboxes' results: a permanent
+/// refusal wins, then a transient one, and only all delivered is delivered.
+fn worst<'a>(results: impl Iterator<Item = &'a RecipientResult>, label: &str) -> Outcome {
+    let mut outcome: Option<Outcome> = None;
+    let host = Some(label.to_owned());
+    for r in results {
+        let next = match r {
+            RecipientResult::Permanent(r) => {
+                Outcome::Failed(result(Stage::Local, host.clone(), r.clone()))
+            }
+            RecipientResult::Transient(r) => {
+                Outcome::Deferred(result(Stage::Local, host.clone(), r.clone()))
+            }
+            RecipientResult::Delivered(r) => {
+                Outcome::Delivered(result(Stage::Local, host.clone(), r.clone()))
+            }
+        };
+        let rank = |o: &Outcome| match o {
+            Outcome::Failed(_) => 3,
+            Outcome::Deferred(_) => 2,
+            _ => 1,
+        };
+        if outcome.as_ref().is_none_or(|o| rank(&next) > rank(o)) {
+            outcome = Some(next);
+        }
+    }
+    outcome.unwrap_or_else(|| {
+        let r: Reply<'static> = reply(550, (5, 1, 1), "No such user here");
+        Outcome::Failed(result(Stage::Local, host, r))
+    })
+}
