@@ -132,6 +132,7 @@ fn a_64_mib_body_line_is_refused_without_growing_memory() {
     assert!(c.command("DATA\r\n").starts_with("354"));
     let base = rss_kib(s.process.pid());
     let growth = send_line(&mut c, s.process.pid(), 64 << 20, base);
+    eprintln!("RSS grew by {growth} KiB while a 64 MiB body line arrived (from {base} KiB)");
     assert_eq!(
         c.command("\r\n.\r\n"),
         "552 5.3.4 Message contains a line longer than allowed\r\n"
@@ -152,6 +153,7 @@ fn a_16_mib_command_line_gets_500_and_three_close_the_connection() {
     let base = rss_kib(s.process.pid());
     c.send(b"NOOP ");
     let growth = send_line(&mut c, s.process.pid(), 16 << 20, base);
+    eprintln!("RSS grew by {growth} KiB while a 16 MiB command line arrived (from {base} KiB)");
     assert_eq!(c.command("\r\n"), "500 5.5.2 Line too long\r\n");
     assert!(
         growth < 4 * 1024,

@@ -470,3 +470,43 @@ fn notify_success_is_answered_by_the_last_hop_that_can() {
         "{report}"
     );
 }
+
+/// RFC 5321 section 6.3, before relaying: a message that arrives with 100
+/// Received fields is taken (the limit is 100), but with this server's own
+/// it would leave with 101, so it bounces with 5.4.6 instead of going on.
+#[test]
+fn a_message_at_the_hop_limit_is_not_relayed_one_hop_further() {
+    if !common::installed("python3") {
+        return;
+    }
+    let fake = free_port();
+    let seen = fake_mx(fake, accepting);
+    let (dir, port, _server) = relay("hops-out", fake);
+    let mut message = String::new();
+    for i in 0..100 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            message,
+            "Received: from h{i}.example by h{}.example; Tue, 1 Dec 2026 10:00:00 +0000\r\n",
+            i + 1
+        );
+    }
+    message.push_str("Subject: looping\r\n\r\nround and round\r\n");
+    common::python(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx); s.login("alice@a.test", "pw-for-tests")
+s.sendmail("alice@a.test", ["bob@b.test"], sys.argv[2].encode()); s.quit()
+"#,
+        &[&port.to_string(), &message],
+    );
+    let bounce = common::wait_mail(&dir, "a.test", "alice", 1, Duration::from_secs(20));
+    assert_eq!(bounce.len(), 1, "bounced");
+    let text = String::from_utf8_lossy(&bounce[0]);
+    assert!(
+        text.contains("Action: failed\r\nStatus: 5.4.6\r\n"),
+        "{text}"
+    );
+    assert!(seen.lock().unwrap().is_empty(), "never sent on");
+}
