@@ -281,10 +281,22 @@ pub struct LocalDomain {
     pub catch_all: Option<String>,
     /// Where its mail is delivered.
     pub delivery: LocalDelivery,
-    /// Accept any local part at RCPT and let the LMTP server refuse unknown
-    /// ones later (a bounce), instead of checking `mailboxes` (the default,
-    /// which refuses at RCPT and so sends no backscatter).
-    pub accept_any: bool,
+    /// How a recipient is checked at RCPT.
+    pub recipients: RecipientCheck,
+}
+
+/// How a local domain's recipients are checked at RCPT time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientCheck {
+    /// Against `mailboxes`, aliases and the catch-all: unknown ones get 550
+    /// at once, so no bounce is ever sent to a forged sender (the default).
+    Mailboxes,
+    /// Any the LMTP server would take: asked with a probe RCPT over LMTP
+    /// for each recipient not in the lists, its refusal passed on.
+    Probe,
+    /// Any local part; the LMTP server refuses unknown ones after the
+    /// message, and they bounce.
+    Any,
 }
 
 /// How a local domain's mail reaches its mailboxes.
@@ -510,13 +522,17 @@ impl Config {
                     )
                 })?,
             };
-            let accept_any = match d.recipients.as_deref() {
-                None | Some("mailboxes") => false,
-                Some("any") if matches!(delivery, LocalDelivery::Lmtp(_)) => true,
+            let lmtp = matches!(delivery, LocalDelivery::Lmtp(_));
+            let recipients = match d.recipients.as_deref() {
+                None | Some("mailboxes") => RecipientCheck::Mailboxes,
+                Some("probe") if lmtp => RecipientCheck::Probe,
+                Some("any") if lmtp => RecipientCheck::Any,
                 Some(other) => {
                     return Err(invalid(
                         key("recipients"),
-                        format!("{other:?}: \"mailboxes\", or \"any\" with LMTP delivery"),
+                        format!(
+                            "{other:?}: \"mailboxes\", or \"probe\" or \"any\" with LMTP delivery"
+                        ),
                     ));
                 }
             };
@@ -526,7 +542,7 @@ impl Config {
                 aliases,
                 catch_all,
                 delivery,
-                accept_any,
+                recipients,
             });
         }
         let smarthost = match &file.relay.smarthost {
@@ -695,7 +711,7 @@ impl LocalDomain {
     pub fn resolve(&self, local: &str, extra: &[String]) -> Vec<String> {
         let local = local.to_lowercase();
         let known = self.resolve_known(&local, extra);
-        if known.is_empty() && self.accept_any && !local.is_empty() {
+        if known.is_empty() && self.recipients != RecipientCheck::Mailboxes && !local.is_empty() {
             // The LMTP server is the judge of this local part.
             return vec![local];
         }

@@ -240,7 +240,7 @@ impl Connection {
                 };
                 m.accept(server).map_err(|e| misuse(e.to_string()))?;
             }
-            Event::Rcpt(r) => self.recipient(server, r)?,
+            Event::Rcpt(r) => self.recipient(server, r).await?,
             Event::Body(data) => self.txn.body.extend_from_slice(&data),
             Event::Message(m) => {
                 let txn = std::mem::take(&mut self.txn);
@@ -315,10 +315,10 @@ impl Connection {
         Ok(())
     }
 
-    /// The relay policy: local domains' known mailboxes for anyone; anything
-    /// else only for authenticated clients. Never an open relay.
-    fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
-        let misuse = |e: String| std::io::Error::other(e);
+    /// Where mail for `to` goes, as `mailbox@domain` for local mailboxes and
+    /// the address for others, or the refusal: local domains' known mailboxes
+    /// for anyone, anything else only for authenticated clients.
+    fn relay_policy(&self, to: &ForwardPath<'_>) -> Result<Vec<String>, Reply<'static>> {
         let mailboxes = |local: &crate::config::LocalDomain, part: &str| -> Vec<String> {
             let extra = self.shared.users.local_parts(&local.name);
             local
@@ -327,7 +327,7 @@ impl Connection {
                 .map(|b| format!("{b}@{}", local.name))
                 .collect()
         };
-        let verdict = match &r.to {
+        match to {
             ForwardPath::Postmaster => Ok(self
                 .shared
                 .config
@@ -369,6 +369,22 @@ impl Connection {
                 Host::Literal(_) if self.peer.user.is_some() => Ok(vec![remote_destination(m)]),
                 Host::Literal(_) => Err(reply(550, (5, 7, 1), "Relay access denied")),
             },
+        }
+    }
+
+    /// The relay policy: local domains' known mailboxes for anyone; anything
+    /// else only for authenticated clients. Never an open relay.
+    async fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        let verdict = self.relay_policy(&r.to);
+        let verdict = match (verdict, self.probe_target(&r.to)) {
+            (Ok(boxes), Some(target)) => {
+                let helo = self.shared.config.hostname.to_string();
+                crate::outbound::probe_lmtp(&target, &boxes, &helo)
+                    .await
+                    .map(|()| boxes)
+            }
+            (verdict, _) => verdict,
         };
         match verdict {
             Ok(destinations)
@@ -415,6 +431,21 @@ impl Connection {
                 info!(client = %self.peer.addr, to = %r.to, reply = %refusal, "recipient refused");
                 r.reject(server, refusal).map_err(|e| misuse(e.to_string()))
             }
+        }
+    }
+
+    /// The LMTP server to ask about a recipient of a domain whose check is
+    /// a probe.
+    fn probe_target(&self, to: &ForwardPath<'_>) -> Option<crate::config::LmtpTarget> {
+        let Host::Domain(d) = to.mailbox()?.host() else {
+            return None;
+        };
+        let local = self.shared.config.local_domain(d.as_str())?;
+        match (&local.delivery, local.recipients) {
+            (crate::config::LocalDelivery::Lmtp(t), crate::config::RecipientCheck::Probe) => {
+                Some(t.clone())
+            }
+            _ => None,
         }
     }
 

@@ -20,12 +20,22 @@ fn postel(
     dovecot: &Dovecot,
     mailboxes: &str,
 ) -> (std::path::PathBuf, u16, common::Process) {
+    postel_with(label, dovecot, mailboxes, "")
+}
+
+/// The same, with more keys for the domain.
+fn postel_with(
+    label: &str,
+    dovecot: &Dovecot,
+    mailboxes: &str,
+    domain_keys: &str,
+) -> (std::path::PathBuf, u16, common::Process) {
     let dir = temp_dir(label);
     let submission = free_port();
     let config = format!(
         "hostname = \"mail.d.test\"\ndata_dir = \"data\"\n\
 [[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
-[[domain]]\nname = \"d.test\"\nmailboxes = [{mailboxes}]\ndelivery = \"lmtp:{}\"\n\
+[[domain]]\nname = \"d.test\"\nmailboxes = [{mailboxes}]\ndelivery = \"lmtp:{}\"\n{domain_keys}\n\
 [queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n",
         dovecot.lmtp
     );
@@ -187,4 +197,48 @@ fn with_dovecot_down_mail_waits_and_is_delivered_once_when_it_is_back() {
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(inbox(&dovecot, "bob@d.test", "bob-imap").len(), 1, "once");
+}
+
+/// recipients = "probe": the RCPT check asks Dovecot, so a user known only
+/// to Dovecot is taken and an unknown one gets Dovecot's own 550 at RCPT,
+/// not a bounce; with Dovecot down the client is told to try later.
+#[test]
+fn a_probe_rcpt_asks_dovecot_at_rcpt_time() {
+    if !installed("python3") {
+        return;
+    }
+    let Some(mut dovecot) =
+        Dovecot::start(&[("alice@d.test", "alice-imap"), ("bob@d.test", "bob-imap")])
+    else {
+        return;
+    };
+    let (_dir, port, _server) = postel_with(
+        "dovecot-probe",
+        &dovecot,
+        "\"alice\"",
+        "recipients = \"probe\"",
+    );
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20); s.starttls(context=ctx); s.login("alice@d.test", sys.argv[2])
+s.mail("alice@d.test")
+for r in sys.argv[3:]:
+    print(s.rcpt(r))
+s.rset(); s.quit()
+"#;
+    let out = python(
+        script,
+        &[&port.to_string(), PASSWORD, "bob@d.test", "nobody@d.test"],
+    );
+    assert_eq!(
+        out,
+        "(250, b'2.1.5 Recipient OK')\n(550, b\"5.1.1 <nobody@d.test> User doesn't exist: nobody@d.test\")\n"
+    );
+    dovecot.stop();
+    let out = python(script, &[&port.to_string(), PASSWORD, "bob@d.test"]);
+    assert_eq!(
+        out,
+        "(451, b'4.4.1 Cannot verify the recipient now, try again later')\n"
+    );
 }

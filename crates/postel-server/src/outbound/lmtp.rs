@@ -94,6 +94,13 @@ impl Delivery {
     }
 
     async fn connect_lmtp(&self, target: &LmtpTarget) -> std::io::Result<Stream> {
+        connect(target).await
+    }
+}
+
+/// Connects to an LMTP server.
+async fn connect(target: &LmtpTarget) -> std::io::Result<Stream> {
+    {
         let connect = async {
             match target {
                 LmtpTarget::Tcp(addr) => TcpStream::connect(addr.as_str()).await.map(Stream::Plain),
@@ -136,4 +143,77 @@ fn worst<'a>(results: impl Iterator<Item = &'a RecipientResult>, label: &str) ->
         let r: Reply<'static> = reply(550, (5, 1, 1), "No such user here");
         Outcome::Failed(result(Stage::Local, host, r))
     })
+}
+
+/// Asks the LMTP server at `target` whether it takes each of `addresses`,
+/// with LHLO, a null MAIL and one RCPT each, then QUIT: `Err` with the first
+/// refusal, passed on as the reply to the client's RCPT, or a 451 when the
+/// server cannot be asked now (the client tries again later).
+pub(crate) async fn probe(
+    target: &LmtpTarget,
+    addresses: &[String],
+    helo: &str,
+) -> Result<(), Reply<'static>> {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        info!(server = %target, error = %e, "LMTP probe failed");
+        reply(
+            451,
+            (4, 4, 1),
+            "Cannot verify the recipient now, try again later",
+        )
+    };
+    let ask = async {
+        let mut stream = connect(target).await?;
+        let mut buf = Vec::new();
+        next_reply(&mut stream, &mut buf).await?;
+        let mut answers = Vec::new();
+        let mut lines = vec![format!("LHLO {helo}\r\n"), "MAIL FROM:<>\r\n".to_owned()];
+        lines.extend(addresses.iter().map(|a| format!("RCPT TO:<{a}>\r\n")));
+        for line in &lines {
+            stream.write_all(line.as_bytes()).await?;
+            answers.push(next_reply(&mut stream, &mut buf).await?);
+        }
+        let _ = stream.write_all(b"QUIT\r\n").await;
+        stream.shutdown().await;
+        Ok::<_, std::io::Error>(answers)
+    };
+    let answers = match tokio::time::timeout(std::time::Duration::from_secs(30), ask).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return Err(unreachable(&e)),
+        Err(_) => return Err(unreachable(&"timed out")),
+    };
+    for (i, answer) in answers.into_iter().enumerate() {
+        let positive = answer.code().is_positive();
+        // LHLO or MAIL refused: the server is not fit to ask.
+        if i < 2 && !positive {
+            return Err(unreachable(&answer));
+        }
+        if !positive {
+            return Err(answer);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one whole reply, at most 64 KiB.
+async fn next_reply(stream: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<Reply<'static>> {
+    use postel_proto::{ParserOptions, Status};
+    let mut chunk = [0u8; 4096];
+    loop {
+        match postel_proto::codec::parse_reply(buf, &ParserOptions::STRICT) {
+            Ok(Status::Complete { value, consumed }) => {
+                let reply = value.into_owned();
+                buf.drain(..consumed);
+                return Ok(reply);
+            }
+            Ok(Status::Incomplete) if buf.len() < 64 * 1024 => {}
+            Ok(Status::Incomplete) => return Err(std::io::Error::other("reply too long")),
+            Err(bad) => return Err(std::io::Error::other(bad.error.to_string())),
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 mod lmtp;
+pub(crate) use lmtp::probe as probe_lmtp;
 mod smtp;
 
 use crate::inbound::reply;
