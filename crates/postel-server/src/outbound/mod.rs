@@ -17,6 +17,8 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 mod lmtp;
+mod local;
+mod reports;
 pub(crate) use lmtp::probe as probe_lmtp;
 mod smtp;
 
@@ -262,81 +264,6 @@ impl Delivery {
         }
     }
 
-    /// Queues the success report NOTIFY=SUCCESS asks for (RFC 3461): for a
-    /// final delivery here, and for a hand-over to a server without DSN,
-    /// after which nobody else will report (`relayed`). Queued before the
-    /// outcome is recorded, so a crash repeats a report rather than losing it.
-    fn report_success(
-        &self,
-        message: &Message,
-        outcomes: &[(usize, Outcome)],
-        relayed: &[usize],
-        body: &[u8],
-        now: SystemTime,
-    ) {
-        use postel_queue::dsn::Action;
-        let delivered: Vec<(usize, Action)> = outcomes
-            .iter()
-            .filter_map(|(i, o)| match o {
-                Outcome::Delivered(a) if a.stage == Stage::Local => Some((*i, Action::Delivered)),
-                Outcome::Delivered(_) if relayed.contains(i) => Some((*i, Action::Relayed)),
-                _ => None,
-            })
-            .collect();
-        if delivered.is_empty() {
-            return;
-        }
-        let host = self.shared.config.hostname.to_string();
-        let boundary = format!("{}/{}/success", message.id, host);
-        let Some((envelope, report)) =
-            postel_queue::success_report(message, &delivered, body, &host, now, &boundary)
-        else {
-            return;
-        };
-        let queue = &self.shared.queue;
-        let queued = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(queue.enqueue(envelope, report, now))
-        });
-        match queued {
-            Ok(id) => {
-                info!(queue_id = %message.id, report = %id, "success report queued");
-                self.shared.wake.notify_one();
-            }
-            Err(e) => warn!(queue_id = %message.id, error = %e, "cannot queue the success report"),
-        }
-    }
-
-    /// Queues a delay warning (RFC 3464, Action delayed) before the message
-    /// is marked as warned, so a crash repeats a warning rather than losing
-    /// it. True when it is queued or nobody asked for it.
-    fn warn_delay(&self, message: &Message, now: SystemTime) -> bool {
-        let queue = &self.shared.queue;
-        let host = self.shared.config.hostname.to_string();
-        let boundary = format!("{}/{}/delay", message.id, host);
-        tokio::task::block_in_place(|| {
-            let handle = tokio::runtime::Handle::current();
-            let Ok(body) = handle.block_on(queue.body(&message.id)) else {
-                return false;
-            };
-            let Some((envelope, report)) =
-                postel_queue::delay_warning(message, &body, &host, now, &boundary)
-            else {
-                return true;
-            };
-            match handle.block_on(queue.enqueue(envelope, report, now)) {
-                Ok(id) => {
-                    info!(queue_id = %message.id, warning = %id, "delay warning queued");
-                    self.shared.wake.notify_one();
-                    true
-                }
-                Err(e) => {
-                    warn!(queue_id = %message.id, error = %e, "cannot queue the delay warning");
-                    false
-                }
-            }
-        })
-    }
-
     /// The local domain and local part a recipient's mail is for, if it is
     /// ours: a local domain, postmaster, or `user@[our own address]` (the
     /// first domain's).
@@ -457,54 +384,6 @@ impl Delivery {
             );
         }
         outcomes
-    }
-
-    fn deliver_local(
-        &self,
-        message: &Message,
-        domain: &crate::config::LocalDomain,
-        local_part: &str,
-        body: &[u8],
-        written: &mut std::collections::HashSet<String>,
-    ) -> Outcome {
-        let extra = self.shared.users.local_parts(&domain.name);
-        let boxes = domain.resolve(local_part, &extra);
-        if boxes.is_empty() {
-            return Outcome::Failed(result(
-                Stage::Local,
-                None,
-                reply(550, (5, 1, 1), "No such user here"),
-            ));
-        }
-        let return_path = match &message.envelope.return_path {
-            postel_proto::types::ReversePath::Null => "<>".to_owned(),
-            postel_proto::types::ReversePath::Mailbox(m) => format!("<{m}>"),
-        };
-        let host = self.shared.config.hostname.to_string();
-        for mailbox in boxes {
-            let address = format!("{mailbox}@{}", domain.name);
-            if !written.insert(address.clone()) {
-                continue;
-            }
-            // Delivered-To names the mailbox, so that mail that comes back
-            // to it is seen as a loop when it arrives (as Postfix's local
-            // delivery does).
-            let header = format!("Return-Path: {return_path}\r\nDelivered-To: {address}\r\n");
-            let dir = self.shared.config.maildir(&domain.name, &mailbox);
-            if let Err(e) = crate::maildir::deliver(&dir, &host, &[header.as_bytes(), body]) {
-                warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");
-                return Outcome::Deferred(result(
-                    Stage::Local,
-                    None,
-                    reply(451, (4, 3, 0), "Mailbox not writable"),
-                ));
-            }
-        }
-        Outcome::Delivered(result(
-            Stage::Local,
-            None,
-            reply(250, (2, 0, 0), "Delivered to Maildir"),
-        ))
     }
 
     /// The hosts to try: the smarthost, or the MX plan.

@@ -1,0 +1,59 @@
+//! Local delivery into Maildir, each mailbox once per attempt, with the
+//! trace fields a mailbox keeps (Return-Path, Delivered-To).
+
+use postel_queue::model::{Message, Outcome, Stage};
+use tracing::warn;
+
+use super::{Delivery, result};
+use crate::inbound::reply;
+
+impl Delivery {
+    /// Delivers one recipient of a local domain into its mailboxes' Maildirs.
+    pub(super) fn deliver_local(
+        &self,
+        message: &Message,
+        domain: &crate::config::LocalDomain,
+        local_part: &str,
+        body: &[u8],
+        written: &mut std::collections::HashSet<String>,
+    ) -> Outcome {
+        let extra = self.shared.users.local_parts(&domain.name);
+        let boxes = domain.resolve(local_part, &extra);
+        if boxes.is_empty() {
+            return Outcome::Failed(result(
+                Stage::Local,
+                None,
+                reply(550, (5, 1, 1), "No such user here"),
+            ));
+        }
+        let return_path = match &message.envelope.return_path {
+            postel_proto::types::ReversePath::Null => "<>".to_owned(),
+            postel_proto::types::ReversePath::Mailbox(m) => format!("<{m}>"),
+        };
+        let host = self.shared.config.hostname.to_string();
+        for mailbox in boxes {
+            let address = format!("{mailbox}@{}", domain.name);
+            if !written.insert(address.clone()) {
+                continue;
+            }
+            // Delivered-To names the mailbox, so that mail that comes back
+            // to it is seen as a loop when it arrives (as Postfix's local
+            // delivery does).
+            let header = format!("Return-Path: {return_path}\r\nDelivered-To: {address}\r\n");
+            let dir = self.shared.config.maildir(&domain.name, &mailbox);
+            if let Err(e) = crate::maildir::deliver(&dir, &host, &[header.as_bytes(), body]) {
+                warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");
+                return Outcome::Deferred(result(
+                    Stage::Local,
+                    None,
+                    reply(451, (4, 3, 0), "Mailbox not writable"),
+                ));
+            }
+        }
+        Outcome::Delivered(result(
+            Stage::Local,
+            None,
+            reply(250, (2, 0, 0), "Delivered to Maildir"),
+        ))
+    }
+}
