@@ -13,6 +13,9 @@ use std::time::Duration;
 use postel_proto::types::Domain;
 use serde::Deserialize;
 
+mod file;
+use file::File;
+
 /// A configuration that cannot be used, naming the key and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,185 +67,6 @@ pub enum Role {
     /// MTA: each recipient of a local domain into its Maildir, answered only
     /// once the message is durable there; no queue, no relaying. Loopback.
     Lmtp,
-}
-
-/// The file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-#[allow(clippy::struct_field_names)] // The keys of the file.
-struct File {
-    hostname: Option<String>,
-    data_dir: PathBuf,
-    users_file: Option<PathBuf>,
-    listener: Vec<ListenerFile>,
-    tls: Option<TlsFile>,
-    domain: Vec<DomainFile>,
-    limits: LimitsFile,
-    relay: RelayFile,
-    dns: DnsFile,
-    queue: QueueFile,
-}
-
-impl Default for File {
-    fn default() -> Self {
-        File {
-            hostname: None,
-            data_dir: PathBuf::from("postel-data"),
-            users_file: None,
-            listener: vec![ListenerFile {
-                address: "127.0.0.1:2525".into(),
-                role: Role::Mx,
-            }],
-            tls: None,
-            domain: vec![DomainFile {
-                name: "localhost".into(),
-                mailboxes: vec!["postmaster".into()],
-                aliases: BTreeMap::new(),
-                catch_all: None,
-                delivery: None,
-                recipients: None,
-            }],
-            limits: LimitsFile::default(),
-            relay: RelayFile::default(),
-            dns: DnsFile::default(),
-            queue: QueueFile::default(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListenerFile {
-    address: String,
-    role: Role,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TlsFile {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DomainFile {
-    name: String,
-    #[serde(default)]
-    mailboxes: Vec<String>,
-    #[serde(default)]
-    aliases: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    catch_all: Option<String>,
-    #[serde(default)]
-    delivery: Option<String>,
-    #[serde(default)]
-    recipients: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct LimitsFile {
-    message_size: u64,
-    recipients: usize,
-    connections: usize,
-    connections_per_ip: usize,
-    errors: usize,
-    idle_timeout_secs: u64,
-    received_headers: usize,
-}
-
-impl Default for LimitsFile {
-    fn default() -> Self {
-        LimitsFile {
-            message_size: 35 * 1024 * 1024,
-            recipients: 100,
-            connections: 200,
-            connections_per_ip: 20,
-            errors: 10,
-            idle_timeout_secs: 300,
-            received_headers: 100,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RelayFile {
-    port: u16,
-    smarthost: Option<String>,
-    per_domain: usize,
-    workers: usize,
-    verify_tls: bool,
-    greeting_timeout_secs: u64,
-    mail_timeout_secs: u64,
-    rcpt_timeout_secs: u64,
-    data_timeout_secs: u64,
-    data_block_timeout_secs: u64,
-    final_dot_timeout_secs: u64,
-    connection_timeout_secs: u64,
-    messages_per_connection: usize,
-    connection_idle_secs: u64,
-}
-
-impl Default for RelayFile {
-    fn default() -> Self {
-        RelayFile {
-            port: 25,
-            smarthost: None,
-            per_domain: 10,
-            workers: 20,
-            verify_tls: false,
-            greeting_timeout_secs: 300,
-            mail_timeout_secs: 300,
-            rcpt_timeout_secs: 300,
-            data_timeout_secs: 120,
-            data_block_timeout_secs: 180,
-            final_dot_timeout_secs: 600,
-            connection_timeout_secs: 3600,
-            messages_per_connection: 100,
-            connection_idle_secs: 5,
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct DnsFile {
-    servers: Vec<String>,
-    timeout_secs: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct QueueFile {
-    backend: String,
-    url: Option<String>,
-    pool_size: usize,
-    lease_secs: u64,
-    node: Option<String>,
-    lifetime_secs: u64,
-    min_retry_secs: u64,
-    max_retry_secs: u64,
-    delay_warning_secs: u64,
-    poll_ms: u64,
-}
-
-impl Default for QueueFile {
-    fn default() -> Self {
-        QueueFile {
-            backend: "spool".into(),
-            url: None,
-            pool_size: 8,
-            lease_secs: 600,
-            node: None,
-            lifetime_secs: 5 * 24 * 3600,
-            min_retry_secs: 300,
-            max_retry_secs: 4000,
-            delay_warning_secs: 0,
-            poll_ms: 1000,
-        }
-    }
 }
 
 /// Where the queue lives.
@@ -743,7 +567,7 @@ mod tests {
 
     #[test]
     fn the_example_file_is_valid() {
-        let text = include_str!("../../../postel.example.toml");
+        let text = include_str!("../../../../postel.example.toml");
         let c = Config::parse(text, Path::new("postel.example.toml")).unwrap();
         assert_eq!(c.listeners.len(), 3);
         assert_eq!(c.domains[0].resolve("INFO", &[]), ["alice", "bob"]);
