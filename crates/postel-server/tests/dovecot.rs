@@ -20,13 +20,13 @@ fn postel(
     dovecot: &Dovecot,
     mailboxes: &str,
 ) -> (std::path::PathBuf, u16, common::Process) {
-    postel_with(label, dovecot, mailboxes, "")
+    let tcp = format!("delivery = \"lmtp:{}\"", dovecot.lmtp);
+    postel_with(label, mailboxes, &tcp)
 }
 
 /// The same, with more keys for the domain.
 fn postel_with(
     label: &str,
-    dovecot: &Dovecot,
     mailboxes: &str,
     domain_keys: &str,
 ) -> (std::path::PathBuf, u16, common::Process) {
@@ -35,9 +35,8 @@ fn postel_with(
     let config = format!(
         "hostname = \"mail.d.test\"\ndata_dir = \"data\"\n\
 [[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
-[[domain]]\nname = \"d.test\"\nmailboxes = [{mailboxes}]\ndelivery = \"lmtp:{}\"\n{domain_keys}\n\
+[[domain]]\nname = \"d.test\"\nmailboxes = [{mailboxes}]\n{domain_keys}\n\
 [queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n",
-        dovecot.lmtp
     );
     std::fs::write(dir.join("postel.toml"), &config).unwrap();
     add_user(&dir, "alice@d.test", PASSWORD);
@@ -212,12 +211,11 @@ fn a_probe_rcpt_asks_dovecot_at_rcpt_time() {
     else {
         return;
     };
-    let (_dir, port, _server) = postel_with(
-        "dovecot-probe",
-        &dovecot,
-        "\"alice\"",
-        "recipients = \"probe\"",
+    let keys = format!(
+        "delivery = \"lmtp:{}\"\nrecipients = \"probe\"",
+        dovecot.lmtp
     );
+    let (_dir, port, _server) = postel_with("dovecot-probe", "\"alice\"", &keys);
     let script = r#"
 import smtplib, ssl, sys
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
@@ -241,4 +239,26 @@ s.rset(); s.quit()
         out,
         "(451, b'4.4.1 Cannot verify the recipient now, try again later')\n"
     );
+}
+
+/// `delivery = "lmtp:unix:PATH"`: the same chain over Dovecot's LMTP socket.
+#[test]
+fn delivery_over_dovecots_unix_socket() {
+    if !installed("python3") {
+        return;
+    }
+    let Some(dovecot) =
+        Dovecot::start(&[("alice@d.test", "alice-imap"), ("bob@d.test", "bob-imap")])
+    else {
+        return;
+    };
+    let keys = format!(
+        "delivery = \"lmtp:unix:{}\"",
+        dovecot.lmtp_socket().display()
+    );
+    let (_dir, port, server) = postel_with("dovecot-unix", "\"alice\", \"bob\"", &keys);
+    submit(port, &["bob@d.test"], MESSAGE);
+    let got = wait_inbox(&dovecot, "bob@d.test", "bob-imap", 1);
+    assert_eq!(got.len(), 1, "in bob's INBOX: {}", server.log_text());
+    assert_eq!(without_traces(&got[0]), MESSAGE);
 }

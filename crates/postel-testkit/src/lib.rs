@@ -365,7 +365,8 @@ mail_location = maildir:~/Maildir\nfirst_valid_uid = 1\ndefault_internal_user = 
 default_login_user = {login}\n\
 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
 userdb {{\n  driver = passwd-file\n  args = username_format=%u {d}/users\n}}\n\
-service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
+service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n\
+  unix_listener lmtp-test {{\n    mode = 0666\n  }}\n}}\n\
 service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n\
   inet_listener imaps {{\n    port = 0\n  }}\n}}\n"
         );
@@ -441,6 +442,11 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
     /// What it logged.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Its LMTP Unix socket.
+    pub fn lmtp_socket(&self) -> PathBuf {
+        self.dir.join("run").join("lmtp-test")
     }
 }
 
