@@ -54,6 +54,7 @@ mod inbound;
 mod lmtp;
 pub mod maildir;
 mod outbound;
+mod proxy;
 mod state;
 mod stream;
 pub mod tls;
@@ -168,7 +169,7 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
                 source,
             })?;
         info!(address = %l.address, role = ?l.role, "listening");
-        listeners.push((listener, l.role));
+        listeners.push((listener, l.role, l.proxy.clone()));
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = state::Shared::new(config, users, queue, schedule, certs, stop_rx);
@@ -178,12 +179,12 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     let control = tokio::spawn(control::serve(Arc::clone(&shared)));
     let connections = Arc::new(Semaphore::new(shared.config.max_connections));
     let mut accept_tasks = Vec::new();
-    for (listener, role) in listeners {
+    for (listener, role, proxy) in listeners {
         accept_tasks.push(tokio::spawn(accept_loop(
             Arc::clone(&shared),
             Arc::clone(&connections),
             listener,
-            role,
+            (role, proxy),
         )));
     }
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
@@ -239,7 +240,7 @@ async fn accept_loop(
     shared: Arc<state::Shared>,
     connections: Arc<Semaphore>,
     listener: TcpListener,
-    role: Role,
+    (role, proxy): (Role, Option<Vec<std::net::IpAddr>>),
 ) {
     loop {
         let (mut tcp, peer) = match listener.accept().await {
@@ -261,26 +262,44 @@ async fn accept_loop(
             });
             continue;
         };
-        let Some(guard) = shared.admit(peer.ip()) else {
-            info!(client = %peer, "refused: too many connections from this address");
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt as _;
-                let _ = tcp
-                    .write_all(b"421 4.7.0 Too many connections from your address\r\n")
-                    .await;
-            });
+        if let Some(trusted) = &proxy
+            && !trusted.contains(&peer.ip())
+        {
+            // Behind a proxy, only the proxy may connect: anyone else could
+            // claim any client address in a header of their own.
+            info!(client = %peer, "refused: not a trusted proxy");
             continue;
-        };
+        }
         let shared = Arc::clone(&shared);
+        let behind_proxy = proxy.is_some();
         // A panic ends only this connection's task; the permit and the
         // per-address count are released as the task unwinds.
         let task = tokio::spawn(async move {
             let _permit = permit;
+            let mut client = peer;
+            if behind_proxy {
+                match proxy::read_header(&mut tcp).await {
+                    Ok(Some(original)) => client = original,
+                    Ok(None) => {}
+                    Err(e) => {
+                        info!(proxy = %peer, error = %e, "refused: bad PROXY header");
+                        return;
+                    }
+                }
+            }
+            let Some(guard) = shared.admit(client.ip()) else {
+                info!(client = %client, "refused: too many connections from this address");
+                use tokio::io::AsyncWriteExt as _;
+                let _ = tcp
+                    .write_all(b"421 4.7.0 Too many connections from your address\r\n")
+                    .await;
+                return;
+            };
             let _guard = guard;
             if role == Role::Lmtp {
-                lmtp::serve(shared, tcp, peer).await;
+                lmtp::serve(shared, tcp, client).await;
             } else {
-                inbound::serve(shared, tcp, peer, role).await;
+                inbound::serve(shared, tcp, client, role).await;
             }
         });
         tokio::spawn(async move {

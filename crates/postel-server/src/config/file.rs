@@ -34,6 +34,8 @@ impl Default for File {
             listener: vec![ListenerFile {
                 address: "127.0.0.1:2525".into(),
                 role: Role::Mx,
+                proxy_protocol: false,
+                trusted_proxies: Vec::new(),
             }],
             tls: None,
             domain: vec![DomainFile {
@@ -57,6 +59,10 @@ impl Default for File {
 pub(super) struct ListenerFile {
     pub(super) address: String,
     pub(super) role: Role,
+    #[serde(default)]
+    pub(super) proxy_protocol: bool,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

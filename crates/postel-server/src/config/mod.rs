@@ -90,6 +90,9 @@ pub struct Listener {
     pub address: SocketAddr,
     /// What for.
     pub role: Role,
+    /// With the PROXY protocol: the proxies allowed to connect, each
+    /// sending a PROXY header first; anyone else is refused.
+    pub proxy: Option<Vec<std::net::IpAddr>>,
 }
 
 /// A local domain and its mailboxes.
@@ -291,9 +294,30 @@ impl Config {
                     format!("an lmtp listener must be on loopback, not {address}"),
                 ));
             }
+            let proxy = if l.proxy_protocol {
+                let mut trusted = Vec::new();
+                for (j, t) in l.trusted_proxies.iter().enumerate() {
+                    trusted.push(t.parse().map_err(|_| {
+                        invalid(
+                            format!("listener[{i}].trusted_proxies[{j}]"),
+                            format!("{t:?} is not an IP address"),
+                        )
+                    })?);
+                }
+                if trusted.is_empty() {
+                    return Err(invalid(
+                        format!("listener[{i}].trusted_proxies"),
+                        "proxy_protocol needs the proxies' addresses",
+                    ));
+                }
+                Some(trusted)
+            } else {
+                None
+            };
             listeners.push(Listener {
                 address,
                 role: l.role,
+                proxy,
             });
         }
         let mut domains = Vec::new();
