@@ -224,6 +224,9 @@ impl Connection {
                 self.txn = Transaction::default();
             }
             Event::Mail(m) => {
+                if let Some(refusal) = self.over_rate(true) {
+                    return m.reject(server, refusal).map_err(|e| misuse(e.to_string()));
+                }
                 self.txn = Transaction {
                     from: Some(m.from.clone()),
                     // The parser takes only printable US-ASCII (RFC 3461
@@ -376,6 +379,9 @@ impl Connection {
     /// else only for authenticated clients. Never an open relay.
     async fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
         let misuse = |e: String| std::io::Error::other(e);
+        if let Some(refusal) = self.over_rate(false) {
+            return r.reject(server, refusal).map_err(|e| misuse(e.to_string()));
+        }
         let verdict = self.relay_policy(&r.to);
         let verdict = match (verdict, self.probe_target(&r.to)) {
             (Ok(boxes), Some(target)) => {
@@ -432,6 +438,34 @@ impl Connection {
                 r.reject(server, refusal).map_err(|e| misuse(e.to_string()))
             }
         }
+    }
+
+    /// Counts a MAIL (`message`) or a RCPT against the client address's and
+    /// the user's rates; the refusal when one is past its limit (Postfix's
+    /// `smtpd_client_message_rate_limit` and `..._recipient_rate_limit`).
+    fn over_rate(&self, message: bool) -> Option<Reply<'static>> {
+        use crate::rate::Counted;
+        let now = std::time::Instant::now();
+        let ip = self.peer.addr.ip();
+        let user = self.peer.user.clone();
+        let (by_ip, by_user) = if message {
+            (Counted::Message(ip), user.map(Counted::UserMessage))
+        } else {
+            (Counted::Recipient(ip), user.map(Counted::UserRecipient))
+        };
+        let rates = &self.shared.rates;
+        let ip_ok = rates.allow(by_ip, now);
+        let user_ok = by_user.is_none_or(|u| rates.allow(u, now));
+        if ip_ok && user_ok {
+            return None;
+        }
+        let what = if message { "messages" } else { "recipients" };
+        warn!(client = %self.peer.addr, user = ?self.peer.user, what, "rate limit");
+        Some(if message {
+            reply(450, (4, 7, 1), "Too many messages, slow down")
+        } else {
+            reply(452, (4, 7, 1), "Too many recipients, slow down")
+        })
     }
 
     /// The LMTP server to ask about a recipient of a domain whose check is

@@ -55,6 +55,8 @@ mod lmtp;
 pub mod maildir;
 mod outbound;
 mod proxy;
+mod rate;
+pub use rate::RateLimits;
 mod state;
 mod stream;
 pub mod tls;
@@ -286,6 +288,18 @@ async fn accept_loop(
                         return;
                     }
                 }
+            }
+            let now = std::time::Instant::now();
+            if !shared
+                .rates
+                .allow(rate::Counted::Connection(client.ip()), now)
+            {
+                info!(client = %client, "refused: connection rate limit");
+                use tokio::io::AsyncWriteExt as _;
+                let _ = tcp
+                    .write_all(b"421 4.7.0 Too many connections from your address, slow down\r\n")
+                    .await;
+                return;
             }
             let Some(guard) = shared.admit(client.ip()) else {
                 info!(client = %client, "refused: too many connections from this address");

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     /// one of them would loop back (RFC 5321 section 5.1); `user@[one of
     /// them]` is local mail.
     pub(crate) own_addresses: Vec<IpAddr>,
+    /// Connection, message and recipient rates.
+    pub(crate) rates: crate::rate::RateCounter,
     /// Open connections per client address.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -67,6 +69,7 @@ impl Shared {
     ) -> Arc<Shared> {
         Arc::new(Shared {
             own_addresses: own_addresses(&config),
+            rates: crate::rate::RateCounter::new(config.rates),
             config,
             users,
             queue,

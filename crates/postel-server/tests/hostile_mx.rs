@@ -510,3 +510,45 @@ s.sendmail("alice@a.test", ["bob@b.test"], sys.argv[2].encode()); s.quit()
     );
     assert!(seen.lock().unwrap().is_empty(), "never sent on");
 }
+
+/// Per authenticated user: messages and recipients per window, past which
+/// MAIL gets 450 4.7.1 and RCPT 452 4.7.1, recovering after the window.
+#[test]
+fn per_user_message_and_recipient_rates() {
+    if !common::installed("python3") {
+        return;
+    }
+    let dir = temp_dir("user-rates");
+    let port = free_port();
+    let config = format!(
+        "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\n\
+role = \"submission\"\n[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
+[limits]\nuser_message_rate = 2\nuser_recipient_rate = 3\nuser_rate_window_secs = 3\n\
+[relay]\nsmarthost = \"127.0.0.1:{}\"\n",
+        free_port()
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    common::add_user(&dir, "alice@a.test", "pw-for-tests");
+    let _server = serve(&dir, &config, local(port), true);
+    let out = common::python(
+        r#"
+import smtplib, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx); s.login("alice@a.test", "pw-for-tests")
+for i in range(3):
+    print(s.mail("alice@a.test")); s.rset()
+time.sleep(3.2)
+print(s.mail("alice@a.test"))
+for r in ["a@b.test", "b@b.test", "c@b.test", "d@b.test"]:
+    print(s.rcpt(r))
+s.quit()
+"#,
+        &[&port.to_string()],
+    );
+    assert_eq!(
+        out,
+        "(250, b'2.1.0 Sender OK')\n(250, b'2.1.0 Sender OK')\n(450, b'4.7.1 Too many messages, slow down')\n\
+(250, b'2.1.0 Sender OK')\n(250, b'2.1.5 Recipient OK')\n(250, b'2.1.5 Recipient OK')\n(250, b'2.1.5 Recipient OK')\n\
+(452, b'4.7.1 Too many recipients, slow down')\n"
+    );
+}

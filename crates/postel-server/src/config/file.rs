@@ -97,6 +97,13 @@ pub(super) struct LimitsFile {
     pub(super) connections_per_ip: usize,
     pub(super) errors: usize,
     pub(super) idle_timeout_secs: u64,
+    pub(super) connection_rate: u32,
+    pub(super) message_rate: u32,
+    pub(super) recipient_rate: u32,
+    pub(super) rate_window_secs: u64,
+    pub(super) user_message_rate: u32,
+    pub(super) user_recipient_rate: u32,
+    pub(super) user_rate_window_secs: u64,
     pub(super) received_headers: usize,
 }
 
@@ -106,9 +113,16 @@ impl Default for LimitsFile {
             message_size: 35 * 1024 * 1024,
             recipients: 100,
             connections: 200,
-            connections_per_ip: 20,
+            connections_per_ip: 50,
             errors: 10,
             idle_timeout_secs: 300,
+            connection_rate: 0,
+            message_rate: 0,
+            recipient_rate: 0,
+            rate_window_secs: 60,
+            user_message_rate: 0,
+            user_recipient_rate: 0,
+            user_rate_window_secs: 3600,
             received_headers: 100,
         }
     }

@@ -190,6 +190,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Most connections at once from one client address.
     pub max_connections_per_ip: usize,
+    /// Rate limits per client address and per authenticated user.
+    pub rates: crate::rate::RateLimits,
     /// Errors before the session is closed with 421.
     pub max_errors: usize,
     /// Most Received fields a message may carry on arrival and before it is
@@ -481,6 +483,18 @@ impl Config {
             max_recipients: file.limits.recipients,
             max_connections: file.limits.connections.max(1),
             max_connections_per_ip: file.limits.connections_per_ip.max(1),
+            rates: {
+                let l = &file.limits;
+                crate::rate::RateLimits {
+                    connections: l.connection_rate,
+                    messages: l.message_rate,
+                    recipients: l.recipient_rate,
+                    window: Duration::from_secs(l.rate_window_secs.max(1)),
+                    user_messages: l.user_message_rate,
+                    user_recipients: l.user_recipient_rate,
+                    user_window: Duration::from_secs(l.user_rate_window_secs.max(1)),
+                }
+            },
             max_errors: file.limits.errors.max(1),
             max_received: file.limits.received_headers,
             idle_timeout: Duration::from_secs(file.limits.idle_timeout_secs.max(1)),
