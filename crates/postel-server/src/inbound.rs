@@ -105,13 +105,24 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         let Some(tcp) = stream.take_plain() else {
             return;
         };
+        let handshakes = &shared.metrics.tls_handshakes;
+        let count = |result| {
+            handshakes
+                .get_or_create(&crate::metrics::ResultLabel { result })
+                .inc()
+        };
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, certs.acceptor().accept(tcp)).await {
-            Ok(Ok(tls)) => stream = Stream::Tls(Box::new(tls)),
+            Ok(Ok(tls)) => {
+                count("ok");
+                stream = Stream::Tls(Box::new(tls));
+            }
             Ok(Err(e)) => {
+                count("failed");
                 info!(client = %peer, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                count("failed");
                 info!(client = %peer, "TLS handshake timed out");
                 return;
             }
@@ -180,7 +191,9 @@ impl Connection {
             while let Some(event) = server.poll() {
                 self.handle(server, stream, event).await?;
             }
-            stream.write_all(&server.transmit()).await?;
+            let sent = server.transmit();
+            self.shared.metrics.count_replies(&sent);
+            stream.write_all(&sent).await?;
             if server.is_closed() {
                 return Ok(());
             }
@@ -255,6 +268,7 @@ impl Connection {
                     // Mail that a mailbox of ours already received has come
                     // back to it: a forwarding loop.
                     info!(client = %self.peer.addr, delivered_to = %looped, "mail loop: message refused");
+                    self.shared.metrics.refused("loop");
                     let answer = reply(
                         554,
                         (5, 4, 6),
@@ -268,52 +282,85 @@ impl Connection {
             }
             Event::MessageAborted(why) => {
                 info!(client = %self.peer.addr, reason = %why, "message refused");
+                use postel_proto::framing::BodyViolation;
+                self.shared.metrics.refused(match why {
+                    BodyViolation::TooLarge { .. } => "size",
+                    BodyViolation::BareLineEnding { .. } => "smuggling",
+                    BodyViolation::TooManyHops { .. } => "loop",
+                    _ => "line_length",
+                });
                 self.txn = Transaction::default();
             }
             Event::Reset => self.txn = Transaction::default(),
-            Event::StartTls => {
-                // The 220 goes out in plaintext before the handshake.
-                stream.write_all(&server.transmit()).await?;
-                let (Some(certs), Some(tcp)) = (&self.shared.certs, stream.take_plain()) else {
-                    return Err(misuse("STARTTLS without a certificate".into()));
-                };
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, certs.acceptor().accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        *stream = Stream::Tls(Box::new(tls));
-                        server.tls_established();
-                        self.peer.user = None;
-                        self.peer.tls = true;
-                    }
-                    Ok(Err(e)) => return Err(misuse(format!("TLS handshake failed: {e}"))),
-                    Err(_) => return Err(misuse("TLS handshake timed out".into())),
-                }
-            }
-            Event::Auth(a) => {
-                let name = a.credentials.authentication_id.clone();
-                let password = a.credentials.password.expose().clone();
-                let shared = Arc::clone(&self.shared);
-                let check = name.clone();
-                // The hash is slow on purpose: off the I/O threads.
-                let ok =
-                    tokio::task::spawn_blocking(move || shared.users.verify(&check, &password))
-                        .await
-                        .unwrap_or(false);
-                let authz_ok = a.credentials.authorization_id.is_empty()
-                    || a.credentials.authorization_id.eq_ignore_ascii_case(&name);
-                if ok && authz_ok {
-                    info!(client = %self.peer.addr, user = %name, "authenticated");
-                    self.peer.user = Some(name.to_lowercase());
-                    a.accept(server).map_err(|e| misuse(e.to_string()))?;
-                } else {
-                    warn!(client = %self.peer.addr, user = %name, "authentication failed");
-                    a.reject(
-                        server,
-                        reply(535, (5, 7, 8), "Authentication credentials invalid"),
-                    )
-                    .map_err(|e| misuse(e.to_string()))?;
-                }
-            }
+            Event::StartTls => self.start_tls(server, stream).await?,
+            Event::Auth(a) => self.authenticate(server, a).await?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// The TLS handshake after STARTTLS's 220 (RFC 3207): the session starts
+    /// over on the new stream.
+    async fn start_tls(&mut self, server: &mut Server, stream: &mut Stream) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        // The 220 goes out in plaintext before the handshake.
+        stream.write_all(&server.transmit()).await?;
+        let (Some(certs), Some(tcp)) = (&self.shared.certs, stream.take_plain()) else {
+            return Err(misuse("STARTTLS without a certificate".into()));
+        };
+        let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, certs.acceptor().accept(tcp)).await;
+        let result = if matches!(accepted, Ok(Ok(_))) {
+            "ok"
+        } else {
+            "failed"
+        };
+        self.shared
+            .metrics
+            .tls_handshakes
+            .get_or_create(&crate::metrics::ResultLabel { result })
+            .inc();
+        match accepted {
+            Ok(Ok(tls)) => {
+                *stream = Stream::Tls(Box::new(tls));
+                server.tls_established();
+                self.peer.user = None;
+                self.peer.tls = true;
+            }
+            Ok(Err(e)) => return Err(misuse(format!("TLS handshake failed: {e}"))),
+            Err(_) => return Err(misuse("TLS handshake timed out".into())),
+        }
+        Ok(())
+    }
+
+    /// Checks AUTH credentials against the users file.
+    async fn authenticate(
+        &mut self,
+        server: &mut Server,
+        a: postel_session::server::AuthRequest,
+    ) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        let name = a.credentials.authentication_id.clone();
+        let password = a.credentials.password.expose().clone();
+        let shared = Arc::clone(&self.shared);
+        let check = name.clone();
+        // The hash is slow on purpose: off the I/O threads.
+        let ok = tokio::task::spawn_blocking(move || shared.users.verify(&check, &password))
+            .await
+            .unwrap_or(false);
+        let authz_ok = a.credentials.authorization_id.is_empty()
+            || a.credentials.authorization_id.eq_ignore_ascii_case(&name);
+        if ok && authz_ok {
+            info!(client = %self.peer.addr, user = %name, "authenticated");
+            self.peer.user = Some(name.to_lowercase());
+            a.accept(server).map_err(|e| misuse(e.to_string()))?;
+        } else {
+            warn!(client = %self.peer.addr, user = %name, "authentication failed");
+            self.shared.metrics.refused("auth");
+            a.reject(
+                server,
+                reply(535, (5, 7, 8), "Authentication credentials invalid"),
+            )
+            .map_err(|e| misuse(e.to_string()))?;
         }
         Ok(())
     }
@@ -435,6 +482,12 @@ impl Connection {
             }
             Err(refusal) => {
                 info!(client = %self.peer.addr, to = %r.to, reply = %refusal, "recipient refused");
+                let reason = match refusal.enhanced().map(|e| e.to_string()).as_deref() {
+                    Some("5.7.1") => "relay",
+                    Some("5.1.1") => "unknown_user",
+                    _ => "policy",
+                };
+                self.shared.metrics.refused(reason);
                 r.reject(server, refusal).map_err(|e| misuse(e.to_string()))
             }
         }
@@ -461,6 +514,7 @@ impl Connection {
         }
         let what = if message { "messages" } else { "recipients" };
         warn!(client = %self.peer.addr, user = ?self.peer.user, what, "rate limit");
+        self.shared.metrics.refused("rate");
         Some(if message {
             reply(450, (4, 7, 1), "Too many messages, slow down")
         } else {
@@ -522,6 +576,8 @@ impl Connection {
         match stored {
             Ok(id) => {
                 self.messages += 1;
+                self.shared.metrics.messages_accepted.inc();
+                self.shared.metrics.received_bytes.inc_by(size as u64);
                 info!(
                     queue_id = %id, client = %self.peer.addr, from = %from,
                     to = %rcpts.join(","), size, "queued"
@@ -530,6 +586,7 @@ impl Connection {
                 reply(250, (2, 0, 0), &format!("Ok: queued as {id}"))
             }
             Err(QueueError::Full) => {
+                self.shared.metrics.refused("queue_full");
                 warn!(client = %self.peer.addr, from = %from, "queue full: message refused");
                 reply(452, (4, 3, 1), "Insufficient system storage")
             }

@@ -53,6 +53,7 @@ pub mod control;
 mod inbound;
 mod lmtp;
 pub mod maildir;
+mod metrics;
 mod outbound;
 mod proxy;
 mod rate;
@@ -179,6 +180,13 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     let delivery = outbound::Delivery::new(Arc::clone(&shared))?;
     let workers = tokio::spawn(delivery.run());
     let control = tokio::spawn(control::serve(Arc::clone(&shared)));
+    if let Some(address) = shared.config.metrics {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServeError::Bind { address, source })?;
+        info!(%address, "metrics listening");
+        tokio::spawn(metrics::serve(Arc::clone(&shared), listener));
+    }
     let connections = Arc::new(Semaphore::new(shared.config.max_connections));
     let mut accept_tasks = Vec::new();
     for (listener, role, proxy) in listeners {
@@ -256,6 +264,7 @@ async fn accept_loop(
         };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
             info!(client = %peer, "refused: too many connections");
+            shared.metrics.refused_connection("too_many");
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt as _;
                 let _ = tcp
@@ -270,6 +279,7 @@ async fn accept_loop(
             // Behind a proxy, only the proxy may connect: anyone else could
             // claim any client address in a header of their own.
             info!(client = %peer, "refused: not a trusted proxy");
+            shared.metrics.refused_connection("untrusted_proxy");
             continue;
         }
         let shared = Arc::clone(&shared);
@@ -285,6 +295,7 @@ async fn accept_loop(
                     Ok(None) => {}
                     Err(e) => {
                         info!(proxy = %peer, error = %e, "refused: bad PROXY header");
+                        shared.metrics.refused_connection("proxy_header");
                         return;
                     }
                 }
@@ -295,6 +306,7 @@ async fn accept_loop(
                 .allow(rate::Counted::Connection(client.ip()), now)
             {
                 info!(client = %client, "refused: connection rate limit");
+                shared.metrics.refused_connection("rate");
                 use tokio::io::AsyncWriteExt as _;
                 let _ = tcp
                     .write_all(b"421 4.7.0 Too many connections from your address, slow down\r\n")
@@ -303,6 +315,7 @@ async fn accept_loop(
             }
             let Some(guard) = shared.admit(client.ip()) else {
                 info!(client = %client, "refused: too many connections from this address");
+                shared.metrics.refused_connection("per_address");
                 use tokio::io::AsyncWriteExt as _;
                 let _ = tcp
                     .write_all(b"421 4.7.0 Too many connections from your address\r\n")
@@ -310,11 +323,28 @@ async fn accept_loop(
                 return;
             };
             let _guard = guard;
+            let m = &shared.metrics;
+            let name = match role {
+                Role::Mx => "mx",
+                Role::Submission => "submission",
+                Role::Submissions => "submissions",
+                Role::Lmtp => "lmtp",
+            };
+            m.connections
+                .get_or_create(&metrics::RoleLabel { role: name })
+                .inc();
+            m.connections_open.inc();
+            let started = std::time::Instant::now();
             if role == Role::Lmtp {
-                lmtp::serve(shared, tcp, client).await;
+                lmtp::serve(Arc::clone(&shared), tcp, client).await;
             } else {
-                inbound::serve(shared, tcp, client, role).await;
+                inbound::serve(Arc::clone(&shared), tcp, client, role).await;
             }
+            shared.metrics.connections_open.dec();
+            shared
+                .metrics
+                .session_duration
+                .observe(started.elapsed().as_secs_f64());
         });
         tokio::spawn(async move {
             if let Err(e) = task.await

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) own_addresses: Vec<IpAddr>,
     /// Connection, message and recipient rates.
     pub(crate) rates: crate::rate::RateCounter,
+    /// What the metrics page shows.
+    pub(crate) metrics: crate::metrics::Metrics,
     /// Open connections per client address.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -70,6 +72,7 @@ impl Shared {
         Arc::new(Shared {
             own_addresses: own_addresses(&config),
             rates: crate::rate::RateCounter::new(config.rates),
+            metrics: crate::metrics::Metrics::new(),
             config,
             users,
             queue,

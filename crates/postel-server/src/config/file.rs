@@ -23,6 +23,13 @@ pub(super) struct File {
     pub(super) relay: RelayFile,
     pub(super) dns: DnsFile,
     pub(super) queue: QueueFile,
+    pub(super) metrics: MetricsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct MetricsFile {
+    pub(super) address: Option<String>,
 }
 
 impl Default for File {
@@ -50,6 +57,7 @@ impl Default for File {
             relay: RelayFile::default(),
             dns: DnsFile::default(),
             queue: QueueFile::default(),
+            metrics: MetricsFile::default(),
         }
     }
 }

@@ -192,6 +192,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Rate limits per client address and per authenticated user.
     pub rates: crate::rate::RateLimits,
+    /// Where the Prometheus metrics page is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
     /// Errors before the session is closed with 421.
     pub max_errors: usize,
     /// Most Received fields a message may carry on arrival and before it is
@@ -482,6 +484,12 @@ impl Config {
             max_message_size: file.limits.message_size,
             max_recipients: file.limits.recipients,
             max_connections: file.limits.connections.max(1),
+            metrics: match &file.metrics.address {
+                None => None,
+                Some(a) => Some(a.parse().map_err(|_| {
+                    invalid("metrics.address", format!("{a:?} is not an address:port"))
+                })?),
+            },
             max_connections_per_ip: file.limits.connections_per_ip.max(1),
             rates: {
                 let l = &file.limits;

@@ -58,7 +58,12 @@ fn random_index(n: usize) -> usize {
 }
 
 /// One log line per recipient attempted, as Postfix's delivery agents write.
-fn log_outcomes(message: &Message, outcomes: &[(usize, Outcome)]) {
+fn log_outcomes(
+    message: &Message,
+    outcomes: &[(usize, Outcome)],
+    metrics: &crate::metrics::Metrics,
+) {
+    let age = SystemTime::now().duration_since(message.created).ok();
     for (i, outcome) in outcomes {
         let Some(r) = message.recipients.get(*i) else {
             continue;
@@ -69,6 +74,16 @@ fn log_outcomes(message: &Message, outcomes: &[(usize, Outcome)]) {
             Outcome::Failed(a) => ("bounced", a),
             Outcome::LocalLimit => continue,
         };
+        let transport = match (&detail.stage, detail.remote_host.as_deref()) {
+            (Stage::Local, Some(h)) if h.starts_with("lmtp:") => "lmtp",
+            (Stage::Local, _) => "maildir",
+            _ => "smtp",
+        };
+        let outcome_name = match status {
+            "sent" => "delivered",
+            other => other,
+        };
+        metrics.delivery(outcome_name, transport, age);
         info!(
             queue_id = %message.id, to = %r.address, status,
             relay = detail.remote_host.as_deref().unwrap_or("local"),
@@ -207,7 +222,7 @@ impl Delivery {
         if let Some(body) = &body {
             self.report_success(&message, &outcomes, &relayed, body, finished);
         }
-        log_outcomes(&message, &outcomes);
+        log_outcomes(&message, &outcomes, &self.shared.metrics);
         let mut warned = message.warned;
         let still_pending = message
             .recipients
@@ -413,7 +428,13 @@ impl Delivery {
             .local_addresses
             .clone_from(&self.shared.own_addresses);
         let mut random = random_index;
-        match route(resolver, &host, &options, &mut random).await {
+        let started = std::time::Instant::now();
+        let routed = route(resolver, &host, &options, &mut random).await;
+        self.shared
+            .metrics
+            .dns_lookup
+            .observe(started.elapsed().as_secs_f64());
+        match routed {
             Ok(plan) => Ok(plan
                 .exchangers
                 .into_iter()
