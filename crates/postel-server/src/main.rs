@@ -11,21 +11,23 @@ use postel_server::users::Users;
 const HELP: &str = "postel: an SMTP server (submission, durable queue, MX delivery, Maildir)
 
 usage:
-  postel serve [--config FILE] [--dev-tls]
+  postel serve [--config FILE] [--dev-tls] [--log-format text|json]
   postel queue list|stats|flush [--config FILE]
   postel queue show|delete|hold|release ID [--config FILE]
   postel user add NAME [--config FILE]     (password read from standard input)
   postel COMMAND --help
+  postel --version
 
 Without --config, the embedded default: 127.0.0.1:2525, data under
 ./postel-data/, mail accepted for postmaster@localhost, nothing relayed.
 ";
 
-const SERVE_HELP: &str = "postel serve [--config FILE] [--dev-tls]
+const SERVE_HELP: &str = "postel serve [--config FILE] [--dev-tls] [--log-format text|json]
 
 Runs the server until SIGTERM or SIGINT; SIGHUP reloads the certificate.
-  --config FILE  the TOML configuration (see postel.example.toml)
-  --dev-tls      generate a self-signed certificate when none is configured
+  --config FILE      the TOML configuration (see postel.example.toml)
+  --dev-tls          generate a self-signed certificate when none is configured
+  --log-format json  one JSON object per log line (default: text)
 ";
 
 const QUEUE_HELP: &str = "postel queue VERB [ID] [--config FILE]
@@ -48,11 +50,14 @@ password read from the first line of standard input. NAME may be
 local@domain: a user of a local domain also has a mailbox.
 ";
 
+#[allow(clippy::struct_excessive_bools)] // One per command-line flag.
 struct Args {
     words: Vec<String>,
     config: Option<PathBuf>,
     dev_tls: bool,
     help: bool,
+    version: bool,
+    json_logs: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -61,6 +66,8 @@ fn parse_args() -> Result<Args, String> {
         config: None,
         dev_tls: false,
         help: false,
+        version: false,
+        json_logs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -69,6 +76,12 @@ fn parse_args() -> Result<Args, String> {
                 args.config = Some(it.next().ok_or("--config needs a file")?.into());
             }
             "--dev-tls" => args.dev_tls = true,
+            "--version" | "-V" => args.version = true,
+            "--log-format" => match it.next().as_deref() {
+                Some("json") => args.json_logs = true,
+                Some("text") => args.json_logs = false,
+                _ => return Err("--log-format takes text or json".into()),
+            },
             "--help" | "-h" => args.help = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             _ => args.words.push(a),
@@ -92,6 +105,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.version {
+        println!("postel {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
     let help = match words.first() {
         Some(&"serve") => SERVE_HELP,
@@ -126,14 +143,19 @@ fn main() -> ExitCode {
     };
     let result = match words.as_slice() {
         ["serve"] => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let logs = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            if args.json_logs {
+                // One object per line, its fields (queue_id, client, ...) as
+                // keys, for log shippers.
+                logs.json().init();
+            } else {
+                logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .init();
+            }
             runtime
                 .block_on(postel_server::serve(config, args.dev_tls))
                 .map_err(|e| e.to_string())

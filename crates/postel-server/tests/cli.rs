@@ -60,3 +60,43 @@ fn user_add_stores_a_hash_not_the_password() {
     assert!(users.starts_with("alice@localhost:$argon2id$"), "{users}");
     assert!(!users.contains("replaced password"));
 }
+
+#[test]
+fn version_and_json_logs() {
+    let out = Command::new(postel()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("postel {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // With JSON logs every line the server writes is one JSON object.
+    let dir = temp_dir("json-logs");
+    let port = common::free_port();
+    let config = format!(
+        "data_dir = \"data\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"mx\"\n"
+    );
+    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    let server = common::Process::start(
+        &postel(),
+        &["serve", "--config", "postel.toml", "--log-format", "json"],
+        &dir,
+        common::local(port),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"listening\"")),
+        "{log}"
+    );
+    for line in lines {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    }
+    let bad = Command::new(postel())
+        .args(["serve", "--log-format", "xml"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
