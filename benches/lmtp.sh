@@ -13,7 +13,7 @@
 # stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin"
+. benches/common.sh
 MESSAGES=${1:-2000}
 SESSIONS=${2:-10}
 cargo build --release -q -p postel-server
@@ -23,9 +23,6 @@ chmod 755 "$work"
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 400); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-now() { date +%s.%N; }
 
 # Dovecot for bob@d.test, its mail kept by nobody when run as root.
 dove="$work/dovecot"

@@ -11,16 +11,12 @@
 # it). Listens on loopback only; both servers are stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin"
+. benches/common.sh
 MESSAGES=${1:-20000}
 SESSIONS=${2:-20}
 cargo build --release -q -p postel-server
 work=$(mktemp -d)
 trap 'kill $SINK $POSTEL 2>/dev/null || true; rm -rf "$work"' EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-now() { date +%s.%N; }
 
 run_source() { # port -> elapsed seconds
   local start end

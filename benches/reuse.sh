@@ -12,7 +12,7 @@
 # Listens on loopback only; every server is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin"
+. benches/common.sh
 MESSAGES=${1:-2000}
 PER_DOMAIN=${2:-10}
 cargo build --release -q -p postel-server
@@ -21,9 +21,6 @@ work=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-now() { date +%s.%N; }
 user=()
 [ "$(id -u)" = 0 ] && user=(-u nobody)
 

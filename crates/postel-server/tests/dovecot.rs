@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_user, free_port, installed, local, python, run, serve, temp_dir};
+use common::{add_user, free_port, installed, local, python, run, serve, temp_dir, without_trace};
 use postel_testkit::Dovecot;
 
 const PASSWORD: &str = "pw-for-dovecot-tests";
@@ -97,30 +97,6 @@ fn wait_inbox(dovecot: &Dovecot, user: &str, password: &str, n: usize) -> Vec<Ve
     }
 }
 
-/// The message without the trace fields every hop put in front.
-fn without_traces(message: &[u8]) -> &[u8] {
-    let mut rest = message;
-    loop {
-        let traced = [&b"Return-Path:"[..], b"Delivered-To:", b"Received:"]
-            .iter()
-            .any(|n| rest.starts_with(n));
-        if !traced {
-            return rest;
-        }
-        let mut end = 0;
-        loop {
-            let Some(nl) = rest[end..].iter().position(|&b| b == b'\n') else {
-                return rest;
-            };
-            end += nl + 1;
-            if !rest[end..].starts_with(b"\t") && !rest[end..].starts_with(b" ") {
-                break;
-            }
-        }
-        rest = &rest[end..];
-    }
-}
-
 const MESSAGE: &[u8] = b"From: alice@d.test\r\nTo: bob@d.test\r\nSubject: through Dovecot\r\n\r\n\
 first line\r\n.a line that starts with a dot\r\n8-bit: caf\xc3\xa9\r\n\r\nlast line\r\n";
 
@@ -140,7 +116,7 @@ fn mail_reaches_the_imap_inbox_and_a_refused_recipient_bounces() {
     let got = wait_inbox(&dovecot, "bob@d.test", "bob-imap", 1);
     assert_eq!(got.len(), 1, "in bob's INBOX: {}", server.log_text());
     assert_eq!(
-        String::from_utf8_lossy(without_traces(&got[0])),
+        String::from_utf8_lossy(without_trace(&got[0])),
         String::from_utf8_lossy(MESSAGE),
         "octet for octet"
     );
@@ -260,5 +236,5 @@ fn delivery_over_dovecots_unix_socket() {
     submit(port, &["bob@d.test"], MESSAGE);
     let got = wait_inbox(&dovecot, "bob@d.test", "bob-imap", 1);
     assert_eq!(got.len(), 1, "in bob's INBOX: {}", server.log_text());
-    assert_eq!(without_traces(&got[0]), MESSAGE);
+    assert_eq!(without_trace(&got[0]), MESSAGE);
 }

@@ -1,5 +1,8 @@
-//! Replays the committed server fuzz corpus and regressions through the check
-//! the fuzz target runs.
+//! Replays the committed server and client fuzz corpora and regressions
+//! through the checks the fuzz targets run.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::expect_used)]
 
 #[allow(
     dead_code,
@@ -23,40 +26,35 @@ mod checks;
 #[path = "../../../fuzz/src/client_checks.rs"]
 mod client_checks;
 
-#[test]
-fn server_corpus() {
+/// Runs every committed corpus and regression input of `target` through
+/// `check`; how many there were.
+fn replay(target: &str, check: fn(&[u8])) -> usize {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     let mut n = 0;
-    for dir in [root.join("corpus/server"), root.join("regressions/server")] {
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries {
             let path = entry.expect("directory entry").path();
             let data = std::fs::read(&path).expect("corpus file");
-            let outcome = std::panic::catch_unwind(|| checks::check_server(&data));
+            let outcome = std::panic::catch_unwind(|| check(&data));
             assert!(outcome.is_ok(), "{} fails its check", path.display());
             n += 1;
         }
     }
-    assert!(n > 0);
+    n
+}
+
+#[test]
+fn server_corpus() {
+    assert!(replay("server", checks::check_server) > 0);
 }
 
 #[test]
 fn client_corpus() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut n = 0;
-    for dir in [root.join("corpus/client"), root.join("regressions/client")] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("directory entry").path();
-            let data = std::fs::read(&path).expect("corpus file");
-            let outcome = std::panic::catch_unwind(|| client_checks::check_client(&data));
-            assert!(outcome.is_ok(), "{} fails its check", path.display());
-            n += 1;
-        }
-    }
-    assert!(n > 0);
+    assert!(replay("client", client_checks::check_client) > 0);
 }

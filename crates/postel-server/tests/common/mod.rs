@@ -81,26 +81,29 @@ pub fn wait_mail(
     }
 }
 
-/// The message without the trace headers the server adds in front
-/// (Return-Path, Delivered-To, then Received with its continuation lines).
+/// The message without the trace fields every hop put in front of it
+/// (Return-Path, Delivered-To, Received, each with its continuation lines).
 pub fn without_trace(message: &[u8]) -> &[u8] {
     let mut rest = message;
-    for name in [&b"Return-Path:"[..], b"Delivered-To:", b"Received:"] {
-        if rest.starts_with(name) {
-            let mut end = 0;
-            loop {
-                let Some(nl) = rest[end..].iter().position(|&b| b == b'\n') else {
-                    return rest;
-                };
-                end += nl + 1;
-                if !rest[end..].starts_with(b"\t") && !rest[end..].starts_with(b" ") {
-                    break;
-                }
-            }
-            rest = &rest[end..];
+    loop {
+        let traced = [&b"Return-Path:"[..], b"Delivered-To:", b"Received:"]
+            .iter()
+            .any(|n| rest.starts_with(n));
+        if !traced {
+            return rest;
         }
+        let mut end = 0;
+        loop {
+            let Some(nl) = rest[end..].iter().position(|&b| b == b'\n') else {
+                return rest;
+            };
+            end += nl + 1;
+            if !rest[end..].starts_with(b"\t") && !rest[end..].starts_with(b" ") {
+                break;
+            }
+        }
+        rest = &rest[end..];
     }
-    rest
 }
 
 /// Runs a Python script with arguments; panics with its output on failure.
