@@ -31,6 +31,10 @@ pub enum Verb {
     Hold(String),
     /// Release a held message.
     Release(String),
+    /// Every message as a JSON object, one per line.
+    ListJson,
+    /// One message as a JSON object.
+    ShowJson(String),
 }
 
 impl Verb {
@@ -44,6 +48,8 @@ impl Verb {
             Verb::Delete(id) => format!("delete {id}"),
             Verb::Hold(id) => format!("hold {id}"),
             Verb::Release(id) => format!("release {id}"),
+            Verb::ListJson => "list --json".into(),
+            Verb::ShowJson(id) => format!("show --json {id}"),
         }
     }
 
@@ -51,7 +57,15 @@ impl Verb {
     pub fn parse(line: &str) -> Option<Verb> {
         let mut words = line.split_whitespace();
         let verb = words.next()?;
-        let id = words.next().map(str::to_owned);
+        let mut id = words.next().map(str::to_owned);
+        if id.as_deref() == Some("--json") {
+            id = words.next().map(str::to_owned);
+            return match (verb, id) {
+                ("list", None) => Some(Verb::ListJson),
+                ("show", Some(id)) => Some(Verb::ShowJson(id)),
+                _ => None,
+            };
+        }
         match (verb, id) {
             ("list", None) => Some(Verb::List),
             ("stats", None) => Some(Verb::Stats),
@@ -100,6 +114,37 @@ fn summary(m: &Message) -> String {
     )
 }
 
+/// A message for scripts: its envelope, and each recipient with its state,
+/// attempts and last reply.
+fn json(m: &Message) -> serde_json::Value {
+    let recipients: Vec<serde_json::Value> = m
+        .recipients
+        .iter()
+        .map(|r| {
+            let last = r.last_result.as_ref();
+            serde_json::json!({
+                "address": r.address.to_string(),
+                "state": state_word(r.state),
+                "attempts": r.attempts,
+                "last_reply": last.map(|l| l.reply.to_string()),
+                "remote_host": last.and_then(|l| l.remote_host.clone()),
+            })
+        })
+        .collect();
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    serde_json::json!({
+        "id": m.id.to_string(),
+        "from": m.envelope.return_path.to_string(),
+        "created": secs(m.created),
+        "expires": secs(m.expires),
+        "held": m.held,
+        "recipients": recipients,
+    })
+}
+
 fn detail(m: &Message) -> String {
     let mut out = summary(m);
     for r in &m.recipients {
@@ -139,6 +184,17 @@ pub async fn execute<Q: Queue>(queue: &Q, verb: &Verb) -> Result<String, String>
             Ok(out)
         }
         Verb::Show(i) => Ok(detail(&queue.show(&id(i)?).await.map_err(e)?)),
+        Verb::ListJson => {
+            let all = queue.list().await.map_err(e)?;
+            Ok(all.iter().fold(String::new(), |mut out, m| {
+                let _ = writeln!(out, "{}", json(m));
+                out
+            }))
+        }
+        Verb::ShowJson(i) => Ok(format!(
+            "{}\n",
+            json(&queue.show(&id(i)?).await.map_err(e)?)
+        )),
         Verb::Stats => {
             let s = queue.stats(SystemTime::now()).await.map_err(e)?;
             Ok(format!(

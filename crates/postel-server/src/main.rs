@@ -3,152 +3,190 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser, Subcommand};
+
 use postel_queue::Queue;
 use postel_server::config::Config;
 use postel_server::control::{Verb, execute};
 use postel_server::users::Users;
 
-const HELP: &str = "postel: an SMTP server (submission, durable queue, MX delivery, Maildir)
-
-usage:
-  postel serve [--config FILE] [--dev-tls] [--log-format text|json]
-  postel queue list|stats|flush [--config FILE]
-  postel queue show|delete|hold|release ID [--config FILE]
-  postel user add NAME [--config FILE]     (password read from standard input)
-  postel COMMAND --help
-  postel --version
-
-Without --config, the embedded default: 127.0.0.1:2525, data under
-./postel-data/, mail accepted for postmaster@localhost, nothing relayed.
-";
-
-const SERVE_HELP: &str = "postel serve [--config FILE] [--dev-tls] [--log-format text|json]
-
-Runs the server until SIGTERM or SIGINT; SIGHUP reloads the certificate.
-  --config FILE      the TOML configuration (see postel.example.toml)
-  --dev-tls          generate a self-signed certificate when none is configured
-  --log-format json  one JSON object per log line (default: text)
-";
-
-const QUEUE_HELP: &str = "postel queue VERB [ID] [--config FILE]
-
-  list           every queued message, one line each
-  stats          counts: messages, held, recipients by state, oldest
-  show ID        one message with each recipient's state and last result
-  flush          make every message due now
-  delete ID      remove a message without a bounce
-  hold ID        keep a message from delivery
-  release ID     release a held message
-Talks to the running server through its control socket, or opens the
-queue directly when no server runs.
-";
-
-const USER_HELP: &str = "postel user add NAME [--config FILE]
-
-Adds or replaces NAME in the users file with an argon2id hash of the
-password read from the first line of standard input. NAME may be
-local@domain: a user of a local domain also has a mailbox.
-";
-
-#[allow(clippy::struct_excessive_bools)] // One per command-line flag.
-struct Args {
-    words: Vec<String>,
+/// postel: an SMTP server (submission, durable queue, MX delivery, Maildir
+/// and LMTP). Without --config, the embedded default: 127.0.0.1:2525, data
+/// under ./postel-data/, mail accepted for postmaster@localhost, nothing
+/// relayed.
+#[derive(Debug, Parser)]
+#[command(name = "postel", version, about, long_about = None)]
+struct Cli {
+    /// The TOML configuration (see postel.example.toml).
+    #[arg(long, short, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    dev_tls: bool,
-    help: bool,
-    version: bool,
-    json_logs: bool,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        words: Vec::new(),
-        config: None,
-        dev_tls: false,
-        help: false,
-        version: false,
-        json_logs: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" | "-c" => {
-                args.config = Some(it.next().ok_or("--config needs a file")?.into());
-            }
-            "--dev-tls" => args.dev_tls = true,
-            "--version" | "-V" => args.version = true,
-            "--log-format" => match it.next().as_deref() {
-                Some("json") => args.json_logs = true,
-                Some("text") => args.json_logs = false,
-                _ => return Err("--log-format takes text or json".into()),
-            },
-            "--help" | "-h" => args.help = true,
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            _ => args.words.push(a),
-        }
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the server until SIGTERM or SIGINT; SIGHUP reloads the certificate.
+    Serve {
+        /// Generate a self-signed certificate when none is configured.
+        #[arg(long)]
+        dev_tls: bool,
+        /// How log lines are written.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// The queue, through the running server's control socket, or opened
+    /// directly when no server runs.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// The users file.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Prints a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    /// Every queued message, one line each.
+    List {
+        /// One JSON object per message instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts: messages, held, recipients by state, oldest.
+    Stats,
+    /// One message with each recipient's state and last result.
+    Show {
+        /// The queue id.
+        id: String,
+        /// As a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Makes every message due now.
+    Flush,
+    /// Removes a message without a bounce.
+    Delete {
+        /// The queue id.
+        id: String,
+    },
+    /// Keeps a message from delivery.
+    Hold {
+        /// The queue id.
+        id: String,
+    },
+    /// Releases a held message.
+    Release {
+        /// The queue id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Adds or replaces NAME with an argon2id hash of the password read from
+    /// the first line of standard input. NAME may be local@domain: a user of
+    /// a local domain also has a mailbox.
+    Add {
+        /// The user name.
+        name: String,
+    },
+    /// The users, one per line.
+    List,
+    /// Removes a user.
+    Delete {
+        /// The user name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks the configuration without starting, and prints it as postel
+    /// reads it, every default filled in.
+    Check,
+}
+
+/// Why a command failed, with its exit status (the sysexits conventions).
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The configuration does not validate: 78 (`EX_CONFIG`).
+    #[error("{0}")]
+    Config(String),
+    /// The server or queue could not be reached or used: 69 (`EX_UNAVAILABLE`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Bad input to the command: 65 (`EX_DATAERR`).
+    #[error("{0}")]
+    Data(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            CliError::Config(_) => 78,
+            CliError::Unavailable(_) => 69,
+            CliError::Data(_) => 65,
+        })
     }
-    Ok(args)
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+fn load_config(path: Option<&PathBuf>) -> Result<Config, CliError> {
     match path {
-        Some(p) => Config::load(p).map_err(|e| e.to_string()),
-        None => Config::embedded().map_err(|e| e.to_string()),
+        Some(p) => Config::load(p),
+        None => Config::embedded(),
     }
+    .map_err(|e| CliError::Config(e.to_string()))
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("postel: {e}\n\n{HELP}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.version {
-        println!("postel {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
-    let help = match words.first() {
-        Some(&"serve") => SERVE_HELP,
-        Some(&"queue") => QUEUE_HELP,
-        Some(&"user") => USER_HELP,
-        _ => HELP,
-    };
-    if args.help || words.is_empty() {
-        print!("{help}");
-        return if args.help {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(2)
-        };
-    }
-    let config = match load_config(args.config.as_ref()) {
-        Ok(c) => c,
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postel: {e}");
-            return ExitCode::from(1);
+            e.exit_code()
         }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Completions { shell } = cli.command {
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "postel", &mut std::io::stdout());
+        return Ok(());
+    }
+    let config = load_config(cli.config.as_ref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("postel: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = match words.as_slice() {
-        ["serve"] => {
+        .map_err(|e| CliError::Unavailable(format!("cannot start the runtime: {e}")))?;
+    match cli.command {
+        Command::Serve {
+            dev_tls,
+            log_format,
+        } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             let logs = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr);
-            if args.json_logs {
+            if log_format == LogFormat::Json {
                 // One object per line, its fields (queue_id, client, ...) as
                 // keys, for log shippers.
                 logs.json().init();
@@ -157,22 +195,52 @@ fn main() -> ExitCode {
                     .init();
             }
             runtime
-                .block_on(postel_server::serve(config, args.dev_tls))
-                .map_err(|e| e.to_string())
+                .block_on(postel_server::serve(config, dev_tls))
+                .map_err(|e| match e {
+                    postel_server::ServeError::NeedsTls(_) => CliError::Config(e.to_string()),
+                    other => CliError::Unavailable(other.to_string()),
+                })
         }
-        ["queue", rest @ ..] => match Verb::parse(&rest.join(" ")) {
-            Some(verb) => runtime.block_on(queue_command(&config, &verb)),
-            None => Err(format!("unknown queue command\n\n{QUEUE_HELP}")),
-        },
-        ["user", "add", name] => add_user(&config, name),
-        _ => Err(format!("unknown command\n\n{HELP}")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("postel: {e}");
-            ExitCode::from(1)
+        Command::Queue(q) => {
+            let verb = match q {
+                QueueCommand::List { json: false } => Verb::List,
+                QueueCommand::List { json: true } => Verb::ListJson,
+                QueueCommand::Stats => Verb::Stats,
+                QueueCommand::Show { id, json: false } => Verb::Show(id),
+                QueueCommand::Show { id, json: true } => Verb::ShowJson(id),
+                QueueCommand::Flush => Verb::Flush,
+                QueueCommand::Delete { id } => Verb::Delete(id),
+                QueueCommand::Hold { id } => Verb::Hold(id),
+                QueueCommand::Release { id } => Verb::Release(id),
+            };
+            runtime
+                .block_on(queue_command(&config, &verb))
+                .map_err(CliError::Unavailable)
         }
+        Command::User(UserCommand::Add { name }) => add_user(&config, &name),
+        Command::User(UserCommand::List) => {
+            let names = Users::names(&config.users_file)
+                .map_err(|e| CliError::Unavailable(e.to_string()))?;
+            for n in names {
+                println!("{n}");
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::Delete { name }) => {
+            match Users::delete(&config.users_file, &name) {
+                Ok(true) => {
+                    println!("user {name} removed from {}", config.users_file.display());
+                    Ok(())
+                }
+                Ok(false) => Err(CliError::Data(format!("no user {name}"))),
+                Err(e) => Err(CliError::Unavailable(e.to_string())),
+            }
+        }
+        Command::Config(ConfigCommand::Check) => {
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Completions { .. } => Ok(()),
     }
 }
 
@@ -207,16 +275,16 @@ async fn queue_command(config: &Config, verb: &Verb) -> Result<(), String> {
     Ok(())
 }
 
-fn add_user(config: &Config, name: &str) -> Result<(), String> {
+fn add_user(config: &Config, name: &str) -> Result<(), CliError> {
     let mut password = String::new();
     std::io::stdin()
         .read_line(&mut password)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CliError::Data(e.to_string()))?;
     let password = password.trim_end_matches(['\r', '\n']);
     if password.is_empty() {
-        return Err("no password on standard input".into());
+        return Err(CliError::Data("no password on standard input".into()));
     }
-    Users::add(&config.users_file, name, password).map_err(|e| e.to_string())?;
+    Users::add(&config.users_file, name, password).map_err(|e| CliError::Data(e.to_string()))?;
     println!("user {name} written to {}", config.users_file.display());
     Ok(())
 }

@@ -144,6 +144,52 @@ impl Users {
     }
 }
 
+impl Users {
+    /// The names in the users file, in its order.
+    pub fn names(path: &Path) -> Result<Vec<String>, UsersError> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Ok(t
+                .lines()
+                .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_owned()))
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(UsersError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Removes a user from the file; false when there was none by that name.
+    pub fn delete(path: &Path, name: &str) -> Result<bool, UsersError> {
+        let io = |source| UsersError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let old = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(e)),
+        };
+        let name = name.to_lowercase();
+        let kept: Vec<&str> = old
+            .lines()
+            .filter(|l| l.split_once(':').is_none_or(|(n, _)| n != name))
+            .collect();
+        if kept.len() == old.lines().count() {
+            return Ok(false);
+        }
+        let mut out = kept.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, out).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(true)
+    }
+}
+
 /// Fills `buf` from the kernel's random source.
 pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read as _;

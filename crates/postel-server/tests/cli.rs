@@ -24,7 +24,7 @@ fn every_command_has_help() {
         assert!(text.contains("postel"), "{args:?}: {text}");
     }
     let out = Command::new(postel()).arg("frobnicate").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
 }
 
 fn start_error(config: &str) -> String {
@@ -35,7 +35,11 @@ fn start_error(config: &str) -> String {
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "the start fails");
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "the start fails with EX_CONFIG"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -99,4 +103,68 @@ fn version_and_json_logs() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn completions_config_check_and_users() {
+    let out = Command::new(postel())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("complete -F _postel") && script.contains("queue"),
+        "{script}"
+    );
+    for args in [
+        &["queue", "list", "--help"][..],
+        &["user", "delete", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let out = Command::new(postel()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+    }
+    let dir = temp_dir("config-check");
+    std::fs::write(
+        dir.join("postel.toml"),
+        "data_dir = \"data\"\n[limits]\nrecipients = 7\n",
+    )
+    .unwrap();
+    let out = common::run(&dir, &["config", "check"], "");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_recipients: 7,"), "{text}");
+    assert!(
+        text.contains("max_connections_per_ip: 50,"),
+        "defaults filled in: {text}"
+    );
+    std::fs::write(dir.join("postel.toml"), "[limits]\nrecipients = 0\n").unwrap();
+    assert_eq!(
+        common::run(&dir, &["config", "check"], "").status.code(),
+        Some(78)
+    );
+
+    let dir = temp_dir("users-cli");
+    std::fs::write(dir.join("postel.toml"), "data_dir = \"data\"\n").unwrap();
+    common::add_user(&dir, "alice@localhost", "first password");
+    common::add_user(&dir, "bob@localhost", "second password");
+    let listed = common::run(&dir, &["user", "list"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "alice@localhost\nbob@localhost\n"
+    );
+    assert!(
+        common::run(&dir, &["user", "delete", "alice@localhost"], "")
+            .status
+            .success()
+    );
+    let listed = common::run(&dir, &["user", "list"], "");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "bob@localhost\n");
+    assert_eq!(
+        common::run(&dir, &["user", "delete", "nobody@localhost"], "")
+            .status
+            .code(),
+        Some(65)
+    );
 }

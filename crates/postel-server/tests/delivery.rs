@@ -384,6 +384,27 @@ fn queue_verbs_hold_release_flush_delete_on_the_running_server() {
         .filter(|l| !l.ends_with(" messages"))
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
+    // For scripts: one JSON object per message, recipients with their state
+    // and last reply.
+    let objects: Vec<serde_json::Value> = text(&["queue", "list", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 2);
+    for o in &objects {
+        assert_eq!(o["from"], "<alice@a.test>");
+        assert_eq!(o["recipients"][0]["state"], "pending");
+        assert!(
+            o["recipients"][0]["last_reply"]
+                .as_str()
+                .unwrap()
+                .starts_with("451 4.4.1"),
+            "{o}"
+        );
+    }
+    let one: serde_json::Value =
+        serde_json::from_str(&text(&["queue", "show", &ids[0], "--json"])).unwrap();
+    assert_eq!(one["id"], ids[0].as_str());
     let stats = text(&["queue", "stats"]);
     assert!(
         stats.contains("messages 2\n") && stats.contains("recipients deferred 2\n"),
