@@ -235,7 +235,7 @@ pub async fn execute<Q: Queue>(queue: &Q, verb: &Verb) -> Result<String, String>
 /// Serves verbs on the control socket until the server stops. Only the
 /// socket's owner can connect (mode 0600).
 pub(crate) async fn serve(shared: Arc<Shared>) -> std::io::Result<()> {
-    let path = shared.config.control_socket();
+    let path = shared.config().control_socket();
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     {

@@ -81,7 +81,7 @@ struct Peer {
 }
 
 fn session_config(shared: &Shared, role: Role) -> ServerConfig {
-    let c = &shared.config;
+    let c = shared.config();
     let mut config = ServerConfig::new(c.hostname.clone());
     config.max_message_size = Some(c.max_message_size);
     config.max_recipients = c.max_recipients;
@@ -133,6 +133,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     };
     info!(client = %peer, ?role, "connect");
     let mut conn = Connection {
+        config: shared.config(),
+        users: shared.users(),
         shared: Arc::clone(&shared),
         peer: Peer {
             addr: peer,
@@ -178,6 +180,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
 
 struct Connection {
     shared: Arc<Shared>,
+    /// The configuration and users as they were when the session began: a
+    /// reload applies to the sessions that begin after it.
+    config: Arc<crate::config::Config>,
+    users: Arc<crate::users::Users>,
     peer: Peer,
     txn: Transaction,
     messages: usize,
@@ -203,7 +209,7 @@ impl Connection {
                 server.shutdown();
                 continue;
             }
-            let idle = self.shared.config.idle_timeout;
+            let idle = self.config.idle_timeout;
             let wait = server.timeout().map_or(idle, |t| t.min(idle));
             let n = tokio::select! {
                 read = tokio::time::timeout(wait, stream.read(&mut buf)) => {
@@ -344,7 +350,7 @@ impl Connection {
         let shared = Arc::clone(&self.shared);
         let check = name.clone();
         // The hash is slow on purpose: off the I/O threads.
-        let ok = tokio::task::spawn_blocking(move || shared.users.verify(&check, &password))
+        let ok = tokio::task::spawn_blocking(move || shared.users().verify(&check, &password))
             .await
             .unwrap_or(false);
         let authz_ok = a.credentials.authorization_id.is_empty()
@@ -370,7 +376,7 @@ impl Connection {
     /// for anyone, anything else only for authenticated clients.
     fn relay_policy(&self, to: &ForwardPath<'_>) -> Result<Vec<String>, Reply<'static>> {
         let mailboxes = |local: &crate::config::LocalDomain, part: &str| -> Vec<String> {
-            let extra = self.shared.users.local_parts(&local.name);
+            let extra = self.users.local_parts(&local.name);
             local
                 .resolve(part, &extra)
                 .into_iter()
@@ -380,13 +386,13 @@ impl Connection {
         match to {
             ForwardPath::Postmaster => Ok(self
                 .shared
-                .config
+                .config()
                 .domains
                 .first()
                 .map(|d| mailboxes(d, "postmaster"))
                 .unwrap_or_default()),
             ForwardPath::Mailbox(m) => match m.host() {
-                Host::Domain(d) => match self.shared.config.local_domain(d.as_str()) {
+                Host::Domain(d) => match self.config.local_domain(d.as_str()) {
                     Some(local) => {
                         let boxes = mailboxes(local, &m.local_part().unquoted());
                         if boxes.is_empty() {
@@ -404,7 +410,7 @@ impl Connection {
                 {
                     // Mail to `user@[our address]` is local (RFC 5321
                     // section 4.1.3), for the first domain's mailboxes.
-                    match self.shared.config.domains.first() {
+                    match self.config.domains.first() {
                         Some(first) => {
                             let boxes = mailboxes(first, &m.local_part().unquoted());
                             if boxes.is_empty() {
@@ -432,7 +438,7 @@ impl Connection {
         let verdict = self.relay_policy(&r.to);
         let verdict = match (verdict, self.probe_target(&r.to)) {
             (Ok(boxes), Some(target)) => {
-                let helo = self.shared.config.hostname.to_string();
+                let helo = self.config.hostname.to_string();
                 crate::outbound::probe_lmtp(&target, &boxes, &helo)
                     .await
                     .map(|()| boxes)
@@ -456,7 +462,7 @@ impl Connection {
             Ok(destinations) => {
                 let local = matches!(&r.to, ForwardPath::Postmaster)
                     || r.to.mailbox().is_some_and(|m| match m.host() {
-                        Host::Domain(d) => self.shared.config.local_domain(d.as_str()).is_some(),
+                        Host::Domain(d) => self.config.local_domain(d.as_str()).is_some(),
                         Host::Literal(l) => l
                             .ip()
                             .is_some_and(|ip| self.shared.own_addresses.contains(&ip)),
@@ -528,7 +534,8 @@ impl Connection {
         let Host::Domain(d) = to.mailbox()?.host() else {
             return None;
         };
-        let local = self.shared.config.local_domain(d.as_str())?;
+        let config = &self.config;
+        let local = config.local_domain(d.as_str())?;
         match (&local.delivery, local.recipients) {
             (crate::config::LocalDelivery::Lmtp(t), crate::config::RecipientCheck::Probe) => {
                 Some(t.clone())
@@ -615,7 +622,7 @@ impl Connection {
         format!(
             "Received: from {helo} ([{}])\r\n\tby {} (Postel) with {protocol}{for_clause};\r\n\t{}\r\n",
             self.peer.addr.ip(),
-            self.shared.config.hostname,
+            self.config.hostname,
             postel_queue::dsn::rfc5322_date(now)
         )
     }

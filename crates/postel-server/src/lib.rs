@@ -180,14 +180,14 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     let delivery = outbound::Delivery::new(Arc::clone(&shared))?;
     let workers = tokio::spawn(delivery.run());
     let control = tokio::spawn(control::serve(Arc::clone(&shared)));
-    if let Some(address) = shared.config.metrics {
+    if let Some(address) = shared.config().metrics {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| ServeError::Bind { address, source })?;
         info!(%address, "metrics listening");
         tokio::spawn(metrics::serve(Arc::clone(&shared), listener));
     }
-    let connections = Arc::new(Semaphore::new(shared.config.max_connections));
+    let connections = Arc::new(Semaphore::new(shared.config().max_connections));
     let mut accept_tasks = Vec::new();
     for (listener, role, proxy) in listeners {
         accept_tasks.push(tokio::spawn(accept_loop(
@@ -205,6 +205,7 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
+                reload(&shared);
                 if let Some(certs) = &shared.certs {
                     match certs.reload() {
                         Ok(()) => info!("certificates reloaded"),
@@ -219,7 +220,7 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
     for task in &accept_tasks {
         task.abort();
     }
-    let total = u32::try_from(shared.config.max_connections).unwrap_or(u32::MAX);
+    let total = u32::try_from(shared.config().max_connections).unwrap_or(u32::MAX);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, connections.acquire_many(total)).await;
     if drained.is_err() {
         warn!("stopping with connections still open after the grace period");
@@ -234,7 +235,7 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
 /// workers.
 fn forward_notifications(shared: &Arc<state::Shared>) {
     if let backend::AnyQueue::Postgres(pg) = &shared.queue {
-        info!(node = %shared.config.node, "queue on PostgreSQL");
+        info!(node = %shared.config().node, "queue on PostgreSQL");
         let notified = pg.notifications();
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
@@ -244,6 +245,48 @@ fn forward_notifications(shared: &Arc<state::Shared>) {
             }
         });
     }
+}
+
+/// SIGHUP: reads the configuration file and the users file again and puts
+/// them in place for the sessions and deliveries that begin from now on; a
+/// file that does not validate is refused and the running configuration
+/// stays. Listeners, the data directory and the queue backend are taken at
+/// start only: a change to them is logged as needing a restart.
+fn reload(shared: &state::Shared) {
+    let old = shared.config();
+    let Some(path) = old.source.clone() else {
+        info!("reload: the embedded default has no file to read again");
+        return;
+    };
+    let new = match config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "configuration reload refused; keeping the running one");
+            return;
+        }
+    };
+    let users = match users::Users::load(&new.users_file) {
+        Ok(u) => u,
+        Err(e) => {
+            error!(error = %e, "configuration reload refused (users file); keeping the running one");
+            return;
+        }
+    };
+    let addresses = |c: &config::Config| {
+        c.listeners
+            .iter()
+            .map(|l| (l.address, l.role, l.proxy.clone()))
+            .collect::<Vec<_>>()
+    };
+    if addresses(&old) != addresses(&new)
+        || old.data_dir != new.data_dir
+        || old.queue_backend != new.queue_backend
+        || old.metrics != new.metrics
+    {
+        warn!("reload: listener, data directory, queue or metrics changes need a restart");
+    }
+    info!(path = %path.display(), domains = new.domains.len(), "configuration reloaded");
+    shared.replace(new, users);
 }
 
 async fn accept_loop(

@@ -18,21 +18,25 @@ use crate::stream::Stream;
 
 /// The mailboxes (domain, mailbox) a recipient's mail goes to; empty when it
 /// is not a known local address.
-fn mailboxes(shared: &Shared, to: &ForwardPath<'_>) -> Vec<(String, String)> {
+fn mailboxes(
+    config: &crate::config::Config,
+    users: &crate::users::Users,
+    to: &ForwardPath<'_>,
+) -> Vec<(String, String)> {
     let (domain, local) = match to {
-        ForwardPath::Postmaster => match shared.config.domains.first() {
+        ForwardPath::Postmaster => match config.domains.first() {
             Some(d) => (d, "postmaster".to_owned()),
             None => return Vec::new(),
         },
         ForwardPath::Mailbox(m) => match m.host() {
-            Host::Domain(d) => match shared.config.local_domain(d.as_str()) {
+            Host::Domain(d) => match config.local_domain(d.as_str()) {
                 Some(d) => (d, m.local_part().unquoted().into_owned()),
                 None => return Vec::new(),
             },
             Host::Literal(_) => return Vec::new(),
         },
     };
-    let extra = shared.users.local_parts(&domain.name);
+    let extra = users.local_parts(&domain.name);
     domain
         .resolve(&local, &extra)
         .into_iter()
@@ -43,7 +47,7 @@ fn mailboxes(shared: &Shared, to: &ForwardPath<'_>) -> Vec<(String, String)> {
 /// Serves one LMTP connection to its end.
 pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let c = &shared.config;
+    let c = shared.config();
     let mut config = ServerConfig::new(c.hostname.clone());
     config.lmtp = true;
     config.greeting = std::borrow::Cow::Borrowed("LMTP ready");
@@ -54,7 +58,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
     let mut server = Server::new(config);
     let mut stream = Stream::Plain(tcp);
     let mut conn = Lmtp {
-        shared: Arc::clone(&shared),
+        users: shared.users(),
+        config: shared.config(),
         peer,
         helo: None,
         from: String::new(),
@@ -71,7 +76,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
 }
 
 struct Lmtp {
-    shared: Arc<Shared>,
+    /// The configuration and users as they were when the session began.
+    config: Arc<crate::config::Config>,
+    users: Arc<crate::users::Users>,
     peer: SocketAddr,
     helo: Option<String>,
     from: String,
@@ -113,7 +120,7 @@ impl Lmtp {
             if server.is_closed() {
                 return Ok(());
             }
-            let idle = self.shared.config.idle_timeout;
+            let idle = self.config.idle_timeout;
             let wait = server.timeout().map_or(idle, |t| t.min(idle));
             let Ok(n) = tokio::time::timeout(wait, stream.read(&mut buf)).await else {
                 server.shutdown();
@@ -130,7 +137,7 @@ impl Lmtp {
     /// Only the local domains' mailboxes: an LMTP server relays nothing.
     fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
         let misuse = |e: String| std::io::Error::other(e);
-        if mailboxes(&self.shared, &r.to).is_empty() {
+        if mailboxes(&self.config, &self.users, &r.to).is_empty() {
             info!(client = %self.peer, to = %r.to, "recipient refused");
             r.reject(server, reply(550, (5, 1, 1), "No such user here"))
                 .map_err(|e| misuse(e.to_string()))
@@ -141,7 +148,7 @@ impl Lmtp {
 
     /// Writes this recipient's copy into its Maildir(s); the reply to send.
     fn deliver(&mut self, m: &LmtpMessageRequest) -> Reply<'static> {
-        let boxes = mailboxes(&self.shared, &m.recipient);
+        let boxes = mailboxes(&self.config, &self.users, &m.recipient);
         let looped = boxes.iter().any(|(d, b)| {
             let address = format!("{b}@{d}");
             m.delivered_to
@@ -155,7 +162,7 @@ impl Lmtp {
                 "Mail loop: already delivered to this mailbox",
             );
         }
-        let host = self.shared.config.hostname.to_string();
+        let host = self.config.hostname.to_string();
         let received = format!(
             "Received: from {} ([{}])\r\n\tby {host} (Postel) with LMTP\r\n\tfor {};\r\n\t{}\r\n",
             self.helo.as_deref().unwrap_or("unknown"),
@@ -168,7 +175,7 @@ impl Lmtp {
                 "Return-Path: {}\r\nDelivered-To: {mailbox}@{domain}\r\n{received}",
                 self.from
             );
-            let dir = self.shared.config.maildir(domain, mailbox);
+            let dir = self.config.maildir(domain, mailbox);
             let parts: [&[u8]; 2] = [trace.as_bytes(), &self.body];
             if let Err(e) = crate::maildir::deliver(&dir, &host, &parts) {
                 warn!(client = %self.peer, mailbox = %dir.display(), error = %e, "LMTP delivery failed");

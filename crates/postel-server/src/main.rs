@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the server until SIGTERM or SIGINT; SIGHUP reloads the certificate.
+    /// Runs the server until SIGTERM or SIGINT; SIGHUP reloads the
+    /// configuration, the users and the certificate.
     Serve {
         /// Generate a self-signed certificate when none is configured.
         #[arg(long)]

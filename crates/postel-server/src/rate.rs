@@ -45,7 +45,7 @@ pub struct RateLimits {
 
 /// The counters.
 pub(crate) struct RateCounter {
-    limits: RateLimits,
+    limits: std::sync::RwLock<RateLimits>,
     counts: Mutex<HashMap<Counted, (Instant, u32)>>,
 }
 
@@ -55,15 +55,27 @@ const SWEEP_AT: usize = 10_000;
 impl RateCounter {
     pub(crate) fn new(limits: RateLimits) -> Self {
         RateCounter {
-            limits,
+            limits: std::sync::RwLock::new(limits),
             counts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// New limits, from a reloaded configuration; the counts go on.
+    pub(crate) fn set_limits(&self, limits: RateLimits) {
+        *self
+            .limits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
     }
 
     /// Counts one event at `now`; false when it is past the limit (the
     /// event is counted all the same, as anvil does).
     pub(crate) fn allow(&self, what: Counted, now: Instant) -> bool {
-        let l = &self.limits;
+        let l = *self
+            .limits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let l = &l;
         let (limit, window) = match what {
             Counted::Connection(_) => (l.connections, l.window),
             Counted::Message(_) => (l.messages, l.window),

@@ -14,10 +14,11 @@ use crate::users::Users;
 
 /// The running server's shared state.
 pub(crate) struct Shared {
-    /// The checked configuration.
-    pub(crate) config: Config,
-    /// Users who may authenticate.
-    pub(crate) users: Users,
+    /// The checked configuration, replaced whole by a reload: a session
+    /// takes it once, at its start, and keeps what it took.
+    config: std::sync::RwLock<Arc<Config>>,
+    /// Users who may authenticate, replaced with the configuration.
+    users: std::sync::RwLock<Arc<Users>>,
     /// The queue.
     pub(crate) queue: AnyQueue,
     /// The retry schedule the queue and workers use.
@@ -73,8 +74,8 @@ impl Shared {
             own_addresses: own_addresses(&config),
             rates: crate::rate::RateCounter::new(config.rates),
             metrics: crate::metrics::Metrics::new(),
-            config,
-            users,
+            config: std::sync::RwLock::new(Arc::new(config)),
+            users: std::sync::RwLock::new(Arc::new(users)),
             queue,
             schedule,
             certs,
@@ -82,6 +83,40 @@ impl Shared {
             stopping,
             per_ip: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The configuration now.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        Arc::clone(
+            &self
+                .config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// The users now.
+    pub(crate) fn users(&self) -> Arc<Users> {
+        Arc::clone(
+            &self
+                .users
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Puts a new configuration and users file in place; sessions and
+    /// deliveries already under way keep what they took.
+    pub(crate) fn replace(&self, config: Config, users: Users) {
+        self.rates.set_limits(config.rates);
+        *self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
+        *self
+            .users
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(users);
     }
 
     /// Counts a connection from `ip`; `None` when that address already has
@@ -92,7 +127,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = map.entry(ip).or_insert(0);
-        if *n >= self.config.max_connections_per_ip {
+        if *n >= self.config().max_connections_per_ip {
             return None;
         }
         *n += 1;

@@ -483,3 +483,66 @@ fn connection_message_and_recipient_rates_per_client_address() {
         "recovered"
     );
 }
+
+/// SIGHUP reads the configuration again: sessions that begin afterwards get
+/// it, a session already open keeps the one it began with, and a file that
+/// does not validate is refused while the running configuration stays.
+#[test]
+fn sighup_reloads_the_configuration_without_dropping_sessions() {
+    let s = server("reload", "");
+    let config = std::fs::read_to_string(s.dir.join("postel.toml")).unwrap();
+    let hup = |pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let wait_log = |needle: &str, count: usize| {
+        let start = std::time::Instant::now();
+        while s.process.log_text().matches(needle).count() < count {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no {needle:?} in the log"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut before = Smtp::connect(s.mx);
+    before.command("EHLO before.example\r\n");
+    let with_carol = config.replace(
+        "mailboxes = [\"alice\", \"bob\"]",
+        "mailboxes = [\"alice\", \"bob\", \"carol\"]",
+    );
+    assert_ne!(with_carol, config);
+    std::fs::write(s.dir.join("postel.toml"), &with_carol).unwrap();
+    hup(s.process.pid());
+    wait_log("configuration reloaded", 1);
+    let mut after = Smtp::connect(s.mx);
+    after.command("EHLO after.example\r\n");
+    after.command("MAIL FROM:<x@after.example>\r\n");
+    assert_eq!(
+        after.command("RCPT TO:<carol@a.test>\r\n"),
+        "250 2.1.5 Recipient OK\r\n"
+    );
+    before.command("MAIL FROM:<x@before.example>\r\n");
+    assert_eq!(
+        before.command("RCPT TO:<carol@a.test>\r\n"),
+        "550 5.1.1 No such user here\r\n",
+        "the open session keeps its configuration"
+    );
+    std::fs::write(
+        s.dir.join("postel.toml"),
+        format!("{with_carol}\nrecipients = 0\n"),
+    )
+    .unwrap();
+    hup(s.process.pid());
+    wait_log("configuration reload refused", 1);
+    let mut later = Smtp::connect(s.mx);
+    later.command("EHLO later.example\r\n");
+    later.command("MAIL FROM:<x@later.example>\r\n");
+    assert_eq!(
+        later.command("RCPT TO:<carol@a.test>\r\n"),
+        "250 2.1.5 Recipient OK\r\n"
+    );
+}

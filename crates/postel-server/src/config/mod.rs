@@ -243,6 +243,9 @@ pub struct Config {
     /// This server's name among the servers sharing a queue: its leases
     /// carry it. Default: the host name.
     pub node: String,
+    /// The file it was read from; `None` for the embedded default. SIGHUP
+    /// reads it again.
+    pub source: Option<PathBuf>,
 }
 
 impl Config {
@@ -258,7 +261,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Checks TOML text; `path` names it in errors.
@@ -537,6 +542,7 @@ impl Config {
             queue_backend,
             lease: Duration::from_secs(file.queue.lease_secs.max(1)),
             node,
+            source: None,
         };
         Ok(config)
     }

@@ -17,7 +17,7 @@ impl Delivery {
         body: &[u8],
         written: &mut std::collections::HashSet<String>,
     ) -> Outcome {
-        let extra = self.shared.users.local_parts(&domain.name);
+        let extra = self.shared.users().local_parts(&domain.name);
         let boxes = domain.resolve(local_part, &extra);
         if boxes.is_empty() {
             return Outcome::Failed(result(
@@ -30,7 +30,7 @@ impl Delivery {
             postel_proto::types::ReversePath::Null => "<>".to_owned(),
             postel_proto::types::ReversePath::Mailbox(m) => format!("<{m}>"),
         };
-        let host = self.shared.config.hostname.to_string();
+        let host = self.shared.config().hostname.to_string();
         for mailbox in boxes {
             let address = format!("{mailbox}@{}", domain.name);
             if !written.insert(address.clone()) {
@@ -40,7 +40,7 @@ impl Delivery {
             // to it is seen as a loop when it arrives (as Postfix's local
             // delivery does).
             let header = format!("Return-Path: {return_path}\r\nDelivered-To: {address}\r\n");
-            let dir = self.shared.config.maildir(&domain.name, &mailbox);
+            let dir = self.shared.config().maildir(&domain.name, &mailbox);
             if let Err(e) = crate::maildir::deliver(&dir, &host, &[header.as_bytes(), body]) {
                 warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");
                 return Outcome::Deferred(result(

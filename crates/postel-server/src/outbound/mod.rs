@@ -103,7 +103,7 @@ fn result(stage: Stage, host: Option<String>, reply: Reply<'static>) -> AttemptR
 impl Delivery {
     /// Sets up the resolver and TLS client.
     pub(crate) fn new(shared: Arc<Shared>) -> Result<Arc<Delivery>, postel_mx::BuildError> {
-        let c = &shared.config;
+        let c = shared.config();
         let resolver = if c.smarthost.is_some() {
             None
         } else if c.dns_servers.is_empty() {
@@ -154,7 +154,7 @@ impl Delivery {
                     .claim(
                         &self.worker,
                         SystemTime::now(),
-                        self.shared.config.lease,
+                        self.shared.config().lease,
                         free,
                     )
                     .await
@@ -169,7 +169,7 @@ impl Delivery {
             if claims.is_empty() {
                 tokio::select! {
                     () = self.shared.wake.notified() => {}
-                    () = tokio::time::sleep(self.shared.config.poll) => {}
+                    () = tokio::time::sleep(self.shared.config().poll) => {}
                     _ = stopping.changed() => {}
                 }
                 continue;
@@ -258,7 +258,7 @@ impl Delivery {
         if !owes_report {
             return;
         }
-        let host = self.shared.config.hostname.to_string();
+        let host = self.shared.config().hostname.to_string();
         let boundary = format!("{}/{}", message.id, host);
         let reported = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(report_failures(
@@ -282,21 +282,18 @@ impl Delivery {
     /// The local domain and local part a recipient's mail is for, if it is
     /// ours: a local domain, postmaster, or `user@[our own address]` (the
     /// first domain's).
-    fn local_route(
+    fn local_route<'c>(
         &self,
+        config: &'c crate::config::Config,
         address: &ForwardPath<'_>,
-    ) -> Option<(&crate::config::LocalDomain, String)> {
-        let domains = &self.shared.config.domains;
+    ) -> Option<(&'c crate::config::LocalDomain, String)> {
+        let domains = &config.domains;
         match address {
             ForwardPath::Postmaster => domains.first().map(|d| (d, "postmaster".to_owned())),
             ForwardPath::Mailbox(m) => {
                 let local = m.local_part().unquoted().into_owned();
                 match m.host() {
-                    Host::Domain(d) => self
-                        .shared
-                        .config
-                        .local_domain(d.as_str())
-                        .map(|ld| (ld, local)),
+                    Host::Domain(d) => config.local_domain(d.as_str()).map(|ld| (ld, local)),
                     Host::Literal(l)
                         if l.ip()
                             .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
@@ -317,6 +314,7 @@ impl Delivery {
         body: &[u8],
         relayed: &mut Vec<usize>,
     ) -> Vec<(usize, Outcome)> {
+        let config = self.shared.config();
         let mut outcomes = Vec::new();
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         // Mailboxes written in this attempt: two recipients that resolve to
@@ -327,11 +325,11 @@ impl Delivery {
             let Some(r) = message.recipients.get(i) else {
                 continue;
             };
-            let local = self.local_route(&r.address);
+            let local = self.local_route(&config, &r.address);
             if let Some((domain, local_part)) = &local
                 && let crate::config::LocalDelivery::Lmtp(target) = &domain.delivery
             {
-                let extra = self.shared.users.local_parts(&domain.name);
+                let extra = self.shared.users().local_parts(&domain.name);
                 let boxes: Vec<String> = domain
                     .resolve(local_part, &extra)
                     .into_iter()
@@ -366,7 +364,7 @@ impl Delivery {
             trace.feed(body);
             trace.received()
         };
-        let max_hops = self.shared.config.max_received;
+        let max_hops = self.shared.config().max_received;
         for (target, recipients) in lmtp.into_values() {
             outcomes.extend(self.deliver_lmtp(message, &target, &recipients, body).await);
         }
@@ -380,16 +378,16 @@ impl Delivery {
                 outcomes.extend(indices.iter().map(|&i| (i, o.clone())));
                 continue;
             }
-            let limit = {
-                let mut map = self
-                    .domains
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                Arc::clone(
-                    map.entry(domain.clone())
-                        .or_insert_with(|| Arc::new(Semaphore::new(self.shared.config.per_domain))),
-                )
-            };
+            let limit =
+                {
+                    let mut map = self
+                        .domains
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    Arc::clone(map.entry(domain.clone()).or_insert_with(|| {
+                        Arc::new(Semaphore::new(self.shared.config().per_domain))
+                    }))
+                };
             let Ok(_permit) = limit.acquire_owned().await else {
                 continue;
             };
@@ -406,8 +404,8 @@ impl Delivery {
         &self,
         domain: &str,
     ) -> Result<Vec<(String, Vec<SocketAddr>)>, (bool, Reply<'static>)> {
-        let port = self.shared.config.relay_port;
-        if let Some((host, port)) = &self.shared.config.smarthost {
+        let port = self.shared.config().relay_port;
+        if let Some((host, port)) = &self.shared.config().smarthost {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
                 .await
                 .map(Iterator::collect)
@@ -423,7 +421,13 @@ impl Delivery {
         let host = Host::try_from(domain)
             .map_err(|_| (true, reply(550, (5, 1, 2), "Bad destination domain")))?;
         let mut options = RouteOptions::default();
-        options.local_names = vec![self.shared.config.hostname.to_string().to_ascii_lowercase()];
+        options.local_names = vec![
+            self.shared
+                .config()
+                .hostname
+                .to_string()
+                .to_ascii_lowercase(),
+        ];
         options
             .local_addresses
             .clone_from(&self.shared.own_addresses);

@@ -34,7 +34,7 @@ impl Delivery {
         if delivered.is_empty() {
             return;
         }
-        let host = self.shared.config.hostname.to_string();
+        let host = self.shared.config().hostname.to_string();
         let boundary = format!("{}/{}/success", message.id, host);
         let Some((envelope, report)) =
             postel_queue::success_report(message, &delivered, body, &host, now, &boundary)
@@ -59,7 +59,7 @@ impl Delivery {
     /// it. True when it is queued or nobody asked for it.
     pub(super) fn warn_delay(&self, message: &Message, now: SystemTime) -> bool {
         let queue = &self.shared.queue;
-        let host = self.shared.config.hostname.to_string();
+        let host = self.shared.config().hostname.to_string();
         let boundary = format!("{}/{}/delay", message.id, host);
         tokio::task::block_in_place(|| {
             let handle = tokio::runtime::Handle::current();

@@ -52,7 +52,7 @@ impl Delivery {
         client_message: &ClientMessage,
         queue_id: &postel_queue::model::QueueId,
     ) -> Result<Sent, SessionFailure> {
-        let policy = if self.shared.config.verify_tls {
+        let policy = if self.shared.config().verify_tls {
             TlsPolicy::Required
         } else {
             TlsPolicy::Opportunistic
@@ -119,7 +119,7 @@ impl Delivery {
         if let Stream::Plain(tcp) = &stream {
             let _ = tcp.set_nodelay(true);
         }
-        let relay = &self.shared.config;
+        let relay = self.shared.config();
         let mut config = ClientConfig::new(relay.hostname.clone());
         config.tls = tls;
         config.lmtp = lmtp;
@@ -161,7 +161,7 @@ impl Delivery {
     /// while it is good for more messages; closes it otherwise. A parked
     /// connection that the server speaks on or closes is dropped.
     pub(super) async fn park_or_close(&self, addr: &str, mut conn: Connection) {
-        let relay = &self.shared.config;
+        let relay = self.shared.config();
         if conn.client.is_closed()
             || conn.sent >= relay.messages_per_connection
             || tokio::time::Instant::now() + relay.connection_idle >= conn.total
