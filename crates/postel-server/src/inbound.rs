@@ -171,6 +171,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             .await;
         Err(std::io::Error::other("session panicked"))
     };
+    shared.metrics.commands_of(&server);
     stream.shutdown().await;
     match result {
         Ok(()) => info!(client = %peer, messages = conn.messages, "disconnect"),

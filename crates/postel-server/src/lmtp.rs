@@ -68,6 +68,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
     };
     info!(client = %peer, role = "lmtp", "connect");
     let result = conn.run(&mut server, &mut stream).await;
+    shared.metrics.commands_of(&server);
     stream.shutdown().await;
     match result {
         Ok(()) => info!(client = %peer, delivered = conn.delivered, "disconnect"),

@@ -2,7 +2,7 @@
 //! their own (`[metrics] address`), encoded by the prometheus-client crate.
 //!
 //! Names (each prefixed `postel_`): `connections` (by role), `connections_open`,
-//! `connections_refused` (by reason), `replies` (by code class),
+//! `connections_refused` (by reason), `commands` (by verb), `replies` (by code class),
 //! `messages_accepted`, `messages_refused` (by reason), `received_bytes`,
 //! `deliveries` (by outcome and transport), `delivery_latency_seconds`,
 //! `session_duration_seconds`, `tls_handshakes` (by result),
@@ -36,6 +36,11 @@ pub(crate) struct RoleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct VerbLabel {
+    pub(crate) verb: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ClassLabel {
     pub(crate) class: &'static str,
 }
@@ -58,6 +63,7 @@ pub(crate) struct Metrics {
     pub(crate) connections_open: Gauge,
     pub(crate) connections_refused: Family<Why, Counter>,
     pub(crate) replies: Family<ClassLabel, Counter>,
+    pub(crate) commands: Family<VerbLabel, Counter>,
     pub(crate) messages_accepted: Counter,
     pub(crate) messages_refused: Family<Why, Counter>,
     pub(crate) received_bytes: Counter,
@@ -79,6 +85,7 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_refused: Family::default(),
             replies: Family::default(),
+            commands: Family::default(),
             messages_accepted: Counter::default(),
             messages_refused: Family::default(),
             received_bytes: Counter::default(),
@@ -111,6 +118,11 @@ impl Metrics {
             "replies",
             "Replies sent to clients, by code class",
             m.replies.clone(),
+        );
+        r.register(
+            "commands",
+            "Client commands, by verb, counted as sessions end",
+            m.commands.clone(),
         );
         r.register(
             "messages_accepted",
@@ -179,6 +191,13 @@ impl Metrics {
                 };
                 self.replies.get_or_create(&ClassLabel { class }).inc();
             }
+        }
+    }
+
+    /// The commands a session handled, added when it ends.
+    pub(crate) fn commands_of(&self, server: &postel_session::server::Server) {
+        for (verb, n) in server.command_counts() {
+            self.commands.get_or_create(&VerbLabel { verb }).inc_by(n);
         }
     }
 

@@ -107,6 +107,9 @@ s.quit()
         ("postel_replies_total{class=\"5xx\"}", 2.0),
         ("postel_replies_total{class=\"3xx\"}", 1.0),
         ("postel_delivery_latency_seconds_count", 1.0),
+        ("postel_commands_total{verb=\"RCPT\"}", 3.0),
+        ("postel_commands_total{verb=\"MAIL\"}", 1.0),
+        ("postel_commands_total{verb=\"QUIT\"}", 1.0),
     ];
     for (name, value) in expect {
         assert_eq!(sample(&page, name), Some(value), "{name} in\n{page}");

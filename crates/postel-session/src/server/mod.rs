@@ -82,6 +82,33 @@ pub enum Event {
     Closed,
 }
 
+/// Commands handled per verb: a fixed table, so a session's memory does not
+/// grow with what the client sends.
+#[derive(Debug, Default)]
+struct CommandCounts([u64; VERBS.len()]);
+
+/// The verbs counted, in `CommandCounts` order.
+const VERBS: [&str; 16] = [
+    "HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN",
+    "HELP", "STARTTLS", "AUTH", "invalid",
+];
+
+impl CommandCounts {
+    fn count(&mut self, verb: &str) {
+        if let Some(i) = VERBS.iter().position(|v| *v == verb) {
+            self.0[i] += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        VERBS
+            .iter()
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(v, n)| (*v, n))
+    }
+}
+
 /// What handling one command produced.
 enum Step {
     NeedInput,
@@ -160,6 +187,8 @@ pub struct Server {
     discarding: bool,
     /// Command lines refused for their length.
     long_lines: usize,
+    /// Commands handled, by verb.
+    counts: CommandCounts,
     output: Vec<u8>,
     helo: Option<HeloName<'static>>,
     extended: bool,
@@ -198,6 +227,7 @@ impl Server {
             input: Vec::new(),
             discarding: false,
             long_lines: 0,
+            counts: CommandCounts::default(),
             output: Vec::new(),
             helo: None,
             extended: false,
@@ -250,6 +280,12 @@ impl Server {
     /// what [`Server::transmit`] returns is written).
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
+    }
+
+    /// How many commands of each verb this session has handled (and
+    /// `invalid` for lines that were no command), for an operator's metrics.
+    pub fn command_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.counts.iter()
     }
 
     /// True while a TLS session protects the connection.
@@ -359,6 +395,7 @@ impl Server {
                 }
             }
             Err(bad) => {
+                self.counts.count("invalid");
                 self.drop_input(&bad);
                 self.error(&bad.error.reply());
                 if self.long_lines >= self.config.max_long_lines
@@ -457,6 +494,7 @@ impl Server {
     }
 
     fn command(&mut self, command: Command<'static>) -> Option<Event> {
+        self.counts.count(command.verb());
         match command {
             // RFC 2033 section 4.1: an LMTP server answers HELO and EHLO with
             // 500; LHLO is its greeting, and an SMTP server does not know it.
