@@ -335,6 +335,16 @@ pub fn bounce(
     Some((unreported, report))
 }
 
+/// A recipient's block for a report of `class` (2 success, 4 delay): the
+/// last reply's enhanced code when it is of that class, else `class.0.0`.
+fn status_block(r: &Recipient, action: Action, class: u8) -> Option<DsnRecipient> {
+    let last = r.last_result.as_ref().and_then(|res| res.reply.enhanced());
+    let status = last
+        .filter(|s| s.class() == class)
+        .or_else(|| EnhancedStatus::new(class, 0, 0))?;
+    Some(dsn_recipient(r, action, status))
+}
+
 /// One recipient's block of a report.
 fn dsn_recipient(r: &Recipient, action: Action, status: EnhancedStatus) -> DsnRecipient {
     DsnRecipient {
@@ -411,13 +421,7 @@ pub fn success_report(
         .iter()
         .filter_map(|&(i, action)| Some((message.recipients.get(i)?, action)))
         .filter(|(r, action)| notify_wants(r.notify, *action))
-        .filter_map(|(r, action)| {
-            let last = r.last_result.as_ref().and_then(|res| res.reply.enhanced());
-            let status = last
-                .filter(|s| s.class() == 2)
-                .or_else(|| EnhancedStatus::new(2, 0, 0))?;
-            Some(dsn_recipient(r, action, status))
-        })
+        .filter_map(|(r, action)| status_block(r, action, 2))
         .collect();
     if recipients.is_empty() {
         return None;
@@ -449,13 +453,7 @@ pub fn delay_warning(
         .iter()
         .filter(|r| r.state == RecipientState::Pending)
         .filter(|r| notify_wants(r.notify, Action::Delayed))
-        .filter_map(|r| {
-            let last = r.last_result.as_ref().and_then(|res| res.reply.enhanced());
-            let status = last
-                .filter(|s| s.class() == 4)
-                .or_else(|| EnhancedStatus::new(4, 0, 0))?;
-            Some(dsn_recipient(r, Action::Delayed, status))
-        })
+        .filter_map(|r| status_block(r, Action::Delayed, 4))
         .collect();
     // A warning carries the headers only: the sender still has a copy on its
     // way.

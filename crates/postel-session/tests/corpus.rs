@@ -1,10 +1,9 @@
 //! Replays the committed server and client fuzz corpora and regressions
 //! through the checks the fuzz targets run.
 
-// Test helpers panic on purpose: a panic is a failed test.
-#![allow(clippy::expect_used)]
-
-#[allow(
+// The checks are the fuzz crate's code, held to its lints, and panic on
+// purpose: a panic is a failed test.
+#![allow(
     dead_code,
     unreachable_pub,
     missing_docs,
@@ -12,17 +11,10 @@
     clippy::panic,
     clippy::expect_used
 )]
+
 #[path = "../../../fuzz/src/server_checks.rs"]
 mod checks;
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::pedantic,
-    clippy::panic,
-    clippy::expect_used
-)]
 #[path = "../../../fuzz/src/client_checks.rs"]
 mod client_checks;
 
