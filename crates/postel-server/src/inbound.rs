@@ -43,6 +43,14 @@ pub(crate) fn reply(code: u16, status: (u8, u16, u16), text: &str) -> Reply<'sta
         .unwrap_or(Reply::TRANSIENT_PROTOCOL_ERROR)
 }
 
+/// Where a recipient's mail goes.
+enum Destination {
+    /// Local mailboxes, as `mailbox@domain` after alias resolution.
+    Local(Vec<String>),
+    /// A remote address, as [`remote_destination`] writes it.
+    Remote(String),
+}
+
 /// Where mail for a remote mailbox goes, for duplicate detection: the
 /// domain compares without case, the local part exactly (RFC 5321 section
 /// 2.4 leaves its case to the receiving host).
@@ -80,13 +88,18 @@ struct Peer {
     tls: bool,
 }
 
-fn session_config(shared: &Shared, role: Role) -> ServerConfig {
-    let c = shared.config();
+/// The session settings every listener shares: the name and the limits.
+pub(crate) fn session_base(c: &crate::config::Config) -> ServerConfig {
     let mut config = ServerConfig::new(c.hostname.clone());
     config.max_message_size = Some(c.max_message_size);
     config.max_recipients = c.max_recipients;
     config.max_errors = c.max_errors;
     config.max_received = Some(c.max_received);
+    config
+}
+
+fn session_config(shared: &Shared, c: &crate::config::Config, role: Role) -> ServerConfig {
+    let mut config = session_base(c);
     let tls = shared.certs.is_some();
     config.starttls = tls && role != Role::Submissions;
     config.auth_mechanisms = vec![Mechanism::PLAIN, Mechanism::LOGIN];
@@ -99,7 +112,8 @@ fn session_config(shared: &Shared, role: Role) -> ServerConfig {
 pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, role: Role) {
     let _ = tcp.set_nodelay(true);
     let mut stream = Stream::Plain(tcp);
-    let config = session_config(&shared, role);
+    let snapshot = shared.config();
+    let config = session_config(&shared, &snapshot, role);
     let mut server = if role == Role::Submissions {
         let Some(certs) = &shared.certs else { return };
         let Some(tcp) = stream.take_plain() else {
@@ -133,7 +147,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     };
     info!(client = %peer, ?role, "connect");
     let mut conn = Connection {
-        config: shared.config(),
+        config: snapshot,
         users: shared.users(),
         shared: Arc::clone(&shared),
         peer: Peer {
@@ -267,10 +281,10 @@ impl Connection {
             Event::Body(data) => self.txn.body.extend_from_slice(&data),
             Event::Message(m) => {
                 let txn = std::mem::take(&mut self.txn);
-                let looped = m.delivered_to.iter().find(|d| {
-                    let d = d.trim_matches(['<', '>']).to_lowercase();
-                    txn.local_mailboxes.contains(&d)
-                });
+                let looped = txn
+                    .local_mailboxes
+                    .iter()
+                    .find(|a| crate::maildir::delivered_before(&m.delivered_to, a));
                 if let Some(looped) = looped {
                     // Mail that a mailbox of ours already received has come
                     // back to it: a forwarding loop.
@@ -375,7 +389,7 @@ impl Connection {
     /// Where mail for `to` goes, as `mailbox@domain` for local mailboxes and
     /// the address for others, or the refusal: local domains' known mailboxes
     /// for anyone, anything else only for authenticated clients.
-    fn relay_policy(&self, to: &ForwardPath<'_>) -> Result<Vec<String>, Reply<'static>> {
+    fn relay_policy(&self, to: &ForwardPath<'_>) -> Result<Destination, Reply<'static>> {
         let mailboxes = |local: &crate::config::LocalDomain, part: &str| -> Vec<String> {
             let extra = self.users.local_parts(&local.name);
             local
@@ -384,48 +398,49 @@ impl Connection {
                 .map(|b| format!("{b}@{}", local.name))
                 .collect()
         };
+        let local = |domain: Option<&crate::config::LocalDomain>, part: &str| {
+            let boxes = domain.map(|d| mailboxes(d, part)).unwrap_or_default();
+            if boxes.is_empty() {
+                Err(reply(550, (5, 1, 1), "No such user here"))
+            } else {
+                Ok(Destination::Local(boxes))
+            }
+        };
+        let relay = || {
+            if self.peer.user.is_some() {
+                to.mailbox()
+                    .map(|m| Destination::Remote(remote_destination(m)))
+                    .ok_or_else(|| reply(550, (5, 7, 1), "Relay access denied"))
+            } else {
+                Err(reply(550, (5, 7, 1), "Relay access denied"))
+            }
+        };
+        let first = self.config.domains.first();
         match to {
-            ForwardPath::Postmaster => Ok(self
-                .shared
-                .config()
-                .domains
-                .first()
-                .map(|d| mailboxes(d, "postmaster"))
-                .unwrap_or_default()),
-            ForwardPath::Mailbox(m) => match m.host() {
-                Host::Domain(d) => match self.config.local_domain(d.as_str()) {
-                    Some(local) => {
-                        let boxes = mailboxes(local, &m.local_part().unquoted());
-                        if boxes.is_empty() {
-                            Err(reply(550, (5, 1, 1), "No such user here"))
-                        } else {
-                            Ok(boxes)
-                        }
-                    }
-                    None if self.peer.user.is_some() => Ok(vec![remote_destination(m)]),
-                    None => Err(reply(550, (5, 7, 1), "Relay access denied")),
-                },
-                Host::Literal(l)
-                    if l.ip()
-                        .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
-                {
+            // RFC 5321 section 4.5.1: postmaster is always accepted.
+            ForwardPath::Postmaster => Ok(Destination::Local(
+                first
+                    .map(|d| mailboxes(d, "postmaster"))
+                    .unwrap_or_default(),
+            )),
+            ForwardPath::Mailbox(m) => {
+                let part = m.local_part().unquoted();
+                match m.host() {
+                    Host::Domain(d) => match self.config.local_domain(d.as_str()) {
+                        Some(domain) => local(Some(domain), &part),
+                        None => relay(),
+                    },
                     // Mail to `user@[our address]` is local (RFC 5321
                     // section 4.1.3), for the first domain's mailboxes.
-                    match self.config.domains.first() {
-                        Some(first) => {
-                            let boxes = mailboxes(first, &m.local_part().unquoted());
-                            if boxes.is_empty() {
-                                Err(reply(550, (5, 1, 1), "No such user here"))
-                            } else {
-                                Ok(boxes)
-                            }
-                        }
-                        None => Err(reply(550, (5, 1, 1), "No such user here")),
+                    Host::Literal(l)
+                        if l.ip()
+                            .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
+                    {
+                        local(first, &part)
                     }
+                    Host::Literal(_) => relay(),
                 }
-                Host::Literal(_) if self.peer.user.is_some() => Ok(vec![remote_destination(m)]),
-                Host::Literal(_) => Err(reply(550, (5, 7, 1), "Relay access denied")),
-            },
+            }
         }
     }
 
@@ -436,18 +451,21 @@ impl Connection {
         if let Some(refusal) = self.over_rate(false) {
             return r.reject(server, refusal).map_err(|e| misuse(e.to_string()));
         }
-        let verdict = self.relay_policy(&r.to);
-        let verdict = match (verdict, self.probe_target(&r.to)) {
-            (Ok(boxes), Some(target)) => {
+        let verdict = match (self.relay_policy(&r.to), self.probe_target(&r.to)) {
+            (Ok(Destination::Local(boxes)), Some(target)) => {
                 let helo = self.config.hostname.to_string();
                 crate::outbound::probe_lmtp(&target, &boxes, &helo)
                     .await
-                    .map(|()| boxes)
+                    .map(|()| Destination::Local(boxes))
             }
             (verdict, _) => verdict,
         };
+        let verdict = verdict.map(|d| match d {
+            Destination::Local(boxes) => (boxes, true),
+            Destination::Remote(address) => (vec![address], false),
+        });
         match verdict {
-            Ok(destinations)
+            Ok((destinations, _))
                 if !destinations.is_empty()
                     && destinations
                         .iter()
@@ -460,14 +478,7 @@ impl Connection {
                 info!(client = %self.peer.addr, to = %r.to, "duplicate recipient collapsed");
                 r.accept(server).map_err(|e| misuse(e.to_string()))
             }
-            Ok(destinations) => {
-                let local = matches!(&r.to, ForwardPath::Postmaster)
-                    || r.to.mailbox().is_some_and(|m| match m.host() {
-                        Host::Domain(d) => self.config.local_domain(d.as_str()).is_some(),
-                        Host::Literal(l) => l
-                            .ip()
-                            .is_some_and(|ip| self.shared.own_addresses.contains(&ip)),
-                    });
+            Ok((destinations, local)) => {
                 if local {
                     self.txn
                         .local_mailboxes

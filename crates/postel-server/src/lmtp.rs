@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use postel_proto::types::{ForwardPath, Host, Reply};
-use postel_session::server::{Event, LmtpMessageRequest, RcptRequest, Server, ServerConfig};
+use postel_session::server::{Event, LmtpMessageRequest, RcptRequest, Server};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
@@ -47,19 +47,15 @@ fn mailboxes(
 /// Serves one LMTP connection to its end.
 pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let c = shared.config();
-    let mut config = ServerConfig::new(c.hostname.clone());
+    let snapshot = shared.config();
+    let mut config = crate::inbound::session_base(&snapshot);
     config.lmtp = true;
     config.greeting = std::borrow::Cow::Borrowed("LMTP ready");
-    config.max_message_size = Some(c.max_message_size);
-    config.max_recipients = c.max_recipients;
-    config.max_errors = c.max_errors;
-    config.max_received = Some(c.max_received);
     let mut server = Server::new(config);
     let mut stream = Stream::Plain(tcp);
     let mut conn = Lmtp {
         users: shared.users(),
-        config: shared.config(),
+        config: snapshot,
         peer,
         helo: None,
         from: String::new(),
@@ -150,12 +146,9 @@ impl Lmtp {
     /// Writes this recipient's copy into its Maildir(s); the reply to send.
     fn deliver(&mut self, m: &LmtpMessageRequest) -> Reply<'static> {
         let boxes = mailboxes(&self.config, &self.users, &m.recipient);
-        let looped = boxes.iter().any(|(d, b)| {
-            let address = format!("{b}@{d}");
-            m.delivered_to
-                .iter()
-                .any(|v| v.trim_matches(['<', '>']).eq_ignore_ascii_case(&address))
-        });
+        let looped = boxes
+            .iter()
+            .any(|(d, b)| crate::maildir::delivered_before(&m.delivered_to, &format!("{b}@{d}")));
         if looped {
             return reply(
                 554,
@@ -172,13 +165,12 @@ impl Lmtp {
             postel_queue::dsn::rfc5322_date(SystemTime::now())
         );
         for (domain, mailbox) in &boxes {
-            let trace = format!(
-                "Return-Path: {}\r\nDelivered-To: {mailbox}@{domain}\r\n{received}",
-                self.from
-            );
             let dir = self.config.maildir(domain, mailbox);
-            let parts: [&[u8]; 2] = [trace.as_bytes(), &self.body];
-            if let Err(e) = crate::maildir::deliver(&dir, &host, &parts) {
+            let address = format!("{mailbox}@{domain}");
+            let delivered = crate::maildir::deliver_for(
+                &dir, &host, &self.from, &address, &received, &self.body,
+            );
+            if let Err(e) = delivered {
                 warn!(client = %self.peer, mailbox = %dir.display(), error = %e, "LMTP delivery failed");
                 return reply(451, (4, 3, 0), "Mailbox not writable, try again later");
             }

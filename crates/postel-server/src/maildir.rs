@@ -52,3 +52,29 @@ pub fn deliver(dir: &Path, hostname: &str, parts: &[&[u8]]) -> std::io::Result<P
     File::open(dir.join("new"))?.sync_all()?;
     Ok(new)
 }
+
+/// Delivers `body` into the Maildir at `dir` for the mailbox `address`,
+/// behind the trace fields a mailbox keeps: Return-Path, then Delivered-To
+/// naming the mailbox, so that mail which comes back to it is seen as a loop
+/// (see [`delivered_before`]), as Postfix's local delivery does; then
+/// `trace`, further fields the caller adds (a Received line).
+pub fn deliver_for(
+    dir: &Path,
+    hostname: &str,
+    return_path: &str,
+    address: &str,
+    trace: &str,
+    body: &[u8],
+) -> std::io::Result<PathBuf> {
+    let fields = format!("Return-Path: {return_path}\r\nDelivered-To: {address}\r\n{trace}");
+    deliver(dir, hostname, &[fields.as_bytes(), body])
+}
+
+/// True when one of a message's Delivered-To values names `address` (a
+/// mailbox written `local@domain`, lower case): it was delivered there once
+/// already, and is looping.
+pub fn delivered_before(delivered_to: &[String], address: &str) -> bool {
+    delivered_to
+        .iter()
+        .any(|v| v.trim_matches(['<', '>']).eq_ignore_ascii_case(address))
+}

@@ -48,7 +48,7 @@ impl Delivery {
         out.recipients = rcpts;
         let sent = match self.reuse(&label, &out, &message.id).await {
             Some(sent) => Ok(sent),
-            None => match self.connect_lmtp(target).await {
+            None => match connect(target).await {
                 Ok(stream) => {
                     let mut conn = self.open(stream, "localhost", &label, TlsPolicy::Never, true);
                     let sent = send_on(&mut conn, out).await;
@@ -92,25 +92,19 @@ impl Delivery {
             })
             .collect()
     }
-
-    async fn connect_lmtp(&self, target: &LmtpTarget) -> std::io::Result<Stream> {
-        connect(target).await
-    }
 }
 
 /// Connects to an LMTP server.
 async fn connect(target: &LmtpTarget) -> std::io::Result<Stream> {
-    {
-        let connect = async {
-            match target {
-                LmtpTarget::Tcp(addr) => TcpStream::connect(addr.as_str()).await.map(Stream::Plain),
-                LmtpTarget::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
-            }
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
-    }
+    let connect = async {
+        match target {
+            LmtpTarget::Tcp(addr) => TcpStream::connect(addr.as_str()).await.map(Stream::Plain),
+            LmtpTarget::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
 /// One queue recipient's outcome from its mailboxes' results: a permanent

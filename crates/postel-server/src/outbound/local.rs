@@ -1,5 +1,4 @@
-//! Local delivery into Maildir, each mailbox once per attempt, with the
-//! trace fields a mailbox keeps (Return-Path, Delivered-To).
+//! Local delivery into Maildir, each mailbox once per attempt.
 
 use postel_queue::model::{Message, Outcome, Stage};
 use tracing::warn;
@@ -30,18 +29,17 @@ impl Delivery {
             postel_proto::types::ReversePath::Null => "<>".to_owned(),
             postel_proto::types::ReversePath::Mailbox(m) => format!("<{m}>"),
         };
-        let host = self.shared.config().hostname.to_string();
+        let config = self.shared.config();
+        let host = config.hostname.to_string();
         for mailbox in boxes {
             let address = format!("{mailbox}@{}", domain.name);
             if !written.insert(address.clone()) {
                 continue;
             }
-            // Delivered-To names the mailbox, so that mail that comes back
-            // to it is seen as a loop when it arrives (as Postfix's local
-            // delivery does).
-            let header = format!("Return-Path: {return_path}\r\nDelivered-To: {address}\r\n");
-            let dir = self.shared.config().maildir(&domain.name, &mailbox);
-            if let Err(e) = crate::maildir::deliver(&dir, &host, &[header.as_bytes(), body]) {
+            let dir = config.maildir(&domain.name, &mailbox);
+            let delivered =
+                crate::maildir::deliver_for(&dir, &host, &return_path, &address, "", body);
+            if let Err(e) = delivered {
                 warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");
                 return Outcome::Deferred(result(
                     Stage::Local,
