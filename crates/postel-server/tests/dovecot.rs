@@ -97,17 +97,21 @@ fn wait_inbox(dovecot: &Dovecot, user: &str, password: &str, n: usize) -> Vec<Ve
     }
 }
 
+/// Dovecot with users alice and bob (IMAP passwords alice-imap and
+/// bob-imap); `None`, with the reason printed, when a peer is missing.
+fn dovecot() -> Option<Dovecot> {
+    if !installed("python3") {
+        return None;
+    }
+    Dovecot::start(&[("alice@d.test", "alice-imap"), ("bob@d.test", "bob-imap")])
+}
+
 const MESSAGE: &[u8] = b"From: alice@d.test\r\nTo: bob@d.test\r\nSubject: through Dovecot\r\n\r\n\
 first line\r\n.a line that starts with a dot\r\n8-bit: caf\xc3\xa9\r\n\r\nlast line\r\n";
 
 #[test]
 fn mail_reaches_the_imap_inbox_and_a_refused_recipient_bounces() {
-    if !installed("python3") {
-        return;
-    }
-    let Some(dovecot) =
-        Dovecot::start(&[("alice@d.test", "alice-imap"), ("bob@d.test", "bob-imap")])
-    else {
+    let Some(dovecot) = dovecot() else {
         return;
     };
     // carol is a mailbox to postel but no user to Dovecot, which refuses her.
@@ -141,12 +145,7 @@ fn mail_reaches_the_imap_inbox_and_a_refused_recipient_bounces() {
 
 #[test]
 fn with_dovecot_down_mail_waits_and_is_delivered_once_when_it_is_back() {
-    if !installed("python3") {
-        return;
-    }
-    let Some(mut dovecot) =
-        Dovecot::start(&[("alice@d.test", "alice-imap"), ("bob@d.test", "bob-imap")])
-    else {
+    let Some(mut dovecot) = dovecot() else {
         return;
     };
     let (dir, port, server) = postel("dovecot-down", &dovecot, "\"alice\", \"bob\"");
@@ -179,12 +178,7 @@ fn with_dovecot_down_mail_waits_and_is_delivered_once_when_it_is_back() {
 /// not a bounce; with Dovecot down the client is told to try later.
 #[test]
 fn a_probe_rcpt_asks_dovecot_at_rcpt_time() {
-    if !installed("python3") {
-        return;
-    }
-    let Some(mut dovecot) =
-        Dovecot::start(&[("alice@d.test", "alice-imap"), ("bob@d.test", "bob-imap")])
-    else {
+    let Some(mut dovecot) = dovecot() else {
         return;
     };
     let keys = format!(
@@ -220,12 +214,7 @@ s.rset(); s.quit()
 /// `delivery = "lmtp:unix:PATH"`: the same chain over Dovecot's LMTP socket.
 #[test]
 fn delivery_over_dovecots_unix_socket() {
-    if !installed("python3") {
-        return;
-    }
-    let Some(dovecot) =
-        Dovecot::start(&[("alice@d.test", "alice-imap"), ("bob@d.test", "bob-imap")])
-    else {
+    let Some(dovecot) = dovecot() else {
         return;
     };
     let keys = format!(

@@ -348,6 +348,12 @@ fn a_failure_mid_message_reports_the_message_under_its_own_index() {
     ));
 }
 
+/// An LMTP server's greeting, LHLO reply, and the pipelined replies to MAIL,
+/// two RCPTs and DATA.
+const LMTP_UP_TO_DATA: &[u8] =
+    b"220 foo.edu LMTP server ready\r\n250-foo.edu\r\n250 PIPELINING\r\n\
+250 OK\r\n250 OK\r\n250 OK\r\n354 go\r\n";
+
 fn lmtp_client() -> Client {
     let mut config = ClientConfig::new(Domain::try_from("out.example.org").unwrap());
     config.tls = TlsPolicy::Never;
@@ -373,9 +379,7 @@ fn lmtp_gives_each_recipient_its_own_reply_after_the_message() {
     let seen = run(
         &mut c,
         &[
-            b"220 foo.edu LMTP server ready\r\n",
-            b"250-foo.edu\r\n250 PIPELINING\r\n",
-            b"250 OK\r\n250 OK\r\n250 OK\r\n354 go\r\n",
+            LMTP_UP_TO_DATA,
             b"250 2.0.0 delivered\r\n452 4.2.2 <green@foo.edu> is temporarily over quota\r\n",
         ],
     );
@@ -400,9 +404,7 @@ fn lmtp_replies_cut_short_leave_the_rest_transient() {
     let seen = run(
         &mut c,
         &[
-            b"220 foo.edu LMTP server ready\r\n",
-            b"250-foo.edu\r\n250 PIPELINING\r\n",
-            b"250 OK\r\n250 OK\r\n250 OK\r\n354 go\r\n",
+            LMTP_UP_TO_DATA,
             b"250 2.0.0 delivered\r\n",
             b"garbage instead of the second reply\r\n",
         ],
