@@ -46,14 +46,30 @@ fn skip(tool: &str) {
 }
 
 /// A loopback port that was free a moment ago (UDP and TCP).
+///
+/// Ports come from below Linux's ephemeral range (32768 and up), where the
+/// source ports of the many outbound connections the tests make are taken:
+/// a port picked there can be held by a client socket by the time a fake
+/// peer binds it. Within one process no port is handed out twice; the
+/// starting point depends on the process id, so test binaries run one after
+/// another start apart.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
     loop {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let port = u16::try_from(FIRST + offset).unwrap();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
