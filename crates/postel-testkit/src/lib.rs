@@ -471,3 +471,83 @@ impl Drop for Dovecot {
         self.stop();
     }
 }
+
+/// The test filter (`milter/filter.py`) on Debian's pymilter, which runs on
+/// the real libmilter, listening on a free loopback port with one
+/// behaviour; stopped when dropped. Every event it sees is a JSON line in
+/// [`PyMilter::events`].
+pub struct PyMilter {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl PyMilter {
+    /// Starts the filter with `behaviour` (see the script); `None` when
+    /// Debian's python3-milter is not installed.
+    pub fn start(behaviour: &str) -> Option<PyMilter> {
+        let python = Path::new("/usr/bin/python3");
+        let found = python.exists()
+            && Command::new(python)
+                .args(["-c", "import Milter"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if !found {
+            skip("python3-milter");
+            return None;
+        }
+        let dir = temp_dir("pymilter");
+        let log = dir.join("events.jsonl");
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("milter/filter.py");
+        let err = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(behaviour)
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "filter exited with {status}: {}",
+                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "filter did not start"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Some(PyMilter {
+            child: Some(child),
+            addr,
+            log,
+        })
+    }
+
+    /// The events seen so far, one JSON object per line.
+    pub fn events(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for PyMilter {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(2));
+        }
+    }
+}
