@@ -418,10 +418,10 @@ impl Queue for PostgresQueue {
         let stored = Message {
             id: id.clone(),
             recipients,
+            held: message.arrival.quarantine.is_some(),
             envelope: message,
             created: now,
             expires: self.schedule.expiry(now),
-            held: false,
             warned: false,
         };
         let key = id.to_string();
@@ -459,8 +459,8 @@ impl Queue for PostgresQueue {
         .await
         .map_err(db("storing recipients"))?;
         tx.execute(
-            "INSERT INTO postel_schedule (id, next_due) VALUES ($1, $2)",
-            &[&key, &now],
+            "INSERT INTO postel_schedule (id, next_due, held) VALUES ($1, $2, $3)",
+            &[&key, &now, &stored.held],
         )
         .await
         .map_err(db("scheduling a message"))?;

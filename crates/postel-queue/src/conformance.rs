@@ -338,6 +338,31 @@ pub async fn hold_release_delete_requeue<Q: Queue>(q: &Q) {
     assert!(matches!(q.delete(&id).await, Err(QueueError::NotFound(_))));
 }
 
+/// A message quarantined on arrival is stored held, with its reason, and
+/// released like any held message.
+pub async fn quarantined_on_arrival<Q: Queue>(q: &Q) {
+    let mut new = message(&["a@example.net"]);
+    new.arrival.quarantine = Some("held by filter: suspicious attachment".into());
+    let id = q.enqueue(new, BODY.to_vec(), t(0)).await.unwrap();
+    assert!(
+        q.claim("w", t(1), LEASE, 10).await.unwrap().is_empty(),
+        "quarantined: not claimed"
+    );
+    let shown = q.show(&id).await.unwrap();
+    assert!(shown.held);
+    assert_eq!(
+        shown.envelope.arrival.quarantine.as_deref(),
+        Some("held by filter: suspicious attachment")
+    );
+    assert_eq!(q.stats(t(1)).await.unwrap().held, 1);
+    q.set_held(&id, false).await.unwrap();
+    assert_eq!(
+        q.claim("w", t(2), LEASE, 10).await.unwrap().len(),
+        1,
+        "released"
+    );
+}
+
 /// The operator's counts follow the queue: new, deferred, held.
 pub async fn stats<Q: Queue>(q: &Q) {
     assert_eq!(q.stats(t(0)).await.unwrap(), QueueStats::default(), "empty");
@@ -401,6 +426,7 @@ pub async fn run_all<Q: Queue, F: Fn() -> Q>(make: F) {
     partial_success_retry_and_bounce(&make()).await;
     expiry_and_dsn(&make()).await;
     hold_release_delete_requeue(&make()).await;
+    quarantined_on_arrival(&make()).await;
     recovery(&make()).await;
     stats(&make()).await;
 }

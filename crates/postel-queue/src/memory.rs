@@ -74,10 +74,10 @@ impl Queue for MemoryQueue {
             let recipients = new_recipients(&message.recipients, now);
             let stored = Message {
                 id: id.clone(),
+                held: message.arrival.quarantine.is_some(),
                 envelope: message,
                 created: now,
                 expires: self.schedule.expiry(now),
-                held: false,
                 warned: false,
                 recipients,
             };

@@ -53,6 +53,9 @@ pub struct Arrival {
     pub auth_user: Option<String>,
     /// Whether the session was protected by TLS.
     pub tls: bool,
+    /// Why a filter had the message held on arrival (quarantined): it is
+    /// enqueued held, and released like any held message.
+    pub quarantine: Option<String>,
 }
 
 /// A recipient as it is enqueued.

@@ -53,6 +53,11 @@ pub fn decode_envelope(id: &QueueId, env: &str) -> Option<Message> {
     let tls = a.next()? == "1";
     let helo = field(a.next())?;
     let auth_user = field(a.next())?;
+    // Written only for a quarantined message; older envelopes end here.
+    let quarantine = match a.next() {
+        None => None,
+        some => field(some)?,
+    };
     let mut opts = ParserOptions::STRICT;
     opts.limits.command_line = 64 * 1024;
     let mail = format!("{}\r\n", lines.next()?);
@@ -104,16 +109,18 @@ pub fn decode_envelope(id: &QueueId, env: &str) -> Option<Message> {
             helo,
             auth_user,
             tls,
+            quarantine,
         },
         recipients: recipients_new,
     };
+    let held = envelope.arrival.quarantine.is_some();
     let message = Message {
         id: id.clone(),
         recipients: new_recipients(&envelope.recipients, created),
         envelope,
         created,
         expires,
-        held: false,
+        held,
         warned: false,
     };
     Some(message)
@@ -135,6 +142,13 @@ pub fn encode_envelope(message: &Message) -> String {
         opt(&e.arrival.helo),
         opt(&e.arrival.auth_user),
     );
+    if let Some(reason) = &e.arrival.quarantine {
+        // Before the line end the format string wrote.
+        text.truncate(text.len() - 2);
+        text.push(' ');
+        text.push_str(&escape(reason));
+        text.push_str("\r\n");
+    }
     let mut params = MailParameters::default();
     params.body = Some(e.body_type);
     params.smtputf8 = e.smtputf8;
@@ -284,6 +298,41 @@ mod tests {
 
     /// ORCPT is kept as the client's xtext: `+FF` is no UTF-8, and a lossy
     /// decode would relay U+FFFD instead (RFC 3461 section 4.2).
+    #[test]
+    fn a_quarantine_reason_survives_the_record_and_old_envelopes_still_read() {
+        let mut new = NewMessage {
+            return_path: ReversePath::Null,
+            envid: None,
+            ret: None,
+            body_type: postel_proto::types::BodyType::SevenBit,
+            smtputf8: false,
+            arrival: Arrival::default(),
+            recipients: vec![NewRecipient {
+                address: ForwardPath::Mailbox(Mailbox::try_from("a@example.net").unwrap()),
+                orcpt: None,
+                notify: None,
+            }],
+        };
+        new.arrival.quarantine = Some("virus: Eicar-Test-Signature \r\n x".into());
+        let id = QueueId::parse("06619062791132000001").unwrap();
+        let now = std::time::SystemTime::UNIX_EPOCH;
+        let message = crate::model::Message {
+            id: id.clone(),
+            recipients: crate::queue::new_recipients(&new.recipients, now),
+            envelope: new,
+            created: now,
+            expires: now,
+            held: true,
+            warned: false,
+        };
+        let text = encode_envelope(&message);
+        assert_eq!(decode_envelope(&id, &text), Some(message.clone()));
+        let old = text.replacen(" virus:+20Eicar-Test-Signature+20+0D+0A+20x", "", 1);
+        assert_ne!(old, text);
+        let read = decode_envelope(&id, &old).unwrap();
+        assert!(read.envelope.arrival.quarantine.is_none() && !read.held);
+    }
+
     #[test]
     fn orcpt_octets_survive_the_record_and_the_next_hop() {
         let new = NewMessage {

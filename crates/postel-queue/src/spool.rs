@@ -364,10 +364,10 @@ impl Queue for SpoolQueue {
         let stored = Message {
             id: id.clone(),
             recipients: new_recipients(&message.recipients, now),
+            held: message.arrival.quarantine.is_some(),
             envelope: message,
             created: now,
             expires: self.schedule.expiry(now),
-            held: false,
             warned: false,
         };
         let tmp = self.dir.join("tmp");

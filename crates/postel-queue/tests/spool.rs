@@ -38,6 +38,7 @@ fn message() -> NewMessage {
             helo: Some("client.example".into()),
             auth_user: Some("jane doe".into()),
             tls: true,
+            quarantine: None,
         },
         recipients: vec![
             NewRecipient {

@@ -141,12 +141,16 @@ fn json(m: &Message) -> serde_json::Value {
         "created": secs(m.created),
         "expires": secs(m.expires),
         "held": m.held,
+        "quarantine": m.envelope.arrival.quarantine,
         "recipients": recipients,
     })
 }
 
 fn detail(m: &Message) -> String {
     let mut out = summary(m);
+    if let Some(reason) = &m.envelope.arrival.quarantine {
+        let _ = writeln!(out, "  quarantined: {reason}");
+    }
     for r in &m.recipients {
         let _ = write!(
             out,

@@ -583,6 +583,7 @@ impl Connection {
                 helo: self.peer.helo.clone(),
                 auth_user: self.peer.user.clone(),
                 tls: self.peer.tls,
+                quarantine: None,
             },
             recipients: txn.recipients,
         };
