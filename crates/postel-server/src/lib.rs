@@ -50,6 +50,7 @@
 pub mod backend;
 pub mod config;
 pub mod control;
+mod filters;
 mod inbound;
 mod lmtp;
 pub mod maildir;

@@ -24,6 +24,7 @@ pub(super) struct File {
     pub(super) dns: DnsFile,
     pub(super) queue: QueueFile,
     pub(super) metrics: MetricsFile,
+    pub(super) milter: Vec<super::milter::MilterFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +59,7 @@ impl Default for File {
             dns: DnsFile::default(),
             queue: QueueFile::default(),
             metrics: MetricsFile::default(),
+            milter: Vec::new(),
         }
     }
 }

@@ -14,7 +14,9 @@ use postel_proto::types::Domain;
 use serde::Deserialize;
 
 mod file;
+mod milter;
 use file::File;
+pub use milter::{DefaultAction, MilterAddress, MilterConfig};
 
 /// A configuration that cannot be used, naming the key and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +245,8 @@ pub struct Config {
     /// This server's name among the servers sharing a queue: its leases
     /// carry it. Default: the host name.
     pub node: String,
+    /// The filters every message of a listener's role is shown to, in order.
+    pub milters: Vec<MilterConfig>,
     /// The file it was read from; `None` for the embedded default. SIGHUP
     /// reads it again.
     pub source: Option<PathBuf>,
@@ -542,6 +546,7 @@ impl Config {
             queue_backend,
             lease: Duration::from_secs(file.queue.lease_secs.max(1)),
             node,
+            milters: milter::check(file.milter)?,
             source: None,
         };
         Ok(config)

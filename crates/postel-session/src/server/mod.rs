@@ -311,8 +311,14 @@ impl Server {
     /// Ends the session with 421 (service shutting down), for example when the
     /// server stops; any open decision is withdrawn.
     pub fn shutdown(&mut self) {
+        self.shutdown_with(&Reply::SHUTTING_DOWN);
+    }
+
+    /// Ends the session with `reply` (a 421 of the application's, such as a
+    /// filter's), as [`Server::shutdown`] does with its own.
+    pub fn shutdown_with(&mut self, reply: &Reply<'_>) {
         if !matches!(self.phase, Phase::Closing | Phase::Closed) {
-            self.send(&Reply::SHUTTING_DOWN);
+            self.send(reply);
             self.phase = Phase::Closing;
         }
     }

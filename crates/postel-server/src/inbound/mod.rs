@@ -11,13 +11,20 @@ use postel_proto::types::{
 };
 use postel_queue::model::{Arrival, NewMessage, NewRecipient};
 use postel_queue::{Queue, QueueError};
-use postel_session::server::{Event, RcptRequest, Server, ServerConfig};
+use postel_session::server::{
+    Event, MailRequest, MessageRequest, RcptRequest, Server, ServerConfig,
+};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::config::Role;
+use crate::filters::{Filters, Outcome};
 use crate::state::Shared;
 use crate::stream::Stream;
+
+mod filter;
+
+use filter::{MessageVerdict, command_args};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,6 +84,10 @@ struct Transaction {
     /// The local ones of those, which a `Delivered-To` loop check looks at.
     local_mailboxes: std::collections::HashSet<String>,
     body: Vec<u8>,
+    /// A filter discarded the message: answer 250, store nothing.
+    discard: bool,
+    /// A filter quarantined it, for this reason.
+    quarantine: Option<String>,
 }
 
 /// What the connection knows about its client.
@@ -159,7 +170,20 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         },
         txn: Transaction::default(),
         messages: 0,
+        filters: Filters::none(),
+        refusal: None,
     };
+    if !conn.config.milters.is_empty() {
+        let c = Arc::clone(&conn.config);
+        conn.filters = Filters::open(&c.milters, role, c.max_message_size).await;
+        match conn.filter_connect().await {
+            Outcome::Continue | Outcome::Discard => {}
+            // As Postfix does with a restriction on the client: the session
+            // goes on and each MAIL gets the refusal.
+            Outcome::Refuse(r) => conn.refusal = Some(r),
+            Outcome::Close(r) => server.shutdown_with(&r),
+        }
+    }
     // A bug that panics while serving ends this session with 421, as RFC
     // 5321 section 3.8 asks of a server that must close, instead of a
     // silently dropped connection; other sessions run on regardless.
@@ -186,6 +210,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         Err(std::io::Error::other("session panicked"))
     };
     shared.metrics.commands_of(&server);
+    conn.filters.quit().await;
     stream.shutdown().await;
     match result {
         Ok(()) => info!(client = %peer, messages = conn.messages, "disconnect"),
@@ -202,6 +227,10 @@ struct Connection {
     peer: Peer,
     txn: Transaction,
     messages: usize,
+    /// The session's milters.
+    filters: Filters,
+    /// A filter's refusal at connect or HELO, given to each MAIL.
+    refusal: Option<Reply<'static>>,
 }
 
 impl Connection {
@@ -250,57 +279,24 @@ impl Connection {
         stream: &mut Stream,
         event: Event,
     ) -> std::io::Result<()> {
-        let misuse = |e: String| std::io::Error::other(e);
         match event {
             Event::Hello { name, extended } => {
                 self.peer.helo = Some(name.to_string());
                 self.peer.extended = extended;
                 self.txn = Transaction::default();
-            }
-            Event::Mail(m) => {
-                if let Some(refusal) = self.over_rate(true) {
-                    return m.reject(server, refusal).map_err(|e| misuse(e.to_string()));
+                if !self.filters.is_empty() {
+                    self.filters.abort().await;
+                    match self.filter_helo(&name.to_string()).await {
+                        Outcome::Continue | Outcome::Discard => {}
+                        Outcome::Refuse(r) => self.refusal = Some(r),
+                        Outcome::Close(r) => server.shutdown_with(&r),
+                    }
                 }
-                self.txn = Transaction {
-                    from: Some(m.from.clone()),
-                    // The parser takes only printable US-ASCII (RFC 3461
-                    // section 4.4), so the decoded value is exact.
-                    envid: m
-                        .params
-                        .envid
-                        .as_ref()
-                        .and_then(|e| String::from_utf8(e.decode().into_owned()).ok()),
-                    ret: m.params.ret,
-                    body_type: m.params.body,
-                    smtputf8: m.params.smtputf8,
-                    ..Transaction::default()
-                };
-                m.accept(server).map_err(|e| misuse(e.to_string()))?;
             }
+            Event::Mail(m) => self.mail(server, m).await?,
             Event::Rcpt(r) => self.recipient(server, r).await?,
             Event::Body(data) => self.txn.body.extend_from_slice(&data),
-            Event::Message(m) => {
-                let txn = std::mem::take(&mut self.txn);
-                let looped = txn
-                    .local_mailboxes
-                    .iter()
-                    .find(|a| crate::maildir::delivered_before(&m.delivered_to, a));
-                if let Some(looped) = looped {
-                    // Mail that a mailbox of ours already received has come
-                    // back to it: a forwarding loop.
-                    info!(client = %self.peer.addr, delivered_to = %looped, "mail loop: message refused");
-                    self.shared.metrics.refused("loop");
-                    let answer = reply(
-                        554,
-                        (5, 4, 6),
-                        "Mail loop: already delivered to this mailbox",
-                    );
-                    return m.reject(server, answer).map_err(|e| misuse(e.to_string()));
-                }
-                let answer = self.enqueue(txn);
-                m.accept_with(server, answer)
-                    .map_err(|e| misuse(e.to_string()))?;
-            }
+            Event::Message(m) => self.message(server, m).await?,
             Event::MessageAborted(why) => {
                 info!(client = %self.peer.addr, reason = %why, "message refused");
                 use postel_proto::framing::BodyViolation;
@@ -311,12 +307,111 @@ impl Connection {
                     _ => "line_length",
                 });
                 self.txn = Transaction::default();
+                self.filters.abort().await;
             }
-            Event::Reset => self.txn = Transaction::default(),
+            Event::Reset => {
+                self.txn = Transaction::default();
+                self.filters.abort().await;
+            }
             Event::StartTls => self.start_tls(server, stream).await?,
             Event::Auth(a) => self.authenticate(server, a).await?,
             _ => {}
         }
+        Ok(())
+    }
+
+    /// MAIL: the connection's refusal, the rates, the filters.
+    async fn mail(&mut self, server: &mut Server, m: MailRequest) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        if let Some(refusal) = self.refusal.clone().or_else(|| self.over_rate(true)) {
+            return m.reject(server, refusal).map_err(|e| misuse(e.to_string()));
+        }
+        let mut discard = false;
+        if !self.filters.is_empty() {
+            let command = postel_proto::types::Command::Mail {
+                from: m.from.clone(),
+                params: m.params.clone(),
+            };
+            let args = command_args(&command, m.from.to_string());
+            match self.filter_mail(&args, &m.from).await {
+                Outcome::Continue => {}
+                Outcome::Discard => discard = true,
+                Outcome::Refuse(r) => {
+                    info!(client = %self.peer.addr, from = %m.from, reply = %r, "sender refused by a filter");
+                    self.shared.metrics.refused("filter");
+                    return m.reject(server, r).map_err(|e| misuse(e.to_string()));
+                }
+                Outcome::Close(r) => {
+                    server.shutdown_with(&r);
+                    return Ok(());
+                }
+            }
+        }
+        self.txn = Transaction {
+            from: Some(m.from.clone()),
+            // The parser takes only printable US-ASCII (RFC 3461
+            // section 4.4), so the decoded value is exact.
+            envid: m
+                .params
+                .envid
+                .as_ref()
+                .and_then(|e| String::from_utf8(e.decode().into_owned()).ok()),
+            ret: m.params.ret,
+            body_type: m.params.body,
+            smtputf8: m.params.smtputf8,
+            discard,
+            ..Transaction::default()
+        };
+        m.accept(server).map_err(|e| misuse(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The end of the message: the loop check, the filters, the queue.
+    async fn message(&mut self, server: &mut Server, m: MessageRequest) -> std::io::Result<()> {
+        let misuse = |e: String| std::io::Error::other(e);
+        let txn = std::mem::take(&mut self.txn);
+        let looped = txn
+            .local_mailboxes
+            .iter()
+            .find(|a| crate::maildir::delivered_before(&m.delivered_to, a));
+        if let Some(looped) = looped {
+            // Mail that a mailbox of ours already received has come
+            // back to it: a forwarding loop.
+            info!(client = %self.peer.addr, delivered_to = %looped, "mail loop: message refused");
+            self.shared.metrics.refused("loop");
+            let answer = reply(
+                554,
+                (5, 4, 6),
+                "Mail loop: already delivered to this mailbox",
+            );
+            return m.reject(server, answer).map_err(|e| misuse(e.to_string()));
+        }
+        let txn = if self.filters.is_empty() {
+            txn
+        } else {
+            match self.filter_message(txn).await {
+                MessageVerdict::Store(txn) => *txn,
+                MessageVerdict::Discard => {
+                    info!(client = %self.peer.addr, "message discarded by a filter");
+                    let answer = reply(250, (2, 0, 0), "Ok");
+                    return m
+                        .accept_with(server, answer)
+                        .map_err(|e| misuse(e.to_string()));
+                }
+                MessageVerdict::Refuse(r) => {
+                    info!(client = %self.peer.addr, reply = %r, "message refused by a filter");
+                    self.shared.metrics.refused("filter");
+                    return m.reject(server, r).map_err(|e| misuse(e.to_string()));
+                }
+                MessageVerdict::Close(r) => {
+                    server.shutdown_with(&r);
+                    return Ok(());
+                }
+            }
+        };
+        let answer = self.enqueue(txn);
+        m.accept_with(server, answer)
+            .map_err(|e| misuse(e.to_string()))?;
         Ok(())
     }
 
@@ -464,6 +559,26 @@ impl Connection {
             Destination::Local(boxes) => (boxes, true),
             Destination::Remote(address) => (vec![address], false),
         });
+        if let (Ok((_, local)), false) = (&verdict, self.filters.is_empty()) {
+            let command = postel_proto::types::Command::Rcpt {
+                to: r.to.clone(),
+                params: r.params.clone(),
+            };
+            let args = command_args(&command, r.to.to_string());
+            match self.filter_rcpt(&args, &r.to, *local).await {
+                Outcome::Continue => {}
+                Outcome::Discard => self.txn.discard = true,
+                Outcome::Refuse(refusal) => {
+                    info!(client = %self.peer.addr, to = %r.to, reply = %refusal, "recipient refused by a filter");
+                    self.shared.metrics.refused("filter");
+                    return r.reject(server, refusal).map_err(|e| misuse(e.to_string()));
+                }
+                Outcome::Close(reply) => {
+                    server.shutdown_with(&reply);
+                    return Ok(());
+                }
+            }
+        }
         match verdict {
             Ok((destinations, _))
                 if !destinations.is_empty()
@@ -583,7 +698,7 @@ impl Connection {
                 helo: self.peer.helo.clone(),
                 auth_user: self.peer.user.clone(),
                 tls: self.peer.tls,
-                quarantine: None,
+                quarantine: txn.quarantine,
             },
             recipients: txn.recipients,
         };
