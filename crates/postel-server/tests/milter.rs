@@ -436,3 +436,49 @@ fn a_filter_that_never_answers_or_breaks_mid_message_loses_nothing() {
         assert!(setup.send("bob@a.test", MESSAGE).contains("ehlo 250"));
     }
 }
+
+/// dkimpy (Debian's python3-dkim) verifies a message with the key record
+/// given, as if published in DNS.
+const VERIFY: &str = r#"
+import dkim, sys
+message = open(sys.argv[1], "rb").read()
+record = sys.argv[2].encode()
+ok = dkim.verify(message, dnsfunc=lambda name, timeout=5: record)
+print("pass" if ok else "fail")
+"#;
+
+#[test]
+fn opendkim_signs_through_the_milter_and_dkimpy_verifies_the_delivered_file() {
+    let Some(opendkim) = postel_testkit::OpenDkim::start("a.test", "sel") else {
+        return;
+    };
+    let setup = postel("opendkim", &format!("inet:{}", opendkim.addr), "");
+    let replies = setup.send("bob@a.test", MESSAGE);
+    assert!(replies.contains("data 250"), "{replies}");
+    let got = setup.delivered("bob", 1);
+    assert_eq!(got.len(), 1);
+    let delivered = text(without_trace(&got[0]));
+    assert!(
+        delivered.starts_with("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=a.test;"),
+        "{delivered}"
+    );
+    assert!(delivered.ends_with(&text(MESSAGE)[..]), "{delivered}");
+    let path = setup.dir.join("delivered.eml");
+    std::fs::write(&path, &got[0]).unwrap();
+    let verify = |file: &std::path::Path| {
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", VERIFY])
+            .arg(file)
+            .arg(&opendkim.record)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(verify(&path), "pass");
+    // A changed body no longer verifies: the check is real.
+    let changed = text(&got[0]).replace("last line", "Last line");
+    let tampered = setup.dir.join("tampered.eml");
+    std::fs::write(&tampered, changed).unwrap();
+    assert_eq!(verify(&tampered), "fail");
+}
