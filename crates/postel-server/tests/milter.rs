@@ -482,3 +482,37 @@ fn opendkim_signs_through_the_milter_and_dkimpy_verifies_the_delivered_file() {
     std::fs::write(&tampered, changed).unwrap();
     assert_eq!(verify(&tampered), "fail");
 }
+
+/// rspamd's own test pattern (GTUBE), which it always rejects.
+const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+#[test]
+fn rspamd_rejects_gtube_and_adds_its_headers_to_a_plain_message() {
+    let Some(rspamd) = postel_testkit::Rspamd::start() else {
+        return;
+    };
+    let setup = postel("rspamd", &format!("inet:{}", rspamd.addr), "");
+    let spam = [MESSAGE, GTUBE.as_bytes(), b"\r\n"].concat();
+    let replies = setup.send("bob@a.test", &spam);
+    assert!(
+        replies.contains("data 554 5.7.1 Gtube pattern"),
+        "{replies}"
+    );
+    let replies = setup.send("bob@a.test", MESSAGE);
+    assert!(replies.contains("data 250"), "{replies}");
+    let got = setup.delivered("bob", 1);
+    assert_eq!(got.len(), 1, "only the plain message");
+    let delivered = text(without_trace(&got[0]));
+    assert!(
+        delivered.contains("\r\nX-Rspamd-Action: no action\r\n"),
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains("\r\nX-Spamd-Result: default: False"),
+        "{delivered}"
+    );
+    assert!(
+        delivered.ends_with("\r\n\r\nFirst line\r\n.leading dot\r\nlast line\r\n"),
+        "{delivered}"
+    );
+}

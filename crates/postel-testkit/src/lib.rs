@@ -640,3 +640,118 @@ impl Drop for OpenDkim {
         }
     }
 }
+
+/// rspamd (Debian's rspamd) with its proxy worker in milter mode and a
+/// scanning worker behind it, on free loopback ports, under a fresh
+/// directory; network checks fail fast (DNS points at a closed port).
+/// Stopped when dropped.
+pub struct Rspamd {
+    child: Option<Child>,
+    /// The proxy worker's milter address.
+    pub addr: SocketAddr,
+}
+
+impl Rspamd {
+    /// Starts rspamd; `None` when it is not installed.
+    pub fn start() -> Option<Rspamd> {
+        let Some(binary) = ["/usr/bin/rspamd", "/usr/sbin/rspamd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        else {
+            skip("rspamd");
+            return None;
+        };
+        let dir = temp_dir("rspamd");
+        let conf = dir.join("conf");
+        for sub in ["conf/override.d", "conf/local.d", "run", "db", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let (milter, scanner) = (free_port(), free_port());
+        let write = |name: &str, text: String| std::fs::write(conf.join(name), text).unwrap();
+        write(
+            "override.d/worker-proxy.inc",
+            format!(
+                "bind_socket = \"127.0.0.1:{milter}\";\nmilter = yes;\ntimeout = 120s;\n\
+upstream \"local\" {{\n  default = yes;\n  hosts = \"127.0.0.1:{scanner}\";\n}}\n\
+count = 1;\nmax_retries = 5;\ndiscard_on_reject = false;\nquarantine_on_reject = false;\n\
+spam_header = \"X-Spam\";\nreject_message = \"Spam message rejected\";\n"
+            ),
+        );
+        write(
+            "override.d/worker-normal.inc",
+            format!("bind_socket = \"127.0.0.1:{scanner}\";\ncount = 1;\n"),
+        );
+        write(
+            "override.d/worker-controller.inc",
+            "enabled = false;\n".into(),
+        );
+        write(
+            "override.d/logging.inc",
+            format!(
+                "type = \"file\";\nfilename = \"{}\";\nlevel = \"info\";\n",
+                dir.join("log/rspamd.log").display()
+            ),
+        );
+        write(
+            "local.d/options.inc",
+            "dns {\n  nameserver = [\"127.0.0.1:9\"];\n  timeout = 1s;\n  retransmits = 1;\n}\n"
+                .into(),
+        );
+        write(
+            "local.d/milter_headers.conf",
+            "extended_spam_headers = true;\nskip_local = false;\nskip_authenticated = false;\n"
+                .into(),
+        );
+        let var = |name: &str, sub: &str| format!("--var={name}={}", dir.join(sub).display());
+        let mut command = Command::new(binary);
+        command.args(["-f", "-c", "/etc/rspamd/rspamd.conf"]);
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if root {
+            // As root, rspamd refuses to run its workers unless told.
+            command.arg("-i");
+        }
+        let err = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let mut child = command
+            .arg(var("LOCAL_CONFDIR", "conf"))
+            .arg(var("RUNDIR", "run"))
+            .arg(var("DBDIR", "db"))
+            .arg(var("LOGDIR", "log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], milter));
+        let scan = SocketAddr::from(([127, 0, 0, 1], scanner));
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() || TcpStream::connect(scan).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "rspamd exited with {status}: {}",
+                    std::fs::read_to_string(dir.join("log/rspamd.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "rspamd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Rspamd {
+            child: Some(child),
+            addr,
+        })
+    }
+}
+
+impl Drop for Rspamd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(5));
+        }
+    }
+}
