@@ -143,14 +143,14 @@ pub struct EndOfMessage {
 #[must_use]
 pub enum Step {
     /// An event went out and needs an answer: transmit, then read and
-    /// [`Milter::poll`] until it comes.
+    /// [`Milter::poll`](crate::Milter::poll) until it comes.
     Wait,
     /// Nothing to wait for (the event was left out, is not answered, or the
     /// filter is done with this message or connection): this is the answer.
     Done(Verdict),
 }
 
-/// What [`Milter::poll`] found.
+/// What [`Milter::poll`](crate::Milter::poll) found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Negotiation finished; events may be sent.
