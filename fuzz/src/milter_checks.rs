@@ -20,7 +20,11 @@ fn check_frames(out: &[u8]) {
             "frame length {len} of {}",
             tail.len()
         );
-        assert!(b"ODCHMRTLNBEAQ".contains(&tail[0]), "command {:?}", tail[0]);
+        assert!(
+            b"ODCHMRTLNBEUAQK".contains(&tail[0]),
+            "command {:?}",
+            tail[0]
+        );
         rest = &tail[len..];
     }
 }
@@ -28,7 +32,7 @@ fn check_frames(out: &[u8]) {
 /// One call of the MTA's side, in the order a session makes them.
 fn call(m: &mut Milter, n: usize) -> Result<Step, MilterError> {
     let message = Message::parse(MESSAGE);
-    match n % 9 {
+    match n % 11 {
         0 => m.connect(
             "[192.0.2.1]",
             &ConnectAddress::Inet("192.0.2.1:25".parse().expect("addr")),
@@ -50,7 +54,11 @@ fn call(m: &mut Milter, n: usize) -> Result<Step, MilterError> {
         }
         6 => m.end_of_headers(&[]),
         7 => m.body(message.body()).map(|(s, _)| s),
-        _ => m.end_of_message(&[]),
+        8 => m.end_of_message(&[]),
+        9 => m.unknown(b"XYZZY 1"),
+        _ => m
+            .restart()
+            .map(|()| Step::Done(postel_milter::Verdict::Continue)),
     }
 }
 

@@ -53,8 +53,10 @@ pub(crate) enum Command<'a> {
     EndOfHeaders,
     Body(&'a [u8]),
     EndOfBody,
+    Unknown(&'a [u8]),
     Abort,
     Quit,
+    QuitNoClose,
 }
 
 impl Command<'_> {
@@ -72,8 +74,10 @@ impl Command<'_> {
             Command::EndOfHeaders => b'N',
             Command::Body(_) => b'B',
             Command::EndOfBody => b'E',
+            Command::Unknown(_) => b'U',
             Command::Abort => b'A',
             Command::Quit => b'Q',
+            Command::QuitNoClose => b'K',
         }
     }
 }
@@ -139,11 +143,13 @@ fn write_data(command: &Command<'_>, out: &mut Vec<u8>) -> Result<(), MilterErro
             c_bytes(value, "header value", out)?;
         }
         Command::Body(chunk) => out.extend_from_slice(chunk),
+        Command::Unknown(line) => c_bytes(line, "unknown command", out)?,
         Command::Data
         | Command::EndOfHeaders
         | Command::EndOfBody
         | Command::Abort
-        | Command::Quit => {}
+        | Command::Quit
+        | Command::QuitNoClose => {}
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ use crate::types::{Awaiting, Change, EndOfMessage, Event, Negotiated, Offer, Ste
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Asked {
     Connection,
+    /// An unknown command: a refusal is that command's only.
+    Unknown,
     Recipient,
     Message,
     Body,
@@ -215,12 +217,16 @@ impl Milter {
             // A refused recipient is that recipient only; accepting one
             // accepts the message.
             (Verdict::Continue, _)
-            | (Verdict::Reject | Verdict::Tempfail | Verdict::Reply(_), Asked::Recipient) => {}
+            | (
+                Verdict::Reject | Verdict::Tempfail | Verdict::Reply(_),
+                Asked::Recipient | Asked::Unknown,
+            )
+            | (Verdict::Accept, Asked::Unknown) => {}
             (Verdict::Shutdown | Verdict::ConnectionFailure, _) => {
                 self.phase = Phase::Closed;
                 self.connection_done = true;
             }
-            (Verdict::Discard, Asked::Connection) => {
+            (Verdict::Discard, Asked::Connection | Asked::Unknown) => {
                 return Err(MilterError::Unexpected("discard outside a message"));
             }
             (_, Asked::Connection) => self.connection_done = true,
@@ -356,7 +362,7 @@ impl Milter {
             Phase::Closed => return Err(MilterError::Misuse("event after the session ended")),
         }
         let steps = self.steps();
-        let message_event = asked != Asked::Connection;
+        let message_event = !matches!(asked, Asked::Connection | Asked::Unknown);
         let message_done = self.message == MessageState::Done;
         if self.connection_done
             || (message_event && message_done)
@@ -536,6 +542,32 @@ impl Milter {
             self.finish_message();
         }
         Ok(step)
+    }
+
+    /// A command the SMTP server did not know, as the client sent it
+    /// (without CR LF); the filter may refuse it with its own reply.
+    pub fn unknown(&mut self, line: &[u8]) -> Result<Step, MilterError> {
+        self.send(
+            &Command::Unknown(line),
+            None,
+            Steps::NO_UNKNOWN,
+            Steps::NO_REPLY_UNKNOWN,
+            Asked::Unknown,
+        )
+    }
+
+    /// Ends this SMTP session's part but keeps the connection (QUIT-NC):
+    /// the next SMTP session starts with [`Milter::connect`] on it, under
+    /// the same negotiation.
+    pub fn restart(&mut self) -> Result<(), MilterError> {
+        if !matches!(self.phase, Phase::Ready) {
+            return Err(MilterError::Misuse("restart while awaiting an answer"));
+        }
+        frame::encode(&Command::QuitNoClose, &mut self.out)?;
+        self.connection_done = false;
+        self.message = MessageState::None;
+        self.collected = Collected::default();
+        Ok(())
     }
 
     /// Ends the current message without its end (RSET, a refusal): sends

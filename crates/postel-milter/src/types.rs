@@ -21,6 +21,27 @@ pub struct Offer {
     pub max_changes: usize,
 }
 
+impl Offer {
+    /// What can be offered at protocol `version`, as Postfix offers older
+    /// filters: version 2 has the first six actions and the seven `NO_*`
+    /// steps; versions 3 to 5 add unanswered headers, unknown commands and
+    /// DATA; version 6 has everything.
+    pub fn for_version(version: u32) -> Offer {
+        let all = Offer::default();
+        let (actions, steps) = match version {
+            ..=2 => (Actions::from_bits(0x3f), Steps::from_bits(0x7f)),
+            3..=5 => (Actions::from_bits(0x3f), Steps::from_bits(0x3ff)),
+            _ => (all.actions, all.steps),
+        };
+        Offer {
+            version,
+            actions,
+            steps,
+            ..all
+        }
+    }
+}
+
 impl Default for Offer {
     /// Version 6, every action, every step but sending refused recipients
     /// and header values with their leading space (this side sends neither).

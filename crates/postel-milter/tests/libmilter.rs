@@ -100,6 +100,18 @@ fn libmilter_sees_every_event_with_its_macros() {
     let end = message(&mut milter, &mut socket, MESSAGE);
     assert_eq!(end.verdict, Verdict::Accept);
     assert!(end.changes.is_empty() && end.body.is_none());
+    // An unknown command, refused by the filter with its own reply.
+    let s = milter.unknown(b"XYZZY now").unwrap();
+    let Verdict::Reply(r) = step(&mut milter, &mut socket, s) else {
+        panic!("not the filter's reply")
+    };
+    assert_eq!(r.to_string(), "502 5.5.2 Unknown to the filter too");
+    // The next SMTP session on the same connection (QUIT-NC).
+    milter.restart().unwrap();
+    assert_eq!(
+        message(&mut milter, &mut socket, MESSAGE).verdict,
+        Verdict::Accept
+    );
     milter.quit();
     socket.write_all(&milter.transmit()).unwrap();
     drop(socket);
@@ -112,6 +124,7 @@ fn libmilter_sees_every_event_with_its_macros() {
         r#""event": "envrcpt", "args": ["<bob@a.test>"], "macros": {"{rcpt_addr}": "bob@a.test"}"#,
         r#""event": "header", "args": ["Subject", "hello"]"#,
         r#""event": "eom", "args": ["Body line\r\n"], "macros": {"i": "QID1"}"#,
+        r#""event": "unknown", "args": ["XYZZY now"]"#,
         r#""event": "close""#,
     ] {
         assert!(events.contains(expected), "{expected}\nnot in\n{events}");
@@ -189,6 +202,11 @@ fn libmilter_asks_for_fewer_events_and_gets_them() {
     let events = filter.events().join("\n");
     assert!(!events.contains(r#""event": "hello""#) && !events.contains(r#""event": "header""#));
     assert!(events.contains(r#""event": "envrcpt""#), "{events}");
+    // SETSYMLIST: of the macros known at MAIL, only the one it chose.
+    assert!(
+        events.contains(r#""event": "envfrom", "args": ["<alice@a.test>", "SIZE=100"], "macros": {"{mail_addr}": "alice@a.test"}}"#),
+        "{events}"
+    );
 }
 
 #[test]
@@ -242,4 +260,27 @@ fn libmilter_reply_text_and_body_replacement_and_envelope_changes() {
             _ => assert_eq!(end.verdict, Verdict::Discard),
         }
     }
+}
+
+#[test]
+fn an_older_protocol_version_is_offered_and_spoken() {
+    let Some(filter) = PyMilter::start("headers") else {
+        return;
+    };
+    let mut socket = TcpStream::connect(filter.addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut milter = Milter::new(Offer::for_version(2));
+    assert_eq!(answer(&mut milter, &mut socket), Event::Negotiated);
+    let n = milter.negotiated().unwrap();
+    assert_eq!(n.version, 2, "the filter speaks the version offered");
+    assert!(
+        Actions::from_bits(0x3f).contains(n.actions),
+        "{:?}",
+        n.actions
+    );
+    let end = message(&mut milter, &mut socket, MESSAGE);
+    assert_eq!(end.verdict, Verdict::Accept);
+    assert_eq!(end.changes.len(), 5, "{:?}", end.changes);
 }

@@ -76,6 +76,13 @@ class Filter(Milter.Base):
             return Milter.REJECT
         return Milter.CONTINUE
 
+    def unknown(self, command):
+        self.log("unknown", command)
+        if BEHAVIOUR == "record":
+            self.setreply("502", "5.5.2", "Unknown to the filter too")
+            return Milter.REJECT
+        return Milter.CONTINUE
+
     def data(self):
         self.log("data")
         return Milter.CONTINUE
@@ -129,7 +136,8 @@ class Filter(Milter.Base):
 
 
 class Fewer(Filter):
-    """Asks for no HELO and no header events, and does not answer RCPT."""
+    """Asks for no HELO and no header events, does not answer RCPT, and
+    wants only {mail_addr} at MAIL."""
 
     @Milter.nocallback
     def hello(self, name):
@@ -137,6 +145,16 @@ class Fewer(Filter):
 
     @Milter.nocallback
     def header(self, name, value):
+        return Milter.CONTINUE
+
+    def negotiate(self, opts):
+        # As Milter.Base.negotiate, with the macro list set here: the
+        # @symlist decorator hands libmilter bytes, which it refuses.
+        self._actions, steps, _, _ = opts
+        self._ctx.setsymlist(Milter.M_ENVFROM, "{mail_addr}")
+        opts[1] = self._protocol = steps & ~self.protocol_mask()
+        opts[2] = 0
+        opts[3] = 0
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -148,6 +166,6 @@ class Fewer(Filter):
 Milter.factory = Fewer if BEHAVIOUR == "fewer" else Filter
 Milter.set_flags(
     Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT
-    | Milter.DELRCPT | Milter.CHGFROM | Milter.QUARANTINE
+    | Milter.DELRCPT | Milter.CHGFROM | Milter.QUARANTINE | Milter.SETSYMLIST
 )
 Milter.runmilter("postel-test", "inet:%d@127.0.0.1" % PORT, 60)
