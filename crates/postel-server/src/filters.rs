@@ -416,13 +416,12 @@ async fn negotiate(
 ) -> Result<(Box<dyn Io>, Box<Milter>), LinkError> {
     let mut io = connect(&config.address).await?;
     let offer = Offer {
-        version: config.protocol_version,
         // A replacement body may be as large as a message may be, and the
         // header changes a little more.
         max_changes: usize::try_from(max_message)
             .unwrap_or(usize::MAX)
             .saturating_add(1024 * 1024),
-        ..Offer::default()
+        ..Offer::for_version(config.protocol_version)
     };
     let mut milter = Box::new(Milter::new(offer));
     flush(&mut io, &mut milter).await?;
