@@ -54,13 +54,21 @@ struct Setup {
 
 /// postel for a.test on an MX listener with one `[[milter]]` at `milter`.
 fn postel(label: &str, milter: &str, milter_keys: &str) -> Setup {
+    postel_with(
+        label,
+        &format!("[[milter]]\naddress = \"{milter}\"\n{milter_keys}\n"),
+    )
+}
+
+/// The same with `milters` as the `[[milter]]` sections.
+fn postel_with(label: &str, milters: &str) -> Setup {
     let dir = temp_dir(label);
     let port = free_port();
     let config = format!(
         "hostname = \"mx.a.test\"\ndata_dir = \"data\"\n\
 [[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"mx\"\n\
 [[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\", \"bob\", \"carol\", \"refused\"]\n\
-[[milter]]\naddress = \"{milter}\"\n{milter_keys}\n\
+{milters}\
 [queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 100\n"
     );
     let server = serve(&dir, &config, local(port), false);
@@ -515,4 +523,54 @@ fn rspamd_rejects_gtube_and_adds_its_headers_to_a_plain_message() {
         delivered.ends_with("\r\n\r\nFirst line\r\n.leading dot\r\nlast line\r\n"),
         "{delivered}"
     );
+}
+
+#[test]
+fn several_filters_run_in_order_each_seeing_the_previous_ones_changes() {
+    let (Some(first), Some(second)) = (PyMilter::start("headers"), PyMilter::start("record"))
+    else {
+        return;
+    };
+    let setup = postel_with(
+        "two-milters",
+        &format!(
+            "[[milter]]\naddress = \"inet:{}\"\n[[milter]]\naddress = \"inet:{}\"\n",
+            first.addr, second.addr
+        ),
+    );
+    assert!(setup.send("bob@a.test", MESSAGE).contains("data 250"));
+    let got = setup.delivered("bob", 1);
+    assert_eq!(got.len(), 1);
+    assert!(text(&got[0]).contains("\r\nX-Added: at the end\r\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = second.events().join("\n");
+    assert!(
+        seen.contains(r#""event": "header", "args": ["X-Inserted", "at the top"]"#)
+            && seen.contains(r#""event": "header", "args": ["Subject", "changed subject"]"#),
+        "the second filter sees the first one's changes: {seen}"
+    );
+    assert!(!seen.contains(r#""X-Remove""#), "{seen}");
+
+    // A refusal by the first is the answer; the second is not asked.
+    let (Some(refusing), Some(watching)) =
+        (PyMilter::start("reject-mail"), PyMilter::start("record"))
+    else {
+        return;
+    };
+    let setup = postel_with(
+        "two-milters-refused",
+        &format!(
+            "[[milter]]\naddress = \"inet:{}\"\n[[milter]]\naddress = \"inet:{}\"\n",
+            refusing.addr, watching.addr
+        ),
+    );
+    let replies = setup.send("bob@a.test", MESSAGE);
+    assert!(
+        replies.contains("mail 550 5.7.1 Sender refused by filter"),
+        "{replies}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = watching.events().join("\n");
+    assert!(seen.contains(r#""event": "hello""#), "{seen}");
+    assert!(!seen.contains(r#""event": "envfrom""#), "{seen}");
 }

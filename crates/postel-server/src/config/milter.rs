@@ -147,3 +147,65 @@ pub(super) fn check(files: Vec<MilterFile>) -> Result<Vec<MilterConfig>, ConfigE
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    fn parse(milter: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            &format!("[[milter]]\n{milter}\n"),
+            std::path::Path::new("t.toml"),
+        )
+    }
+
+    #[test]
+    fn addresses_defaults_and_refusals() {
+        let c = parse("address = \"inet:127.0.0.1:8891\"").unwrap();
+        let m = &c.milters[0];
+        assert_eq!(m.address, MilterAddress::Inet("127.0.0.1".into(), 8891));
+        assert_eq!(m.roles, [Role::Mx, Role::Submission, Role::Submissions]);
+        assert_eq!(
+            (m.connect_timeout, m.command_timeout, m.content_timeout),
+            (
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+                Duration::from_secs(300)
+            )
+        );
+        assert_eq!(
+            (m.protocol_version, m.default_action),
+            (6, DefaultAction::Tempfail)
+        );
+        let sendmail = parse("address = \"inet:11332@localhost\"").unwrap();
+        assert_eq!(
+            sendmail.milters[0].address,
+            MilterAddress::Inet("localhost".into(), 11332)
+        );
+        let unix = parse("address = \"unix:/run/rspamd/milter.sock\"\ndefault_action = \"close\"")
+            .unwrap();
+        assert_eq!(
+            unix.milters[0].address,
+            MilterAddress::Unix("/run/rspamd/milter.sock".into())
+        );
+        assert_eq!(unix.milters[0].default_action, DefaultAction::Close);
+        for (bad, key) in [
+            ("address = \"tcp:1.2.3.4:25\"", "milter[0].address"),
+            ("address = \"inet:host:port\"", "milter[0].address"),
+            ("address = \"unix:\"", "milter[0].address"),
+            (
+                "address = \"inet:h:1\"\nprotocol_version = 7",
+                "milter[0].protocol_version",
+            ),
+            (
+                "address = \"inet:h:1\"\nroles = [\"lmtp\"]",
+                "milter[0].roles",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
+        assert!(parse("address = \"inet:h:1\"\ndefault_action = \"maybe\"").is_err());
+    }
+}
