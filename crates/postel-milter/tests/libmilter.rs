@@ -215,6 +215,7 @@ fn libmilter_reply_text_and_body_replacement_and_envelope_changes() {
         ("reject-body", "reply"),
         ("replace-body", "body"),
         ("add-rcpt", "add"),
+        ("add-rcpt-par", "add-par"),
         ("del-rcpt", "del"),
         ("chgfrom", "from"),
         ("quarantine", "quarantine"),
@@ -241,6 +242,13 @@ fn libmilter_reply_text_and_body_replacement_and_envelope_changes() {
                 [Change::AddRecipient {
                     address: "<carol@a.test>".into(),
                     parameters: None
+                }]
+            ),
+            "add-par" => assert_eq!(
+                end.changes,
+                [Change::AddRecipient {
+                    address: "<carol@a.test>".into(),
+                    parameters: Some("NOTIFY=NEVER".into())
                 }]
             ),
             "del" => assert_eq!(

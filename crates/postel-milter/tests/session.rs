@@ -282,3 +282,33 @@ proptest! {
         prop_assert_eq!(whole, split);
     }
 }
+
+#[test]
+fn shutdown_and_connection_failure_end_the_session_at_any_stage() {
+    for code in [b'4', b'f'] {
+        let mut m = ready(Actions::NONE, Steps::NONE);
+        assert_eq!(m.helo("x", &[]).unwrap(), Step::Wait);
+        m.receive(&frame(code, b""));
+        let expected = if code == b'4' {
+            Verdict::Shutdown
+        } else {
+            Verdict::ConnectionFailure
+        };
+        assert_eq!(m.poll().unwrap(), Some(Event::Verdict(expected.clone())));
+        assert!(m.is_closed());
+        assert!(matches!(
+            m.mail(&["<a@a.test>"], &[]),
+            Err(MilterError::Misuse(_))
+        ));
+        // And at the end of a message, with what was collected dropped.
+        let mut m = in_message(Actions::ALL);
+        assert_eq!(m.end_of_message(&[]).unwrap(), Step::Wait);
+        m.receive(&frame(b'h', b"X\0y\0"));
+        m.receive(&frame(code, b""));
+        let Some(Event::EndOfMessage(end)) = m.poll().unwrap() else {
+            panic!("not the end")
+        };
+        assert_eq!(end.verdict, expected);
+        assert!(m.is_closed());
+    }
+}

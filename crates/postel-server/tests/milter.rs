@@ -574,3 +574,28 @@ fn several_filters_run_in_order_each_seeing_the_previous_ones_changes() {
     assert!(seen.contains(r#""event": "hello""#), "{seen}");
     assert!(!seen.contains(r#""event": "envfrom""#), "{seen}");
 }
+
+#[test]
+fn a_filter_that_shuts_down_or_fails_the_connection_closes_the_session_with_421() {
+    let shutdown = scripted(Some(NEGOTIATED), |code| {
+        Some(if code == b'M' {
+            &b"\0\0\0\x014"[..]
+        } else {
+            &b"\0\0\0\x01c"[..]
+        })
+    });
+    let failure = scripted(Some(NEGOTIATED), |code| {
+        Some(if code == b'E' {
+            &b"\0\0\0\x01f"[..]
+        } else {
+            &b"\0\0\0\x01c"[..]
+        })
+    });
+    for (port, expected) in [(shutdown, "mail 421 4.7.0"), (failure, "data 421 4.7.0")] {
+        let setup = postel("milter-closes", &format!("inet:127.0.0.1:{port}"), "");
+        let replies = setup.send("bob@a.test", MESSAGE);
+        assert!(replies.contains(expected), "{replies}");
+        assert!(setup.none_for("bob"), "nothing delivered");
+        assert_eq!(setup.queue(&["queue", "list"]).trim(), "0 messages");
+    }
+}

@@ -120,6 +120,8 @@ class Filter(Milter.Base):
             self.replacebody(b"Replaced body\r\nsecond line\r\n")
         if b == "add-rcpt":
             self.addrcpt("<carol@a.test>")
+        if b == "add-rcpt-par":
+            self.addrcpt("<carol@a.test>", "NOTIFY=NEVER")
         if b == "del-rcpt":
             self.delrcpt("<bob@a.test>")
         if b == "chgfrom":
@@ -167,5 +169,6 @@ Milter.factory = Fewer if BEHAVIOUR == "fewer" else Filter
 Milter.set_flags(
     Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT
     | Milter.DELRCPT | Milter.CHGFROM | Milter.QUARANTINE | Milter.SETSYMLIST
+    | Milter.ADDRCPT_PAR
 )
 Milter.runmilter("postel-test", "inet:%d@127.0.0.1" % PORT, 60)
