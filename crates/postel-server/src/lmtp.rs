@@ -168,7 +168,13 @@ impl Lmtp {
             let dir = self.config.maildir(domain, mailbox);
             let address = format!("{mailbox}@{domain}");
             let delivered = crate::maildir::deliver_for(
-                &dir, &host, &self.from, &address, &received, &self.body,
+                &dir,
+                &host,
+                crate::maildir::Naming::Unique,
+                &self.from,
+                &address,
+                &received,
+                &self.body,
             );
             if let Err(e) = delivered {
                 warn!(client = %self.peer, mailbox = %dir.display(), error = %e, "LMTP delivery failed");

@@ -37,8 +37,16 @@ impl Delivery {
                 continue;
             }
             let dir = config.maildir(&domain.name, &mailbox);
+            let id = message.id.to_string();
+            let naming = crate::maildir::Naming::Once {
+                id: &id,
+                created: message
+                    .created
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
             let delivered =
-                crate::maildir::deliver_for(&dir, &host, &return_path, &address, "", body);
+                crate::maildir::deliver_for(&dir, &host, naming, &return_path, &address, "", body);
             if let Err(e) = delivered {
                 warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");
                 return Outcome::Deferred(result(
