@@ -18,6 +18,7 @@
 )]
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,6 +88,10 @@ pub fn temp_dir(label: &str) -> PathBuf {
 
 /// Sends SIGTERM, waits up to `grace`, then SIGKILL.
 fn stop(child: &mut Child, grace: Duration) {
+    // A child already reaped may have had its PID given to another process.
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
     let _ = Command::new("kill")
         .arg(child.id().to_string())
         .stderr(Stdio::null())
@@ -148,6 +153,7 @@ remote-control:\n  control-enable: no\n"
         }
         std::fs::write(dir.join("nsd.conf"), conf).unwrap();
         let child = Command::new(nsd)
+            .process_group(0)
             .args(["-d", "-c"])
             .arg(dir.join("nsd.conf"))
             .stdout(Stdio::null())
@@ -187,7 +193,10 @@ impl Process {
             .append(true)
             .open(&log)
             .unwrap();
+        // Each peer in a process group of its own, so that no peer's signal
+        // to its group reaches another test's processes.
         let mut child = Command::new(program)
+            .process_group(0)
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -388,7 +397,10 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
         );
         std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
         let err = std::fs::File::create(dir.join("foreground.log")).unwrap();
+        // In a process group of its own: Dovecot's master signals its whole
+        // group when it stops, which must not reach the other tests' servers.
         let mut child = Command::new(binary)
+            .process_group(0)
             .args(["-F", "-c"])
             .arg(dir.join("dovecot.conf"))
             .stdin(Stdio::null())
@@ -437,6 +449,7 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
                 .find(|p| Path::new(p).exists())
                 .unwrap(),
         )
+        .process_group(0)
         .args(["-F", "-c"])
         .arg(self.dir.join("dovecot.conf"))
         .stdin(Stdio::null())
@@ -503,6 +516,7 @@ impl PyMilter {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("milter/filter.py");
         let err = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut child = Command::new(python)
+            .process_group(0)
             .arg(script)
             .arg(port.to_string())
             .arg(behaviour)
@@ -602,6 +616,7 @@ RequireSafeKeys false\n"
         std::fs::write(dir.join("opendkim.conf"), conf).unwrap();
         let err = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut child = Command::new(opendkim)
+            .process_group(0)
             .arg("-f")
             .arg("-x")
             .arg(dir.join("opendkim.conf"))
@@ -705,7 +720,9 @@ spam_header = \"X-Spam\";\nreject_message = \"Spam message rejected\";\n"
         );
         let var = |name: &str, sub: &str| format!("--var={name}={}", dir.join(sub).display());
         let mut command = Command::new(binary);
-        command.args(["-f", "-c", "/etc/rspamd/rspamd.conf"]);
+        command
+            .process_group(0)
+            .args(["-f", "-c", "/etc/rspamd/rspamd.conf"]);
         let root = Command::new("id")
             .arg("-u")
             .output()
