@@ -40,6 +40,17 @@ impl Stream {
         }
     }
 
+    /// Waits until a read would find something (for a plaintext socket;
+    /// the others may hold read data of their own, so they are ready at
+    /// once), so that an idle connection need not hold a read buffer.
+    pub(crate) async fn readable(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+            Stream::Tls(_) | Stream::Gone => Ok(()),
+        }
+    }
+
     /// Writes all of `data` and flushes, within [`WRITE_TIMEOUT`].
     pub(crate) async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
         if data.is_empty() {

@@ -26,6 +26,9 @@ mod filter;
 
 use filter::{MessageVerdict, command_args};
 
+/// The most read from a client at once.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -136,7 +139,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                 .get_or_create(&crate::metrics::ResultLabel { result })
                 .inc()
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, certs.acceptor().accept(tcp)).await {
+        match Box::pin(tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            certs.acceptor().accept(tcp),
+        ))
+        .await
+        {
             Ok(Ok(tls)) => {
                 count("ok");
                 stream = Stream::Tls(Box::new(tls));
@@ -175,8 +183,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     };
     if !conn.config.milters.is_empty() {
         let c = Arc::clone(&conn.config);
-        conn.filters = Filters::open(&c.milters, role, c.max_message_size).await;
-        match conn.filter_connect().await {
+        conn.filters = Box::pin(Filters::open(&c.milters, role, c.max_message_size)).await;
+        match Box::pin(conn.filter_connect()).await {
             Outcome::Continue | Outcome::Discard => {}
             // As Postfix does with a restriction on the client: the session
             // goes on and each MAIL gets the refusal.
@@ -210,7 +218,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         Err(std::io::Error::other("session panicked"))
     };
     shared.metrics.commands_of(&server);
-    conn.filters.quit().await;
+    Box::pin(conn.filters.quit()).await;
     stream.shutdown().await;
     match result {
         Ok(()) => info!(client = %peer, messages = conn.messages, "disconnect"),
@@ -235,11 +243,16 @@ struct Connection {
 
 impl Connection {
     async fn run(&mut self, server: &mut Server, stream: &mut Stream) -> std::io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Allocated when there is something to read, and dropped again
+        // after a read that did not fill it: an idle connection holds none.
+        let mut buf: Vec<u8> = Vec::new();
         let mut stopping = self.shared.stopping.clone();
         loop {
             while let Some(event) = server.poll() {
-                self.handle(server, stream, event).await?;
+                // Boxed: the handling of an event needs far more state than
+                // waiting for the client does, and an idle connection should
+                // not carry it.
+                Box::pin(self.handle(server, stream, event)).await?;
             }
             let sent = server.transmit();
             self.shared.metrics.count_replies(&sent);
@@ -255,8 +268,15 @@ impl Connection {
             }
             let idle = self.config.idle_timeout;
             let wait = server.timeout().map_or(idle, |t| t.min(idle));
+            let read = async {
+                stream.readable().await?;
+                if buf.is_empty() {
+                    buf.resize(READ_BUFFER, 0);
+                }
+                stream.read(&mut buf).await
+            };
             let n = tokio::select! {
-                read = tokio::time::timeout(wait, stream.read(&mut buf)) => {
+                read = tokio::time::timeout(wait, read) => {
                     let Ok(n) = read else {
                         info!(client = %self.peer.addr, "timeout");
                         server.shutdown();
@@ -270,6 +290,9 @@ impl Connection {
                 return Ok(());
             }
             server.receive(&buf[..n]);
+            if n < buf.len() {
+                buf = Vec::new();
+            }
         }
     }
 
