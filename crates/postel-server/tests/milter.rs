@@ -121,6 +121,19 @@ fn with_filter(behaviour: &str) -> Option<(PyMilter, Setup)> {
     Some((filter, setup))
 }
 
+/// The filter's events once the session's end reached it (its close
+/// event), waiting at most 10 s.
+fn events_after_close(filter: &PyMilter) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let events = filter.events().join("\n");
+        if events.contains(r#""event": "close""#) || start.elapsed() > Duration::from_secs(10) {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -138,7 +151,7 @@ fn a_message_the_filter_only_watches_arrives_unchanged_and_it_saw_every_event() 
     let got = setup.delivered("bob", 1);
     assert_eq!(got.len(), 1);
     assert_eq!(text(without_trace(&got[0])), text(MESSAGE));
-    let events = filter.events().join("\n");
+    let events = events_after_close(&filter);
     for expected in [
         r#""event": "connect", "args": ["[127.0.0.1]", "127.0.0.1"], "macros": {"j": "mx.a.test", "{daemon_name}": "postel""#,
         r#""event": "hello", "args": ["client.a.test"]"#,
@@ -324,7 +337,7 @@ fn a_filter_that_asks_for_fewer_events_gets_only_those() {
     assert!(setup.send("bob@a.test", MESSAGE).contains("data 250"));
     assert_eq!(setup.delivered("bob", 1).len(), 1);
     std::thread::sleep(Duration::from_millis(300));
-    let events = filter.events().join("\n");
+    let events = events_after_close(&filter);
     assert!(events.contains(r#""event": "envrcpt""#), "{events}");
     assert!(events.contains(r#""event": "eom""#), "{events}");
     assert!(
@@ -543,7 +556,7 @@ fn several_filters_run_in_order_each_seeing_the_previous_ones_changes() {
     assert_eq!(got.len(), 1);
     assert!(text(&got[0]).contains("\r\nX-Added: at the end\r\n"));
     std::thread::sleep(Duration::from_millis(300));
-    let seen = second.events().join("\n");
+    let seen = events_after_close(&second);
     assert!(
         seen.contains(r#""event": "header", "args": ["X-Inserted", "at the top"]"#)
             && seen.contains(r#""event": "header", "args": ["Subject", "changed subject"]"#),
@@ -570,7 +583,7 @@ fn several_filters_run_in_order_each_seeing_the_previous_ones_changes() {
         "{replies}"
     );
     std::thread::sleep(Duration::from_millis(300));
-    let seen = watching.events().join("\n");
+    let seen = events_after_close(&watching);
     assert!(seen.contains(r#""event": "hello""#), "{seen}");
     assert!(!seen.contains(r#""event": "envfrom""#), "{seen}");
 }
