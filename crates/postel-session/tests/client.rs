@@ -420,3 +420,75 @@ fn lmtp_replies_cut_short_leave_the_rest_transient() {
         "{results:?}"
     );
 }
+
+/// RFC 8689 section 4.2.1: a REQUIRETLS message goes only over TLS to a
+/// server that advertises REQUIRETLS; anywhere else it is not sent and
+/// bounces with 5.7.30, never sent without the parameter.
+#[test]
+fn a_requiretls_message_goes_only_over_tls_to_a_server_that_offers_it() {
+    let mut m = message("rcpt@example.net");
+    m.params.requiretls = true;
+    let refused =
+        b"550 5.7.30 REQUIRETLS support required: the server does not offer it over TLS\r\n";
+    // In cleartext, even where advertised.
+    let mut c = client(TlsPolicy::Never);
+    c.send(m.clone());
+    let seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            b"250-mx.example.net\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n",
+        ],
+    );
+    assert_eq!(seen.wire, b"EHLO out.example.org\r\n", "no MAIL");
+    let RecipientResult::Permanent(r) = only_result(&seen) else {
+        panic!("bounced")
+    };
+    assert_eq!(bytes(r), refused);
+    // Over TLS to a server without it.
+    let mut c = client(TlsPolicy::Required);
+    c.send(m.clone());
+    let mut seen = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            EHLO_TLS,
+            b"220 Go ahead\r\n",
+        ],
+    );
+    assert!(seen.starttls);
+    c.tls_established();
+    let after = run(&mut c, &[b"250-mx.example.net\r\n250 PIPELINING\r\n"]);
+    seen.wire.extend_from_slice(&after.wire);
+    assert!(
+        !String::from_utf8_lossy(&seen.wire).contains("MAIL"),
+        "no MAIL"
+    );
+    let RecipientResult::Permanent(r) = only_result(&after) else {
+        panic!("bounced")
+    };
+    assert_eq!(bytes(r), refused);
+    // Over TLS to a server that offers it: sent with the parameter.
+    let mut c = client(TlsPolicy::Required);
+    c.send(m);
+    let _ = run(
+        &mut c,
+        &[
+            b"220 mx.example.net ESMTP\r\n",
+            EHLO_TLS,
+            b"220 Go ahead\r\n",
+        ],
+    );
+    c.tls_established();
+    let after = run(
+        &mut c,
+        &[b"250-mx.example.net\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n"],
+    );
+    assert!(
+        after
+            .wire
+            .starts_with(b"EHLO out.example.org\r\nMAIL FROM:<sender@example.org> REQUIRETLS\r\n"),
+        "{}",
+        String::from_utf8_lossy(&after.wire)
+    );
+}

@@ -20,8 +20,23 @@ use super::Message;
 ///   address or header cannot be delivered (553 5.6.7); an all-ASCII one goes
 ///   without the parameter.
 /// - AUTH= (RFC 4954 section 5) only to a server that offers AUTH;
-///   MT-PRIORITY (RFC 6710) and REQUIRETLS (RFC 8689) only where advertised.
-pub(super) fn fit(message: &mut Message, caps: &Capabilities<'_>) -> Result<(), Reply<'static>> {
+///   MT-PRIORITY (RFC 6710) only where advertised.
+/// - REQUIRETLS (RFC 8689 section 4.2.1): a message that asks for it goes
+///   only over TLS to a server that advertises it; otherwise it cannot be
+///   sent here (550 5.7.30). The certificate check is the TLS connector's:
+///   give such messages to a client whose connector verifies.
+pub(super) fn fit(
+    message: &mut Message,
+    caps: &Capabilities<'_>,
+    tls: bool,
+) -> Result<(), Reply<'static>> {
+    if message.params.requiretls && !(tls && caps.requiretls) {
+        return Err(refusal(
+            550,
+            (5, 7, 30),
+            "REQUIRETLS support required: the server does not offer it over TLS",
+        ));
+    }
     let p = &mut message.params;
     if !caps.dsn {
         p.ret = None;
@@ -63,9 +78,6 @@ pub(super) fn fit(message: &mut Message, caps: &Capabilities<'_>) -> Result<(), 
     };
     if !offers("MT-PRIORITY") {
         p.mt_priority = None;
-    }
-    if !caps.requiretls {
-        p.requiretls = false;
     }
     Ok(())
 }

@@ -582,7 +582,7 @@ impl Client {
                 }
                 return;
             };
-            match adapt::fit(&mut message, &caps) {
+            match adapt::fit(&mut message, &caps, self.tls) {
                 Ok(()) => break message,
                 Err(refusal) => {
                     // Nothing is sent: the message cannot go to this server.
