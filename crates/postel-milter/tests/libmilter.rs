@@ -112,6 +112,12 @@ fn libmilter_sees_every_event_with_its_macros() {
         message(&mut milter, &mut socket, MESSAGE).verdict,
         Verdict::Accept
     );
+    // A transaction given up (RSET) after its recipient: ABORT.
+    let s = milter.mail(&["<carol@a.test>"], &[]).unwrap();
+    assert_eq!(step(&mut milter, &mut socket, s), Verdict::Continue);
+    let s = milter.rcpt(&["<bob@a.test>"], &[]).unwrap();
+    assert_eq!(step(&mut milter, &mut socket, s), Verdict::Continue);
+    milter.abort().unwrap();
     milter.quit();
     socket.write_all(&milter.transmit()).unwrap();
     drop(socket);
@@ -125,6 +131,9 @@ fn libmilter_sees_every_event_with_its_macros() {
         r#""event": "header", "args": ["Subject", "hello"]"#,
         r#""event": "eom", "args": ["Body line\r\n"], "macros": {"i": "QID1"}"#,
         r#""event": "unknown", "args": ["XYZZY now"]"#,
+        r#""event": "envfrom", "args": ["<carol@a.test>"]"#,
+        r#"{"event": "envrcpt", "args": ["<bob@a.test>"], "macros": {}}
+{"event": "abort""#,
         r#""event": "close""#,
     ] {
         assert!(events.contains(expected), "{expected}\nnot in\n{events}");
