@@ -24,6 +24,7 @@ pub fn check_server(data: &[u8]) {
     config.allow_auth_without_tls = selector & 2 != 0;
     config.max_message_size = (selector & 4 != 0).then_some(64);
     config.lmtp = selector & 8 != 0;
+    config.decide_data = selector & 16 != 0;
     config.max_recipients = 3;
     config.max_errors = 1 + usize::from(selector >> 4);
     let mut server = Server::new(config);
@@ -45,6 +46,8 @@ pub fn check_server(data: &[u8]) {
                 Event::Mail(m) => m.reject(&mut server, refusal.clone()).is_ok(),
                 Event::Rcpt(r) if accept => r.accept(&mut server).is_ok(),
                 Event::Rcpt(r) => r.reject(&mut server, refusal.clone()).is_ok(),
+                Event::Data(d) if accept => d.accept(&mut server).is_ok(),
+                Event::Data(d) => d.reject(&mut server, refusal.clone()).is_ok(),
                 Event::Message(m) if accept => m.accept(&mut server).is_ok(),
                 Event::Message(m) => m.reject(&mut server, refusal.clone()).is_ok(),
                 Event::LmtpMessage(m) if accept => m.accept(&mut server).is_ok(),

@@ -166,8 +166,13 @@ impl Filters {
         self.ask(|m| m.rcpt(&args, &pairs(macros))).await
     }
 
-    /// The message, to each filter in turn: DATA, the header fields, the
-    /// body in chunks, the end. Each filter's header and body changes are
+    /// DATA, before its 354.
+    pub(crate) async fn data(&mut self, macros: &Macros) -> Outcome {
+        self.ask(|m| m.data(&pairs(macros))).await
+    }
+
+    /// The message, to each filter in turn: the header fields, the body in
+    /// chunks, the end. Each filter's header and body changes are
     /// applied before the next filter sees the message.
     pub(crate) async fn message(
         &mut self,
@@ -323,8 +328,8 @@ impl Link {
         }
     }
 
-    /// DATA, the fields, the body, the end: `Ok(Err(outcome))` when the
-    /// filter objected before the end.
+    /// The fields, the body, the end: `Ok(Err(outcome))` when the filter
+    /// objected before the end.
     async fn message_events(
         &mut self,
         message: &Edited,
@@ -340,10 +345,6 @@ impl Link {
             Outcome::Continue => None,
             other => Some(other),
         };
-        let v = self.step(&|m: &mut Milter| m.data(&macros)).await?;
-        if let Some(o) = objection(self, v) {
-            return Ok(Err(o));
-        }
         for field in message.fields() {
             let v = self
                 .step(&|m: &mut Milter| m.header(&field.name, &field.value))

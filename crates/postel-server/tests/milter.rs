@@ -612,3 +612,47 @@ fn a_filter_that_shuts_down_or_fails_the_connection_closes_the_session_with_421(
         assert_eq!(setup.queue(&["queue", "list"]).trim(), "0 messages");
     }
 }
+
+/// DATA is put to the filters before its 354: a refusal there is the
+/// answer to DATA itself, and no message octet is asked for. BDAT, which has
+/// no such moment, is put to them at the end.
+#[test]
+fn a_refusal_at_data_answers_data_itself() {
+    let Some((_filter, setup)) = with_filter("reject-data") else {
+        return;
+    };
+    let stream = std::net::TcpStream::connect(local(setup.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut w = stream;
+    let mut last_reply = |send: &[u8]| {
+        use std::io::BufRead as _;
+        w.write_all(send).unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "closed");
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return line;
+            }
+        }
+    };
+    assert!(last_reply(b"").starts_with("220"));
+    assert!(last_reply(b"EHLO client.a.test\r\n").starts_with("250 "));
+    assert!(last_reply(b"MAIL FROM:<alice@a.test>\r\n").starts_with("250"));
+    assert!(last_reply(b"RCPT TO:<bob@a.test>\r\n").starts_with("250"));
+    assert_eq!(
+        last_reply(b"DATA\r\n"),
+        "554 5.7.1 No message from you today\r\n",
+        "instead of 354"
+    );
+    // The transaction is over; BDAT carries a message to the same refusal.
+    assert!(last_reply(b"MAIL FROM:<alice@a.test>\r\n").starts_with("250"));
+    assert!(last_reply(b"RCPT TO:<bob@a.test>\r\n").starts_with("250"));
+    let body = b"Subject: x\r\n\r\nhi\r\n";
+    let mut bdat = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+    bdat.extend_from_slice(body);
+    assert_eq!(last_reply(&bdat), "554 5.7.1 No message from you today\r\n");
+    assert!(setup.none_for("bob"));
+}

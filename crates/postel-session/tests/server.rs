@@ -727,3 +727,74 @@ fn auth_parameter_from_an_unauthenticated_client_is_ignored() {
     };
     assert_eq!(x.as_str(), "a@b.example");
 }
+
+/// With `decide_data`, DATA waits for the application before its 354: an
+/// accepted DATA goes on as usual, pipelined input waits its turn, and a
+/// refused one ends the transaction with the application's reply.
+#[test]
+fn data_can_be_decided_before_its_354() {
+    let mut c = config();
+    c.decide_data = true;
+    let mut server = Server::new(c);
+    let _ = server.transmit();
+    server.receive(
+        b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n",
+    );
+    let mut log = Vec::new();
+    let mut refuse_next = false;
+    let drive = |server: &mut Server, log: &mut Vec<String>, refuse: bool| {
+        while let Some(event) = server.poll() {
+            match event {
+                Event::Mail(m) => m.accept(server).unwrap(),
+                Event::Rcpt(r) => r.accept(server).unwrap(),
+                Event::Data(d) => {
+                    log.push("data".to_owned());
+                    if refuse {
+                        let no = Reply::new(
+                            ReplyCode::try_from(550).unwrap(),
+                            None,
+                            "Refused by policy",
+                        )
+                        .unwrap();
+                        d.reject(server, no).unwrap();
+                    } else {
+                        d.accept(server).unwrap();
+                    }
+                }
+                Event::Body(b) => log.push(format!("body {}", b.len())),
+                Event::Message(m) => {
+                    log.push("message".to_owned());
+                    m.accept(server).unwrap();
+                }
+                Event::Reset => log.push("reset".to_owned()),
+                _ => {}
+            }
+        }
+    };
+    drive(&mut server, &mut log, refuse_next);
+    let out = String::from_utf8(server.transmit()).unwrap();
+    assert!(
+        out.ends_with("250 2.1.5 Recipient OK\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Message accepted\r\n"),
+        "{out}"
+    );
+    assert_eq!(log.first().map(String::as_str), Some("data"));
+    assert_eq!(log.last().map(String::as_str), Some("message"));
+    refuse_next = true;
+    log.clear();
+    server.receive(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
+    drive(&mut server, &mut log, refuse_next);
+    let out = String::from_utf8(server.transmit()).unwrap();
+    assert!(
+        out.ends_with("250 2.1.5 Recipient OK\r\n550 Refused by policy\r\n"),
+        "{out}"
+    );
+    assert_eq!(log, ["data", "reset"]);
+    // The transaction is over: a new MAIL is taken, a bare DATA is not.
+    server.receive(b"DATA\r\n");
+    drive(&mut server, &mut log, false);
+    assert!(
+        String::from_utf8(server.transmit())
+            .unwrap()
+            .starts_with("503")
+    );
+}

@@ -85,6 +85,9 @@ class Filter(Milter.Base):
 
     def data(self):
         self.log("data")
+        if BEHAVIOUR == "reject-data":
+            self.setreply("554", "5.7.1", "No message from you today")
+            return Milter.REJECT
         return Milter.CONTINUE
 
     def header(self, name, value):

@@ -111,8 +111,23 @@ impl Connection {
         self.filters.rcpt(args, &macros).await
     }
 
+    /// DATA, before its 354.
+    pub(super) async fn filter_data(&mut self) -> Outcome {
+        let mut macros = self.base_macros();
+        self.auth_macros(&mut macros);
+        self.filters.data(&macros).await
+    }
+
     /// The message through every filter; the transaction as changed.
     pub(super) async fn filter_message(&mut self, mut txn: Transaction) -> MessageVerdict {
+        if !txn.discard && !txn.data_filtered {
+            match self.filter_data().await {
+                Outcome::Continue => {}
+                Outcome::Discard => txn.discard = true,
+                Outcome::Refuse(r) => return MessageVerdict::Refuse(r),
+                Outcome::Close(r) => return MessageVerdict::Close(r),
+            }
+        }
         if txn.discard {
             return MessageVerdict::Discard;
         }

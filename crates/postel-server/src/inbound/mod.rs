@@ -91,6 +91,9 @@ struct Transaction {
     discard: bool,
     /// A filter quarantined it, for this reason.
     quarantine: Option<String>,
+    /// The filters were asked about DATA (BDAT has no such moment: they are
+    /// asked at the end instead).
+    data_filtered: bool,
 }
 
 /// What the connection knows about its client.
@@ -119,6 +122,8 @@ fn session_config(shared: &Shared, c: &crate::config::Config, role: Role) -> Ser
     config.auth_mechanisms = vec![Mechanism::PLAIN, Mechanism::LOGIN];
     config.allow_auth_without_tls = false;
     config.require_auth = role != Role::Mx;
+    // With filters, DATA waits for them before its 354.
+    config.decide_data = c.milters.iter().any(|m| m.roles.contains(&role));
     config
 }
 
@@ -318,6 +323,28 @@ impl Connection {
             }
             Event::Mail(m) => self.mail(server, m).await?,
             Event::Rcpt(r) => self.recipient(server, r).await?,
+            Event::Data(d) => {
+                let misuse = |e: String| std::io::Error::other(e);
+                let outcome = if self.txn.discard {
+                    Outcome::Continue
+                } else {
+                    self.filter_data().await
+                };
+                self.txn.data_filtered = true;
+                match outcome {
+                    Outcome::Continue => d.accept(server).map_err(|e| misuse(e.to_string()))?,
+                    Outcome::Discard => {
+                        self.txn.discard = true;
+                        d.accept(server).map_err(|e| misuse(e.to_string()))?;
+                    }
+                    Outcome::Refuse(r) => {
+                        info!(client = %self.peer.addr, reply = %r, "DATA refused by a filter");
+                        self.shared.metrics.refused("filter");
+                        d.reject(server, r).map_err(|e| misuse(e.to_string()))?;
+                    }
+                    Outcome::Close(r) => server.shutdown_with(&r),
+                }
+            }
             Event::Body(data) => self.txn.body.extend_from_slice(&data),
             Event::Message(m) => self.message(server, m).await?,
             Event::MessageAborted(why) => {

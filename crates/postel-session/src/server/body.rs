@@ -9,7 +9,8 @@ use postel_proto::framing::{BdatReader, BodyOptions, BodyViolation, DotDecoder};
 use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
 
 use super::{
-    Event, LmtpMessageRequest, MessageRequest, Pending, Phase, Server, Transaction, reply,
+    DataRequest, Event, LmtpMessageRequest, MessageRequest, Pending, Phase, Server, Transaction,
+    reply,
 };
 
 impl Server {
@@ -46,11 +47,20 @@ impl Server {
             ));
             return None;
         }
+        if self.config.decide_data {
+            let token = self.ask(Pending::Data);
+            return Some(Event::Data(DataRequest { token }));
+        }
+        self.send(&reply(354, None, "End data with <CR><LF>.<CR><LF>"));
+        self.start_data();
+        None
+    }
+
+    /// After the 354: the body phase of DATA.
+    pub(super) fn start_data(&mut self) {
         let mut opts = BodyOptions::default();
         opts.max_size = self.config.max_message_size;
-        self.send(&reply(354, None, "End data with <CR><LF>.<CR><LF>"));
         self.phase = Phase::Data(Box::new(DotDecoder::new(opts)));
-        None
     }
 
     pub(super) fn bdat(&mut self, size: u64, last: bool) {

@@ -70,6 +70,9 @@ pub struct ServerConfig {
     /// EHLO, and after the message one decision, and one reply, per accepted
     /// recipient ([`Event::LmtpMessage`](super::Event::LmtpMessage)).
     pub lmtp: bool,
+    /// Ask the application before DATA's 354 ([`Event::Data`](super::Event::Data)),
+    /// for instance to consult a filter; otherwise DATA is answered at once.
+    pub decide_data: bool,
     /// Grammar options and limits.
     pub parser: ParserOptions,
 }
@@ -98,6 +101,7 @@ impl ServerConfig {
             allow_auth_without_tls: false,
             require_auth: false,
             lmtp: false,
+            decide_data: false,
             parser: ParserOptions::STRICT,
         }
     }

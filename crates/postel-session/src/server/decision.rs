@@ -110,6 +110,13 @@ decision!(
 );
 
 decision!(
+    /// DATA, before its 354: may this transaction send its message? Asked
+    /// only with [`ServerConfig::decide_data`](super::ServerConfig::decide_data).
+    DataRequest {},
+    Data
+);
+
+decision!(
     /// The end of a message: accept it (after storing it durably) or refuse it.
     MessageRequest {
         /// Octets of the message body received.

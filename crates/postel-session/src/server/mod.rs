@@ -42,7 +42,8 @@ use postel_proto::{CommandError, Invalid, Status};
 pub use config::ServerConfig;
 use decision::Token;
 pub use decision::{
-    AuthRequest, LmtpMessageRequest, MailRequest, MessageRequest, Misuse, MisuseReason, RcptRequest,
+    AuthRequest, DataRequest, LmtpMessageRequest, MailRequest, MessageRequest, Misuse,
+    MisuseReason, RcptRequest,
 };
 
 /// What the server tells the application.
@@ -58,6 +59,9 @@ pub enum Event {
     },
     /// MAIL FROM, to be decided.
     Mail(MailRequest),
+    /// DATA, to be decided before the 354 (only with
+    /// [`ServerConfig::decide_data`]); a refusal ends the transaction.
+    Data(DataRequest),
     /// RCPT TO, to be decided.
     Rcpt(RcptRequest),
     /// Message octets, dot-stuffing removed, in order. Everything between
@@ -121,6 +125,7 @@ enum Step {
 enum Pending {
     Mail,
     Rcpt,
+    Data,
     Message,
     LmtpMessage,
     Auth,
@@ -468,6 +473,7 @@ impl Server {
         let standard = match pending {
             Pending::Mail => reply(250, Some((2, 1, 0)), "Sender OK"),
             Pending::Rcpt => reply(250, Some((2, 1, 5)), "Recipient OK"),
+            Pending::Data => reply(354, None, "End data with <CR><LF>.<CR><LF>"),
             Pending::Message => reply(250, Some((2, 0, 0)), "Message accepted"),
             Pending::LmtpMessage => reply(250, Some((2, 0, 0)), "Message delivered"),
             Pending::Auth => reply(235, Some((2, 7, 0)), "Authentication successful"),
@@ -491,6 +497,12 @@ impl Server {
                     t.recipients += 1;
                     t.accepted.extend(to);
                 }
+            }
+            (Pending::Data, true) => self.start_data(),
+            (Pending::Data, false) => {
+                // A refused DATA ends the transaction, as a refused message does.
+                self.transaction = None;
+                self.queued.push_back(Event::Reset);
             }
             (Pending::Message, _) => self.transaction = None,
             (Pending::LmtpMessage, _) => self.phase = Phase::LmtpReplies(self.lmtp_next + 1),
