@@ -76,6 +76,46 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Starts a peer: in a process group of its own (a peer that signals its
+/// whole group when it stops must not reach the other tests' processes),
+/// no input, no output, standard error to `stderr` (or nowhere).
+fn spawn_peer(command: &mut Command, stderr: Option<&Path>) -> Child {
+    let err = match stderr {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
+    command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until every one of `addrs` accepts connections. Panics, with the
+/// `logs`, when `child` exits first or `limit` passes.
+fn wait_listening(
+    child: &mut Child,
+    what: &str,
+    addrs: &[SocketAddr],
+    logs: &[&Path],
+    limit: Duration,
+) {
+    let start = Instant::now();
+    while !addrs.iter().all(|a| TcpStream::connect(a).is_ok()) {
+        if let Ok(Some(status)) = child.try_wait() {
+            let text: String = logs
+                .iter()
+                .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .collect();
+            panic!("{what} exited with {status}: {text}");
+        }
+        assert!(start.elapsed() < limit, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
 /// A fresh directory under the system's temporary directory.
 pub fn temp_dir(label: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -152,14 +192,12 @@ remote-control:\n  control-enable: no\n"
             conf.push_str(&format!("zone:\n  name: {name}\n  zonefile: {file}\n"));
         }
         std::fs::write(dir.join("nsd.conf"), conf).unwrap();
-        let child = Command::new(nsd)
-            .process_group(0)
-            .args(["-d", "-c"])
-            .arg(dir.join("nsd.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn_peer(
+            Command::new(nsd)
+                .args(["-d", "-c"])
+                .arg(dir.join("nsd.conf")),
+            None,
+        );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         // NSD answers TCP once it serves; wait for that, at most 10 seconds.
         let start = Instant::now();
@@ -204,20 +242,13 @@ impl Process {
             .stderr(err)
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "server exited with {status}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        wait_listening(
+            &mut child,
+            "server",
+            &[addr],
+            &[&log],
+            Duration::from_secs(60),
+        );
         Process {
             child: Some(child),
             addr,
@@ -396,35 +427,21 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
   inet_listener imaps {{\n    port = 0\n  }}\n}}\n"
         );
         std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
-        let err = std::fs::File::create(dir.join("foreground.log")).unwrap();
-        // In a process group of its own: Dovecot's master signals its whole
-        // group when it stops, which must not reach the other tests' servers.
-        let mut child = Command::new(binary)
-            .process_group(0)
-            .args(["-F", "-c"])
-            .arg(dir.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_peer(
+            Command::new(binary)
+                .args(["-F", "-c"])
+                .arg(dir.join("dovecot.conf")),
+            Some(&dir.join("foreground.log")),
+        );
         let lmtp = SocketAddr::from(([127, 0, 0, 1], lmtp_port));
         let imap = SocketAddr::from(([127, 0, 0, 1], imap_port));
-        let start = Instant::now();
-        while TcpStream::connect(lmtp).is_err() || TcpStream::connect(imap).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "dovecot exited with {status}: {}{}",
-                    std::fs::read_to_string(dir.join("foreground.log")).unwrap_or_default(),
-                    std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "dovecot did not start"
-            );
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        wait_listening(
+            &mut child,
+            "dovecot",
+            &[lmtp, imap],
+            &[&dir.join("foreground.log"), &dir.join("dovecot.log")],
+            Duration::from_secs(30),
+        );
         Some(Dovecot {
             child: Some(child),
             lmtp,
@@ -443,20 +460,16 @@ service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    por
     /// Starts it again on the same ports with the same users and mail.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new(
-            ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
-                .into_iter()
-                .find(|p| Path::new(p).exists())
-                .unwrap(),
-        )
-        .process_group(0)
-        .args(["-F", "-c"])
-        .arg(self.dir.join("dovecot.conf"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        let binary = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        let child = spawn_peer(
+            Command::new(binary)
+                .args(["-F", "-c"])
+                .arg(self.dir.join("dovecot.conf")),
+            None,
+        );
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(self.lmtp).is_err() {
@@ -514,33 +527,22 @@ impl PyMilter {
         let log = dir.join("events.jsonl");
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("milter/filter.py");
-        let err = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let mut child = Command::new(python)
-            .process_group(0)
-            .arg(script)
-            .arg(port.to_string())
-            .arg(behaviour)
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_peer(
+            Command::new(python)
+                .arg(script)
+                .arg(port.to_string())
+                .arg(behaviour)
+                .arg(&log),
+            Some(&dir.join("stderr.log")),
+        );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "filter exited with {status}: {}",
-                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "filter did not start"
-            );
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        wait_listening(
+            &mut child,
+            "filter",
+            &[addr],
+            &[&dir.join("stderr.log")],
+            Duration::from_secs(30),
+        );
         Some(PyMilter {
             child: Some(child),
             addr,
@@ -614,32 +616,21 @@ Canonicalization relaxed/relaxed\nPidFile {d}/pid\nAutoRestart no\nBackground no
 RequireSafeKeys false\n"
         );
         std::fs::write(dir.join("opendkim.conf"), conf).unwrap();
-        let err = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let mut child = Command::new(opendkim)
-            .process_group(0)
-            .arg("-f")
-            .arg("-x")
-            .arg(dir.join("opendkim.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_peer(
+            Command::new(opendkim)
+                .arg("-f")
+                .arg("-x")
+                .arg(dir.join("opendkim.conf")),
+            Some(&dir.join("stderr.log")),
+        );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "opendkim exited with {status}: {}",
-                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "opendkim did not start"
-            );
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        wait_listening(
+            &mut child,
+            "opendkim",
+            &[addr],
+            &[&dir.join("stderr.log")],
+            Duration::from_secs(30),
+        );
         Some(OpenDkim {
             child: Some(child),
             addr,
@@ -720,9 +711,7 @@ spam_header = \"X-Spam\";\nreject_message = \"Spam message rejected\";\n"
         );
         let var = |name: &str, sub: &str| format!("--var={name}={}", dir.join(sub).display());
         let mut command = Command::new(binary);
-        command
-            .process_group(0)
-            .args(["-f", "-c", "/etc/rspamd/rspamd.conf"]);
+        command.args(["-f", "-c", "/etc/rspamd/rspamd.conf"]);
         let root = Command::new("id")
             .arg("-u")
             .output()
@@ -731,33 +720,21 @@ spam_header = \"X-Spam\";\nreject_message = \"Spam message rejected\";\n"
             // As root, rspamd refuses to run its workers unless told.
             command.arg("-i");
         }
-        let err = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let mut child = command
+        command
             .arg(var("LOCAL_CONFDIR", "conf"))
             .arg(var("RUNDIR", "run"))
             .arg(var("DBDIR", "db"))
-            .arg(var("LOGDIR", "log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
+            .arg(var("LOGDIR", "log"));
+        let mut child = spawn_peer(&mut command, Some(&dir.join("stderr.log")));
         let addr = SocketAddr::from(([127, 0, 0, 1], milter));
         let scan = SocketAddr::from(([127, 0, 0, 1], scanner));
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() || TcpStream::connect(scan).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "rspamd exited with {status}: {}",
-                    std::fs::read_to_string(dir.join("log/rspamd.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "rspamd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(
+            &mut child,
+            "rspamd",
+            &[addr, scan],
+            &[&dir.join("log/rspamd.log")],
+            Duration::from_secs(120),
+        );
         Some(Rspamd {
             child: Some(child),
             addr,
