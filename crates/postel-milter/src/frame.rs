@@ -7,6 +7,7 @@ use postel_proto::types::Reply;
 
 use crate::error::MilterError;
 use crate::flags::{Actions, Stage, Steps};
+use crate::types::Change;
 
 /// The largest body chunk in one frame (the protocol's `MILTER_CHUNK_SIZE`).
 pub const MAX_BODY_CHUNK: usize = 65_535;
@@ -203,41 +204,14 @@ pub enum Response {
     Shutdown,
     /// Fail the SMTP connection.
     ConnectionFailure,
-    /// Add a recipient.
-    AddRecipient(String),
-    /// Add a recipient with ESMTP parameters.
-    AddRecipientWithParameters(String, String),
-    /// Remove a recipient.
-    DeleteRecipient(String),
-    /// Change the envelope sender, with ESMTP parameters.
-    ChangeSender(String, Option<String>),
     /// A chunk of the replacement body.
     ReplaceBody(Vec<u8>),
-    /// Append a header field.
-    AddHeader {
-        /// Field name.
-        name: String,
-        /// Field value, continuation lines separated by LF.
-        value: String,
-    },
-    /// Insert a header field before the `index`th (0 is the top).
-    InsertHeader {
-        /// Position among all fields.
-        index: u32,
-        /// Field name.
-        name: String,
-        /// Field value.
-        value: String,
-    },
-    /// Change the `index`th field of this name (from 1), or delete it when
-    /// the value is empty.
-    ChangeHeader {
-        /// Occurrence of the name, from 1.
-        index: u32,
-        /// Field name.
-        name: String,
-        /// New value; empty deletes.
-        value: String,
+    /// A header, recipient or sender change, and the action it needs.
+    Change {
+        /// The change.
+        change: Change,
+        /// The action that must have been negotiated for it.
+        needs: Actions,
     },
 }
 
@@ -336,30 +310,53 @@ fn decode(code: u8, data: &[u8]) -> Result<Response, MilterError> {
         b'f' => Response::ConnectionFailure,
         b'y' => Response::ReplyCode(reply_code(&r.string("reply text")?)?),
         b'q' => Response::Quarantine(r.string("quarantine reason")?),
-        b'+' => Response::AddRecipient(r.string("recipient")?),
-        b'2' => {
-            let rcpt = r.string("recipient")?;
-            let params = r.optional_string("recipient parameters")?;
-            Response::AddRecipientWithParameters(rcpt, params.unwrap_or_default())
-        }
-        b'-' => Response::DeleteRecipient(r.string("recipient")?),
-        b'e' => {
-            let from = r.string("sender")?;
-            Response::ChangeSender(from, r.optional_string("sender parameters")?)
-        }
+        b'+' => Response::Change {
+            change: Change::AddRecipient {
+                address: r.string("recipient")?,
+                parameters: None,
+            },
+            needs: Actions::ADD_RECIPIENT,
+        },
+        b'2' => Response::Change {
+            change: Change::AddRecipient {
+                address: r.string("recipient")?,
+                parameters: r.optional_string("recipient parameters")?,
+            },
+            needs: Actions::ADD_RECIPIENT_WITH_PARAMETERS,
+        },
+        b'-' => Response::Change {
+            change: Change::DeleteRecipient(r.string("recipient")?),
+            needs: Actions::DELETE_RECIPIENT,
+        },
+        b'e' => Response::Change {
+            change: Change::ChangeSender {
+                address: r.string("sender")?,
+                parameters: r.optional_string("sender parameters")?,
+            },
+            needs: Actions::CHANGE_SENDER,
+        },
         b'b' => return Ok(Response::ReplaceBody(data.to_vec())),
-        b'h' => Response::AddHeader {
-            name: r.string("header name")?,
-            value: r.string("header value")?,
+        b'h' => Response::Change {
+            change: Change::AddHeader {
+                name: r.string("header name")?,
+                value: r.string("header value")?,
+            },
+            needs: Actions::ADD_HEADERS,
         },
         b'i' | b'm' => {
             let index = r.u32("header index")?;
             let name = r.string("header name")?;
             let value = r.string("header value")?;
             if code == b'i' {
-                Response::InsertHeader { index, name, value }
+                Response::Change {
+                    change: Change::InsertHeader { index, name, value },
+                    needs: Actions::ADD_HEADERS,
+                }
             } else {
-                Response::ChangeHeader { index, name, value }
+                Response::Change {
+                    change: Change::ChangeHeader { index, name, value },
+                    needs: Actions::CHANGE_HEADERS,
+                }
             }
         }
         other => return Err(MilterError::UnknownResponse(other)),

@@ -264,45 +264,15 @@ impl Milter {
                 self.collected.quarantine = Some(reason);
                 return Ok(None);
             }
-            Response::AddHeader { name, value } => {
-                need(Actions::ADD_HEADERS)?;
-                check_field(&name, &value)?;
-                Change::AddHeader { name, value }
-            }
-            Response::InsertHeader { index, name, value } => {
-                need(Actions::ADD_HEADERS)?;
-                check_field(&name, &value)?;
-                Change::InsertHeader { index, name, value }
-            }
-            Response::ChangeHeader { index, name, value } => {
-                need(Actions::CHANGE_HEADERS)?;
-                check_field(&name, &value)?;
-                Change::ChangeHeader { index, name, value }
-            }
-            Response::AddRecipient(address) => {
-                need(Actions::ADD_RECIPIENT)?;
-                Change::AddRecipient {
-                    address,
-                    parameters: None,
+            Response::Change { change, needs } => {
+                need(needs)?;
+                if let Change::AddHeader { name, value }
+                | Change::InsertHeader { name, value, .. }
+                | Change::ChangeHeader { name, value, .. } = &change
+                {
+                    check_field(name, value)?;
                 }
-            }
-            Response::AddRecipientWithParameters(address, p) => {
-                need(Actions::ADD_RECIPIENT_WITH_PARAMETERS)?;
-                Change::AddRecipient {
-                    address,
-                    parameters: Some(p).filter(|p| !p.is_empty()),
-                }
-            }
-            Response::DeleteRecipient(address) => {
-                need(Actions::DELETE_RECIPIENT)?;
-                Change::DeleteRecipient(address)
-            }
-            Response::ChangeSender(address, parameters) => {
-                need(Actions::CHANGE_SENDER)?;
-                Change::ChangeSender {
-                    address,
-                    parameters,
-                }
+                change
             }
             final_answer => {
                 let verdict = verdict(final_answer)?;
