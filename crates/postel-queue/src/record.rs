@@ -296,35 +296,46 @@ mod tests {
     use super::{decode_envelope, encode_envelope};
     use crate::model::{Arrival, NewMessage, NewRecipient, QueueId, orcpt_param};
 
-    /// ORCPT is kept as the client's xtext: `+FF` is no UTF-8, and a lossy
-    /// decode would relay U+FFFD instead (RFC 3461 section 4.2).
-    #[test]
-    fn a_quarantine_reason_survives_the_record_and_old_envelopes_still_read() {
-        let mut new = NewMessage {
+    /// A stored message with one recipient to a@example.net.
+    fn stored(
+        envid: Option<&str>,
+        orcpt: Option<&str>,
+        quarantine: Option<&str>,
+    ) -> (QueueId, crate::model::Message) {
+        let arrival = Arrival {
+            quarantine: quarantine.map(str::to_owned),
+            ..Arrival::default()
+        };
+        let new = NewMessage {
             return_path: ReversePath::Null,
-            envid: None,
+            envid: envid.map(str::to_owned),
             ret: None,
             body_type: postel_proto::types::BodyType::SevenBit,
             smtputf8: false,
-            arrival: Arrival::default(),
+            arrival,
             recipients: vec![NewRecipient {
                 address: ForwardPath::Mailbox(Mailbox::try_from("a@example.net").unwrap()),
-                orcpt: None,
+                orcpt: orcpt.map(str::to_owned),
                 notify: None,
             }],
         };
-        new.arrival.quarantine = Some("virus: Eicar-Test-Signature \r\n x".into());
         let id = QueueId::parse("06619062791132000001").unwrap();
         let now = std::time::SystemTime::UNIX_EPOCH;
         let message = crate::model::Message {
             id: id.clone(),
             recipients: crate::queue::new_recipients(&new.recipients, now),
+            held: quarantine.is_some(),
             envelope: new,
             created: now,
             expires: now,
-            held: true,
             warned: false,
         };
+        (id, message)
+    }
+
+    #[test]
+    fn a_quarantine_reason_survives_the_record_and_old_envelopes_still_read() {
+        let (id, message) = stored(None, None, Some("virus: Eicar-Test-Signature \r\n x"));
         let text = encode_envelope(&message);
         assert_eq!(decode_envelope(&id, &text), Some(message.clone()));
         let old = text.replacen(" virus:+20Eicar-Test-Signature+20+0D+0A+20x", "", 1);
@@ -333,32 +344,11 @@ mod tests {
         assert!(read.envelope.arrival.quarantine.is_none() && !read.held);
     }
 
+    /// ORCPT is kept as the client's xtext: `+FF` is no UTF-8, and a lossy
+    /// decode would relay U+FFFD instead (RFC 3461 section 4.2).
     #[test]
     fn orcpt_octets_survive_the_record_and_the_next_hop() {
-        let new = NewMessage {
-            return_path: ReversePath::Null,
-            envid: Some("QQ314159".into()),
-            ret: None,
-            body_type: postel_proto::types::BodyType::SevenBit,
-            smtputf8: false,
-            arrival: Arrival::default(),
-            recipients: vec![NewRecipient {
-                address: ForwardPath::Mailbox(Mailbox::try_from("a@example.net").unwrap()),
-                orcpt: Some("rfc822;a+FFb+2Bc@example.net".into()),
-                notify: None,
-            }],
-        };
-        let id = QueueId::parse("06619062791132000001").unwrap();
-        let now = std::time::SystemTime::UNIX_EPOCH;
-        let message = crate::model::Message {
-            id: id.clone(),
-            recipients: crate::queue::new_recipients(&new.recipients, now),
-            envelope: new,
-            created: now,
-            expires: now,
-            held: false,
-            warned: false,
-        };
+        let (id, message) = stored(Some("QQ314159"), Some("rfc822;a+FFb+2Bc@example.net"), None);
         let back = decode_envelope(&id, &encode_envelope(&message)).unwrap();
         let stored = back.recipients[0].orcpt.as_deref().unwrap();
         assert_eq!(stored, "rfc822;a+FFb+2Bc@example.net");
