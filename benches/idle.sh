@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 . benches/common.sh
 N=${1:-10000}
 ulimit -n $((N + 1000)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release -q -p postel-server
-work=$(mktemp -d)
+bench_setup
 PORT=$(free_port)
 cat > "$work/postel.toml" <<TOML
 data_dir = "data"
@@ -24,11 +23,8 @@ role = "mx"
 connections = $((N + 100))
 connections_per_ip = $((N + 100))
 TOML
-(cd "$work" && RUST_LOG=warn exec "$OLDPWD/target/release/postel" serve --config postel.toml) >"$work/log" 2>&1 &
-POSTEL=$!
-trap 'kill $POSTEL 2>/dev/null || true; rm -rf "$work"' EXIT
-wait_port "$PORT"
-python3 - "$POSTEL" "$N" "$PORT" <<'PY'
+serve_postel "$work" "$PORT"
+python3 - "${PIDS[-1]}" "$N" "$PORT" <<'PY'
 import resource, socket, sys, time
 pid, n, port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

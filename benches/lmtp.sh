@@ -16,12 +16,8 @@ cd "$(dirname "$0")/.."
 . benches/common.sh
 MESSAGES=${1:-2000}
 SESSIONS=${2:-10}
-cargo build --release -q -p postel-server
-POSTEL_BIN="$PWD/target/release/postel"
-work=$(mktemp -d)
+bench_setup
 chmod 755 "$work"
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 
 
 # Dovecot for bob@d.test, its mail kept by nobody when run as root.

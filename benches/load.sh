@@ -14,9 +14,7 @@ cd "$(dirname "$0")/.."
 . benches/common.sh
 MESSAGES=${1:-20000}
 SESSIONS=${2:-20}
-cargo build --release -q -p postel-server
-work=$(mktemp -d)
-trap 'kill $SINK $POSTEL 2>/dev/null || true; rm -rf "$work"' EXIT
+bench_setup
 
 run_source() { # port -> elapsed seconds
   local start end
@@ -29,7 +27,7 @@ run_source() { # port -> elapsed seconds
 SINK_PORT=$(free_port)
 user=()
 [ "$(id -u)" = 0 ] && user=(-u nobody)
-smtp-sink "${user[@]}" "127.0.0.1:$SINK_PORT" 256 & SINK=$!
+smtp-sink "${user[@]}" "127.0.0.1:$SINK_PORT" 256 & PIDS+=($!)
 wait_port "$SINK_PORT"
 sink_s=$(run_source "$SINK_PORT")
 
@@ -42,8 +40,7 @@ role = "mx"
 [limits]
 connections_per_ip = $((SESSIONS + 5))
 TOML
-(cd "$work" && RUST_LOG=warn exec "$OLDPWD/target/release/postel" serve --config postel.toml) & POSTEL=$!
-wait_port "$POSTEL_PORT"
+serve_postel "$work" "$POSTEL_PORT"
 t0=$(now)
 postel_s=$(run_source "$POSTEL_PORT")
 # Wait until every message is in the Maildir: delivered, not only queued.

@@ -15,10 +15,7 @@ cd "$(dirname "$0")/.."
 . benches/common.sh
 MESSAGES=${1:-5000}
 SESSIONS=${2:-10}
-cargo build --release -q -p postel-server
-work=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+bench_setup
 
 MILTER_PORT=$(free_port)
 /usr/bin/python3 crates/postel-testkit/milter/filter.py "$MILTER_PORT" noop /dev/null >"$work/milter.log" 2>&1 & PIDS+=($!)
@@ -36,9 +33,7 @@ role = "mx"
 connections_per_ip = $((SESSIONS + 5))
 $3
 TOML
-  (cd "$dir" && RUST_LOG=warn exec "$OLDPWD/target/release/postel" serve --config postel.toml) \
-    >"$dir/log" 2>&1 & PIDS+=($!)
-  wait_port "$2"
+  serve_postel "$dir" "$2"
 }
 
 rate() { # port -> accepted msg/s

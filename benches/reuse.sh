@@ -15,11 +15,7 @@ cd "$(dirname "$0")/.."
 . benches/common.sh
 MESSAGES=${1:-2000}
 PER_DOMAIN=${2:-10}
-cargo build --release -q -p postel-server
-POSTEL_BIN="$PWD/target/release/postel"
-work=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+bench_setup
 
 user=()
 [ "$(id -u)" = 0 ] && user=(-u nobody)
