@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::{DnsError, NetError};
 
 use crate::resolver::{Answer, DnsFailure, MxRecord, Resolver};
@@ -31,15 +31,92 @@ impl std::fmt::Debug for HickoryResolver {
 #[error("cannot build the DNS resolver: {0}")]
 pub struct BuildError(String);
 
+/// Which name servers to ask and how patiently: the one resolver
+/// configuration every DNS user in a process shares (MX routing here, SPF,
+/// DKIM and DMARC in postel-auth), so that a test or an operator points all
+/// of them at the same servers.
+///
+/// ```
+/// use postel_mx::DnsConfig;
+/// use std::time::Duration;
+///
+/// let config = DnsConfig {
+///     servers: vec!["127.0.0.1:5353".parse().unwrap()],
+///     timeout: Duration::from_secs(2),
+///     attempts: 1,
+/// };
+/// let (servers, options) = config.hickory().unwrap();
+/// assert_eq!(servers.name_servers().len(), 1);
+/// assert_eq!(options.timeout, Duration::from_secs(2));
+/// assert_eq!(options.ndots, 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Name servers (address and port), asked over UDP with TCP for
+    /// truncated answers; empty for the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
+    /// How long to wait for each answer.
+    pub timeout: std::time::Duration,
+    /// How many times to ask (at least once).
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    /// The system's name servers, hickory's patience (5 s, 2 attempts).
+    fn default() -> Self {
+        DnsConfig {
+            servers: Vec::new(),
+            timeout: std::time::Duration::from_secs(5),
+            attempts: 2,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// The configuration as hickory-resolver takes it, with no search
+    /// domains applied (`ndots` 0): every query is for an absolute name.
+    pub fn hickory(&self) -> Result<(ResolverConfig, ResolverOpts), BuildError> {
+        let (config, mut options) = if self.servers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| BuildError(e.to_string()))?
+        } else {
+            let mut config = ResolverConfig::default();
+            for server in &self.servers {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = server.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = server.port();
+                config.add_name_server(NameServerConfig::new(server.ip(), true, vec![udp, tcp]));
+            }
+            (config, ResolverOpts::default())
+        };
+        options.ndots = 0;
+        if !self.servers.is_empty() {
+            options.timeout = self.timeout;
+            options.attempts = self.attempts.max(1);
+        }
+        Ok((config, options))
+    }
+}
+
 impl HickoryResolver {
+    /// A resolver with this configuration.
+    pub fn new(config: &DnsConfig) -> Result<Self, BuildError> {
+        let (servers, options) = config.hickory()?;
+        let inner = TokioResolver::builder_with_config(
+            servers,
+            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+        )
+        .with_options(options)
+        .build()
+        .map_err(|e| BuildError(e.to_string()))?;
+        Ok(HickoryResolver { inner })
+    }
+
     /// Uses the system's configuration (`/etc/resolv.conf`), with no search
     /// domains applied: every query is for an absolute name.
     pub fn system() -> Result<Self, BuildError> {
-        let builder = TokioResolver::builder_tokio().map_err(|e| BuildError(e.to_string()))?;
-        let mut builder = builder;
-        builder.options_mut().ndots = 0;
-        let inner = builder.build().map_err(|e| BuildError(e.to_string()))?;
-        Ok(HickoryResolver { inner })
+        Self::new(&DnsConfig::default())
     }
 
     /// Uses the given name servers (address and port), over UDP with TCP for
@@ -55,23 +132,11 @@ impl HickoryResolver {
         timeout: std::time::Duration,
         attempts: usize,
     ) -> Result<Self, BuildError> {
-        let mut config = ResolverConfig::default();
-        for server in servers {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = server.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = server.port();
-            config.add_name_server(NameServerConfig::new(server.ip(), true, vec![udp, tcp]));
-        }
-        let mut builder = TokioResolver::builder_with_config(
-            config,
-            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-        );
-        builder.options_mut().ndots = 0;
-        builder.options_mut().timeout = timeout;
-        builder.options_mut().attempts = attempts.max(1);
-        let inner = builder.build().map_err(|e| BuildError(e.to_string()))?;
-        Ok(HickoryResolver { inner })
+        Self::new(&DnsConfig {
+            servers: servers.to_vec(),
+            timeout,
+            attempts,
+        })
     }
 
     /// Follows the CNAME chain from `name`, at most 8 links; the last name.

@@ -1,0 +1,392 @@
+//! DKIM signing (RFC 6376, RFC 8463): per-domain keys under their
+//! selectors, every key of the author's domain signing (so ed25519-sha256
+//! and rsa-sha256 side by side), relaxed/relaxed, the header fields RFC 6376
+//! section 5.4.1 advises, From signed once more than it occurs.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
+use mail_auth::common::headers::{HeaderWriter, Writable};
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::AuthError;
+
+/// The header fields signed when the message has them (RFC 6376 section
+/// 5.4.1), From first. Each is listed as often as it occurs; From once
+/// more, so that no From can be added to a signed message.
+pub const SIGNED_FIELDS: &[&str] = &[
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Resent-Date",
+    "Resent-From",
+    "Resent-To",
+    "Resent-Cc",
+    "In-Reply-To",
+    "References",
+    "List-Id",
+    "List-Help",
+    "List-Unsubscribe",
+    "List-Subscribe",
+    "List-Post",
+    "List-Owner",
+    "List-Archive",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+];
+
+/// A signing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// ed25519-sha256 (RFC 8463).
+    Ed25519,
+    /// rsa-sha256 (RFC 6376), 2048-bit keys when generated.
+    Rsa,
+}
+
+impl Algorithm {
+    /// The `a=` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => "ed25519-sha256",
+            Algorithm::Rsa => "rsa-sha256",
+        }
+    }
+}
+
+struct Entry {
+    domain: String,
+    selector: String,
+    key: DkimKey,
+}
+
+/// A borrowed key: mail-auth's signer owns its key, and the list of fields
+/// to sign differs from one message to the next.
+struct KeyRef<'a>(&'a DkimKey);
+
+impl SigningKey for KeyRef<'_> {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
+        self.0.algorithm()
+    }
+}
+
+/// The signing keys of this server's domains.
+///
+/// ```
+/// use postel_auth::{Algorithm, Signer, generate};
+///
+/// let key = generate(Algorithm::Ed25519).unwrap();
+/// let mut signer = Signer::default();
+/// signer.add("example.com", "ed1", &key.private_pem).unwrap();
+/// let message = b"From: alice@example.com\r\nSubject: hi\r\n\r\nHello\r\n";
+/// let fields = signer.sign(message).unwrap().expect("example.com has a key");
+/// assert!(fields.starts_with("DKIM-Signature: "));
+/// assert!(fields.contains("d=example.com") && fields.contains("s=ed1"));
+/// // Mail from a domain without a key is not signed.
+/// assert!(signer.sign(b"From: bob@example.org\r\n\r\nx\r\n").unwrap().is_none());
+/// ```
+#[derive(Default)]
+pub struct Signer {
+    keys: Vec<Entry>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for e in &self.keys {
+            list.entry(&format_args!("{}/{}", e.domain, e.selector));
+        }
+        list.finish()
+    }
+}
+
+fn dns_name(what: &'static str, value: &str) -> Result<String, AuthError> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(AuthError::Name {
+            what,
+            value: value.to_owned(),
+        })
+    }
+}
+
+impl Signer {
+    /// Adds a key for `domain` under `selector`, from a PEM private key:
+    /// PKCS #8 (`PRIVATE KEY`, RSA or Ed25519) or PKCS #1 (`RSA PRIVATE
+    /// KEY`).
+    pub fn add(&mut self, domain: &str, selector: &str, pem: &str) -> Result<(), AuthError> {
+        let domain = dns_name("domain", domain.trim_end_matches('.'))?;
+        let selector = dns_name("selector", selector)?;
+        let problem = |p: String| AuthError::Key {
+            domain: domain.clone(),
+            selector: selector.clone(),
+            problem: p,
+        };
+        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| problem(format!("not a PEM private key ({e})")))?;
+        let key = match &der {
+            PrivateKeyDer::Pkcs1(_) => DkimKey::Rsa(
+                RsaKey::<Sha256>::from_key_der(der.clone_key())
+                    .map_err(|e| problem(e.to_string()))?,
+            ),
+            PrivateKeyDer::Pkcs8(p) => match RsaKey::<Sha256>::from_key_der(der.clone_key()) {
+                Ok(rsa) => DkimKey::Rsa(rsa),
+                // Keys written by OpenSSL or dkimpy are PKCS #8 version 1,
+                // without the public key.
+                Err(_) => DkimKey::Ed25519(
+                    Ed25519Key::from_pkcs8_maybe_unchecked_der(p.secret_pkcs8_der())
+                        .map_err(|_| problem("neither an RSA nor an Ed25519 key".into()))?,
+                ),
+            },
+            _ => return Err(problem("an EC key; DKIM signs with RSA or Ed25519".into())),
+        };
+        self.keys.push(Entry {
+            domain,
+            selector,
+            key,
+        });
+        Ok(())
+    }
+
+    /// Adds a key read from a PEM file.
+    pub fn load(&mut self, domain: &str, selector: &str, path: &Path) -> Result<(), AuthError> {
+        let pem = std::fs::read_to_string(path).map_err(|source| AuthError::KeyFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.add(domain, selector, &pem)
+    }
+
+    /// Whether any key signs for `domain`.
+    pub fn signs_for(&self, domain: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|e| e.domain.eq_ignore_ascii_case(domain.trim_end_matches('.')))
+    }
+
+    /// The DKIM-Signature fields (each ending in CRLF, in the order the
+    /// keys were added) to prepend to `message`: one per key of the domain
+    /// of the message's first From address. `None` when that domain has no
+    /// key or the message has no From.
+    pub fn sign(&self, message: &[u8]) -> Result<Option<String>, AuthError> {
+        let Some(domain) = author_domain(message) else {
+            return Ok(None);
+        };
+        let mut fields = String::new();
+        for entry in self.keys.iter().filter(|e| e.domain == domain) {
+            let signed = signed_fields(message);
+            let fail = |e: mail_auth::Error| AuthError::Sign {
+                domain: domain.clone(),
+                problem: e.to_string(),
+            };
+            let signature = DkimSigner::from_key(KeyRef(&entry.key))
+                .domain(&entry.domain)
+                .selector(&entry.selector)
+                .headers(signed.iter().copied())
+                .header_canonicalization(Canonicalization::Relaxed)
+                .body_canonicalization(Canonicalization::Relaxed)
+                .sign(message)
+                .map_err(fail)?;
+            fields.push_str(&signature.to_header());
+        }
+        Ok((!fields.is_empty()).then_some(fields))
+    }
+}
+
+/// The lower-case domain of the first address of the first From field.
+fn author_domain(message: &[u8]) -> Option<String> {
+    let parsed = mail_auth::AuthenticatedMessage::parse(message)?;
+    let from = parsed.from.first()?;
+    let (_, domain) = from.rsplit_once('@')?;
+    Some(domain.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The names to give mail-auth's signer for this message: each advised
+/// field the message has (the signer signs every occurrence of a name it
+/// is given and lists each in `h=`), and From a second time, which it
+/// lists once more than From occurs.
+fn signed_fields(message: &[u8]) -> Vec<&'static str> {
+    let header_end = memchr_end_of_header(message);
+    let mut list = vec!["From"];
+    list.extend(
+        SIGNED_FIELDS
+            .iter()
+            .copied()
+            .filter(|name| *name == "From" || count_fields(&message[..header_end], name) > 0),
+    );
+    list
+}
+
+fn memchr_end_of_header(message: &[u8]) -> usize {
+    let mut at = 0;
+    while at < message.len() {
+        let line_end = message[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |i| at + i + 1);
+        if matches!(&message[at..line_end], b"\r\n" | b"\n") {
+            return at;
+        }
+        at = line_end;
+    }
+    message.len()
+}
+
+fn count_fields(header: &[u8], name: &str) -> usize {
+    header
+        .split(|&b| b == b'\n')
+        .filter(|line| {
+            line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()..].trim_ascii_start().first() == Some(&b':')
+        })
+        .count()
+}
+
+/// A generated key: the private key to keep, the record to publish.
+#[derive(Clone)]
+pub struct GeneratedKey {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// The private key, PEM (PKCS #8 for Ed25519, PKCS #1 for RSA).
+    pub private_pem: String,
+    /// The TXT record's value for `selector._domainkey.domain`
+    /// (`v=DKIM1; k=...; p=...`).
+    pub dns_record: String,
+}
+
+impl std::fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("algorithm", &self.algorithm)
+            .field("dns_record", &self.dns_record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a key pair: Ed25519, or 2048-bit RSA.
+pub fn generate(algorithm: Algorithm) -> Result<GeneratedKey, AuthError> {
+    use mail_auth::dkim::generate::DkimKeyPair;
+    let failed = |e: mail_auth::Error| AuthError::Generate(e.to_string());
+    let (label, pair, k, public) = match algorithm {
+        Algorithm::Ed25519 => {
+            let pair = DkimKeyPair::generate_ed25519().map_err(failed)?;
+            let public = pair.public_key().to_vec();
+            ("PRIVATE KEY", pair, "ed25519", public)
+        }
+        Algorithm::Rsa => {
+            let pair = DkimKeyPair::generate_rsa(2048).map_err(failed)?;
+            // Published as a `SubjectPublicKeyInfo`, which every verifier reads.
+            let public = rsa_spki(pair.public_key());
+            ("RSA PRIVATE KEY", pair, "rsa", public)
+        }
+    };
+    Ok(GeneratedKey {
+        algorithm,
+        private_pem: pem(label, pair.private_key()),
+        dns_record: format!("v=DKIM1; k={k}; p={}", STANDARD.encode(public)),
+    })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}
+
+/// DER: a tag and its contents.
+fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(u8::try_from(len).unwrap_or(0));
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | u8::try_from(bytes.len()).unwrap_or(0));
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// An `RSAPublicKey` (PKCS #1) wrapped as a `SubjectPublicKeyInfo`.
+fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
+    // AlgorithmIdentifier: rsaEncryption (1.2.840.113549.1.1.1), NULL.
+    const RSA_ALGORITHM: &[u8] = &[
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut bits = vec![0];
+    bits.extend_from_slice(pkcs1);
+    let mut inner = RSA_ALGORITHM.to_vec();
+    inner.extend(der(0x03, &bits));
+    der(0x30, &inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn present_fields_are_given_and_from_twice() {
+        let m = b"From: a@example.com\r\nTo: b@x\r\nTo: c@x\r\nX-Other: 1\r\nsubject : s\r\n\r\nFrom: body\r\n";
+        assert_eq!(signed_fields(m), ["From", "From", "Subject", "To"]);
+    }
+
+    #[test]
+    fn bad_names_and_keys_are_refused() {
+        let key = generate(Algorithm::Ed25519).unwrap();
+        let mut s = Signer::default();
+        assert!(matches!(
+            s.add("exa mple.com", "s", &key.private_pem),
+            Err(AuthError::Name { what: "domain", .. })
+        ));
+        assert!(matches!(
+            s.add("example.com", "", &key.private_pem),
+            Err(AuthError::Name {
+                what: "selector",
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.add("example.com", "s", "not a key"),
+            Err(AuthError::Key { .. })
+        ));
+        assert!(!s.signs_for("example.com"));
+    }
+}
