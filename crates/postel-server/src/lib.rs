@@ -112,9 +112,44 @@ pub enum ServeError {
     /// The DNS resolver for outbound delivery could not be built.
     #[error(transparent)]
     Resolver(#[from] postel_mx::BuildError),
+    /// The resolver for the authentication checks could not be built.
+    #[error("authentication checks: {0}")]
+    Authentication(#[from] postel_auth::AuthError),
     /// A signal handler could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+}
+
+/// Binds every listener: each with its role and trusted proxies.
+async fn bind(config: &Config) -> Result<Vec<BoundListener>, ServeError> {
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .map_err(|source| ServeError::Bind {
+                address: l.address,
+                source,
+            })?;
+        info!(address = %l.address, role = ?l.role, "listening");
+        listeners.push((listener, l.role, l.proxy.clone()));
+    }
+    Ok(listeners)
+}
+
+type BoundListener = (TcpListener, Role, Option<Vec<std::net::IpAddr>>);
+
+/// The checks on arrival, when they are on, under the configured
+/// authserv-id or the host name.
+fn authenticator(config: &Config) -> Result<Option<postel_auth::Authenticator>, ServeError> {
+    if !config.authentication.enabled {
+        return Ok(None);
+    }
+    let id = config
+        .authentication
+        .authserv_id
+        .clone()
+        .unwrap_or_else(|| config.hostname.to_string());
+    Ok(Some(postel_auth::Authenticator::new(&config.dns(), id)?))
 }
 
 /// The retry schedule from the configuration.
@@ -164,19 +199,18 @@ pub async fn serve(config: Config, dev_tls: bool) -> Result<(), ServeError> {
         quarantined = report.quarantined.len(),
         "queue recovered"
     );
-    let mut listeners = Vec::new();
-    for l in &config.listeners {
-        let listener = TcpListener::bind(l.address)
-            .await
-            .map_err(|source| ServeError::Bind {
-                address: l.address,
-                source,
-            })?;
-        info!(address = %l.address, role = ?l.role, "listening");
-        listeners.push((listener, l.role, l.proxy.clone()));
-    }
+    let listeners = bind(&config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shared = state::Shared::new(config, users, queue, schedule, certs, stop_rx);
+    let authenticator = authenticator(&config)?;
+    let shared = state::Shared::new(
+        config,
+        users,
+        queue,
+        schedule,
+        certs,
+        stop_rx,
+        authenticator,
+    );
     forward_notifications(&shared);
     let delivery = outbound::Delivery::new(Arc::clone(&shared))?;
     let workers = tokio::spawn(delivery.run());

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Open connections per client address.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// The SPF, DKIM, ARC and DMARC checks, when they are on. Built once:
+    /// its resolver's cache outlives a reload.
+    pub(crate) authenticator: Option<postel_auth::Authenticator>,
 }
 
 /// The addresses of the listeners, with the interfaces' for an unspecified
@@ -69,6 +72,7 @@ impl Shared {
         schedule: RetrySchedule,
         certs: Option<Certificates>,
         stopping: watch::Receiver<bool>,
+        authenticator: Option<postel_auth::Authenticator>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             own_addresses: own_addresses(&config),
@@ -82,6 +86,7 @@ impl Shared {
             wake: Notify::new(),
             stopping,
             per_ip: Mutex::new(HashMap::new()),
+            authenticator,
         })
     }
 

@@ -29,7 +29,7 @@ fn every_command_has_help() {
 
 fn start_error(config: &str) -> String {
     let dir = temp_dir("badconfig");
-    std::fs::write(dir.join("postel.toml"), config).unwrap();
+    common::write_config(&dir, config);
     let out = Command::new(postel())
         .args(["serve", "--config", "postel.toml"])
         .current_dir(&dir)
@@ -79,7 +79,7 @@ fn version_and_json_logs() {
     let config = format!(
         "data_dir = \"data\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"mx\"\n"
     );
-    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    common::write_config(&dir, &config);
     let server = common::Process::start(
         &postel(),
         &["serve", "--config", "postel.toml", "--log-format", "json"],

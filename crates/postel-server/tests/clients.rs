@@ -52,7 +52,7 @@ name = "a.test"
 mailboxes = ["alice", "bob"]
 "#
     );
-    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    common::write_config(&dir, &config);
     add_user(&dir, "alice@a.test", PASSWORD);
     let process = serve(&dir, &config, local(mx), true);
     Server {

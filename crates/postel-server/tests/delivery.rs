@@ -102,7 +102,7 @@ impl Relay {
 [[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
 [relay]\nsmarthost = \"127.0.0.1:{sink_port}\"\n{relay}\n[queue]\n{queue}\n"
         );
-        std::fs::write(dir.join("postel.toml"), &config).unwrap();
+        common::write_config(&dir, &config);
         add_user(&dir, "alice@a.test", PASSWORD);
         Relay {
             dir,
@@ -543,7 +543,7 @@ fn mail_to_an_address_literal_is_delivered_over_starttls() {
 [[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
 [relay]\nport = {port}\n[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n"
     );
-    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    common::write_config(&dir, &config);
     add_user(&dir, "alice@a.test", PASSWORD);
     let _a = serve(&dir, &config, local(submission), true);
     submit(submission, "bob@[127.0.0.2]", "to a literal");
@@ -579,7 +579,7 @@ fn an_mx_at_our_own_address_is_a_loop_and_bounces() {
         free_port(),
         nsd.addr
     );
-    std::fs::write(dir.join("postel.toml"), &config).unwrap();
+    common::write_config(&dir, &config);
     add_user(&dir, "alice@a.test", PASSWORD);
     let a = serve(&dir, &config, local(submission), true);
     submit(submission, "eve@e.test", "to myself");

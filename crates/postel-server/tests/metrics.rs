@@ -15,7 +15,15 @@ use common::{free_port, installed, local, python, serve, temp_dir, wait_mail};
 
 /// GETs the page at `port`; its body.
 fn scrape(port: u16) -> String {
-    let mut s = TcpStream::connect(local(port)).unwrap();
+    // The page listens a moment after the SMTP listeners do.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match TcpStream::connect(local(port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => panic!("metrics page: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .unwrap();

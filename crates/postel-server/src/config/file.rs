@@ -25,6 +25,8 @@ pub(super) struct File {
     pub(super) queue: QueueFile,
     pub(super) metrics: MetricsFile,
     pub(super) milter: Vec<super::milter::MilterFile>,
+    pub(super) authentication: super::auth::AuthFile,
+    pub(super) dkim: Vec<super::auth::DkimFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +62,8 @@ impl Default for File {
             queue: QueueFile::default(),
             metrics: MetricsFile::default(),
             milter: Vec::new(),
+            authentication: super::auth::AuthFile::default(),
+            dkim: Vec::new(),
         }
     }
 }

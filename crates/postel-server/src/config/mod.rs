@@ -13,8 +13,10 @@ use std::time::Duration;
 use postel_proto::types::Domain;
 use serde::Deserialize;
 
+mod auth;
 mod file;
 mod milter;
+pub use auth::{AuthAction, AuthConfig};
 use file::File;
 pub use milter::{DefaultAction, MilterAddress, MilterConfig};
 
@@ -247,12 +249,25 @@ pub struct Config {
     pub node: String,
     /// The filters every message of a listener's role is shown to, in order.
     pub milters: Vec<MilterConfig>,
+    /// The checks on arrival (`[authentication]`).
+    pub authentication: AuthConfig,
+    /// The keys outgoing mail is signed with (`[[dkim]]`).
+    pub dkim: std::sync::Arc<postel_auth::Signer>,
     /// The file it was read from; `None` for the embedded default. SIGHUP
     /// reads it again.
     pub source: Option<PathBuf>,
 }
 
 impl Config {
+    /// The name servers every DNS user asks (`[dns]`).
+    pub fn dns(&self) -> postel_mx::DnsConfig {
+        postel_mx::DnsConfig {
+            servers: self.dns_servers.clone(),
+            timeout: self.dns_timeout,
+            attempts: 2,
+        }
+    }
+
     /// The embedded default, as if from an empty file.
     pub fn embedded() -> Result<Config, ConfigError> {
         Config::check(File::default())
@@ -547,6 +562,8 @@ impl Config {
             lease: Duration::from_secs(file.queue.lease_secs.max(1)),
             node,
             milters: milter::check(file.milter)?,
+            authentication: auth::check(file.authentication)?,
+            dkim: auth::signer(&file.dkim)?,
             source: None,
         };
         Ok(config)

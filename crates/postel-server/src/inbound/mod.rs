@@ -22,6 +22,7 @@ use crate::filters::{Filters, Outcome};
 use crate::state::Shared;
 use crate::stream::Stream;
 
+mod auth;
 mod filter;
 
 use filter::{MessageVerdict, command_args};
@@ -94,6 +95,12 @@ struct Transaction {
     /// The filters were asked about DATA (BDAT has no such moment: they are
     /// asked at the end instead).
     data_filtered: bool,
+    /// The SPF checks made at MAIL.
+    spf: Option<postel_auth::SessionSpf>,
+    /// The Authentication-Results field to store above the trace field.
+    auth_results: Option<String>,
+    /// The DKIM-Signature fields of a message this server signed.
+    signatures: Option<String>,
 }
 
 /// What the connection knows about its client.
@@ -183,6 +190,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         },
         txn: Transaction::default(),
         messages: 0,
+        role,
         filters: Filters::none(),
         refusal: None,
     };
@@ -240,6 +248,8 @@ struct Connection {
     peer: Peer,
     txn: Transaction,
     messages: usize,
+    /// What the listener is for.
+    role: Role,
     /// The session's milters.
     filters: Filters,
     /// A filter's refusal at connect or HELO, given to each MAIL.
@@ -376,6 +386,10 @@ impl Connection {
         if let Some(refusal) = self.refusal.clone().or_else(|| self.over_rate(true)) {
             return m.reject(server, refusal).map_err(|e| misuse(e.to_string()));
         }
+        let spf = match self.check_spf(&m.from).await {
+            Ok(spf) => spf,
+            Err(refusal) => return m.reject(server, refusal).map_err(|e| misuse(e.to_string())),
+        };
         let mut discard = false;
         if !self.filters.is_empty() {
             let command = postel_proto::types::Command::Mail {
@@ -410,6 +424,7 @@ impl Connection {
             body_type: m.params.body,
             smtputf8: m.params.smtputf8,
             discard,
+            spf,
             ..Transaction::default()
         };
         m.accept(server).map_err(|e| misuse(e.to_string()))?;
@@ -436,7 +451,11 @@ impl Connection {
             );
             return m.reject(server, answer).map_err(|e| misuse(e.to_string()));
         }
-        let txn = if self.filters.is_empty() {
+        let mut txn = txn;
+        if let Err(refusal) = self.check_message(&mut txn).await {
+            return m.reject(server, refusal).map_err(|e| misuse(e.to_string()));
+        }
+        let mut txn = if self.filters.is_empty() {
             txn
         } else {
             match self.filter_message(txn).await {
@@ -459,6 +478,9 @@ impl Connection {
                 }
             }
         };
+        if let Err(refusal) = self.sign(&mut txn) {
+            return m.reject(server, refusal).map_err(|e| misuse(e.to_string()));
+        }
         let answer = self.enqueue(txn);
         m.accept_with(server, answer)
             .map_err(|e| misuse(e.to_string()))?;
@@ -728,7 +750,14 @@ impl Connection {
         };
         let now = SystemTime::now();
         let received = self.received_header(&txn.recipients, now);
-        let mut body = Vec::with_capacity(received.len() + txn.body.len());
+        // Newest first: the results of our checks, our signatures, our
+        // trace field, then the message as it came.
+        let results = txn.auth_results.as_deref().unwrap_or_default();
+        let signatures = txn.signatures.as_deref().unwrap_or_default();
+        let mut body =
+            Vec::with_capacity(results.len() + signatures.len() + received.len() + txn.body.len());
+        body.extend_from_slice(results.as_bytes());
+        body.extend_from_slice(signatures.as_bytes());
         body.extend_from_slice(received.as_bytes());
         body.extend_from_slice(&txn.body);
         let size = txn.body.len();

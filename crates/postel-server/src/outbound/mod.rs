@@ -106,14 +106,8 @@ impl Delivery {
         let c = shared.config();
         let resolver = if c.smarthost.is_some() {
             None
-        } else if c.dns_servers.is_empty() {
-            Some(HickoryResolver::system()?)
         } else {
-            Some(HickoryResolver::with_servers_and_timeout(
-                &c.dns_servers,
-                c.dns_timeout,
-                2,
-            )?)
+            Some(HickoryResolver::new(&c.dns())?)
         };
         let mut roots = rustls::RootCertStore::empty();
         if c.verify_tls {
