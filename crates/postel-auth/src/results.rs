@@ -1,6 +1,105 @@
-//! Authentication-Results fields that claim to be ours (RFC 8601 section 5):
-//! a field with this server's authserv-id that arrived from outside is a
-//! forgery, and is removed before the message is stored.
+//! The Authentication-Results field (RFC 8601): written here, one method
+//! result per line; and removed when it claims to be ours (section 5): a
+//! field with this server's authserv-id that arrived from outside is a
+//! forgery.
+
+/// One method's result in an Authentication-Results field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodResult {
+    /// `spf`, `dkim`, `arc`, `dmarc`.
+    pub method: &'static str,
+    /// `pass`, `fail`, `none`, ...
+    pub result: &'static str,
+    /// Why, for a result that is not a pass.
+    pub reason: Option<String>,
+    /// The properties, `ptype.property` and value (`header.d`,
+    /// `smtp.mailfrom`, ...).
+    pub properties: Vec<(&'static str, String)>,
+}
+
+/// The field, name to final CRLF: `authserv_id`, then each result on a line
+/// of its own (`none` when there are none). Values that are not a token or
+/// an address are written as quoted strings.
+///
+/// ```
+/// use postel_auth::results::{MethodResult, authentication_results};
+///
+/// let spf = MethodResult {
+///     method: "spf",
+///     result: "pass",
+///     reason: None,
+///     properties: vec![("smtp.mailfrom", "alice@example.com".into())],
+/// };
+/// assert_eq!(
+///     authentication_results("mx.example.net", &[spf]),
+///     "Authentication-Results: mx.example.net;\r\n\tspf=pass smtp.mailfrom=alice@example.com\r\n"
+/// );
+/// assert_eq!(
+///     authentication_results("mx.example.net", &[]),
+///     "Authentication-Results: mx.example.net; none\r\n"
+/// );
+/// ```
+pub fn authentication_results(authserv_id: &str, results: &[MethodResult]) -> String {
+    let mut field = format!("Authentication-Results: {authserv_id}");
+    if results.is_empty() {
+        field.push_str("; none\r\n");
+        return field;
+    }
+    for r in results {
+        field.push_str(";\r\n\t");
+        field.push_str(r.method);
+        field.push('=');
+        field.push_str(r.result);
+        if let Some(reason) = &r.reason {
+            field.push_str(" reason=");
+            field.push_str(&quoted(reason));
+        }
+        for (name, value) in &r.properties {
+            field.push(' ');
+            field.push_str(name);
+            field.push('=');
+            field.push_str(&pvalue(value));
+        }
+    }
+    field.push_str("\r\n");
+    field
+}
+
+/// A value as RFC 8601 section 2.2 allows it: as is when it is a token or
+/// `local-part@domain` of atoms, else a quoted string.
+fn pvalue(value: &str) -> String {
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    let plain = !value.is_empty()
+        && match value.split_once('@') {
+            Some((local, domain)) => {
+                local.chars().all(atext) && !domain.is_empty() && domain.chars().all(atext)
+            }
+            None => value.chars().all(atext),
+        };
+    if plain {
+        value.to_owned()
+    } else {
+        quoted(value)
+    }
+}
+
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // Line ends and controls have no place in a field.
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 /// The message without the Authentication-Results fields whose authserv-id
 /// is `authserv_id` (compared without regard to case); `None` when there
@@ -112,7 +211,18 @@ fn skip_cfws(mut s: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_own_results;
+    use super::{pvalue, strip_own_results};
+
+    #[test]
+    fn values_are_quoted_when_they_must_be() {
+        assert_eq!(pvalue("example.com"), "example.com");
+        assert_eq!(pvalue("a.b+c@example.com"), "a.b+c@example.com");
+        assert_eq!(pvalue("two words"), "\"two words\"");
+        assert_eq!(pvalue("\"q\"@x"), "\"\\\"q\\\"@x\"");
+        assert_eq!(pvalue("a;b"), "\"a;b\"");
+        assert_eq!(pvalue(""), "\"\"");
+        assert_eq!(pvalue("x\r\ny"), "\"x  y\"");
+    }
 
     #[test]
     fn folded_commented_and_foreign_fields() {

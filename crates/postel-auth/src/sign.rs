@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
-use mail_auth::common::headers::{HeaderWriter, Writable};
+use mail_auth::common::headers::{HeaderStream, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
@@ -212,9 +212,111 @@ impl Signer {
                 .body_canonicalization(Canonicalization::Relaxed)
                 .sign(message)
                 .map_err(fail)?;
-            fields.push_str(&signature.to_header());
+            fields.push_str(&rewrite(&signature, &entry.key, message).map_err(fail)?);
         }
         Ok((!fields.is_empty()).then_some(fields))
+    }
+}
+
+/// The signature's field as this crate writes it: folded between tags and
+/// between the names of `h=`, never inside `bh=` (some verifiers, dkimpy
+/// among them, do not take the folding white space RFC 6376 allows
+/// there), `b=` folded every 64 characters. mail-auth's own writing folds
+/// wherever a line grows long, so `b=` is computed again over this text:
+/// the message's fields as mail-auth canonicalized them, then this field,
+/// relaxed, with `b=` empty (RFC 6376 section 3.7).
+fn rewrite(
+    signature: &mail_auth::dkim::Signature,
+    key: &DkimKey,
+    message: &[u8],
+) -> mail_auth::Result<String> {
+    let algorithm = match key.algorithm() {
+        mail_auth::common::crypto::Algorithm::Ed25519Sha256 => "ed25519-sha256",
+        _ => "rsa-sha256",
+    };
+    let mut h_lines = vec![String::from("h=")];
+    for (i, name) in signature.h.iter().enumerate() {
+        let piece = if i == 0 {
+            name.clone()
+        } else {
+            format!(":{name}")
+        };
+        if h_lines.last().is_some_and(|l| l.len() + piece.len() > 70) {
+            h_lines.push(String::new());
+        }
+        if let Some(line) = h_lines.last_mut() {
+            line.push_str(&piece);
+        }
+    }
+    let mut lines = vec![
+        format!(
+            "v=1; a={algorithm}; c=relaxed/relaxed; d={}; s={};",
+            signature.d, signature.s
+        ),
+        format!("t={};", signature.t),
+    ];
+    let last = h_lines.len() - 1;
+    for (i, l) in h_lines.into_iter().enumerate() {
+        lines.push(if i == last { format!("{l};") } else { l });
+    }
+    lines.push(format!("bh={};", STANDARD.encode(&signature.bh)));
+    // Relaxed: unfolded, one space where each fold is, the name in lower
+    // case, no space around the colon, `b=` empty.
+    let canonical = format!("dkim-signature:{} b=", lines.join(" "));
+    let parsed =
+        mail_auth::AuthenticatedMessage::parse(message).ok_or(mail_auth::Error::ParseError)?;
+    let fields = Fields {
+        fields: parsed.headers.iter(),
+        body: parsed
+            .raw_message
+            .get(parsed.body_offset as usize..)
+            .unwrap_or_default(),
+    };
+    let (_, headers, _, _) = signature.canonicalize(fields);
+    let b = KeyRef(key).sign(Signed {
+        headers,
+        field: canonical.as_bytes(),
+    })?;
+    let b = STANDARD.encode(b);
+    let mut field = String::from("DKIM-Signature: ");
+    field.push_str(&lines.join("\r\n\t"));
+    field.push_str("\r\n\tb=");
+    for (i, chunk) in b.as_bytes().chunks(64).enumerate() {
+        if i > 0 {
+            field.push_str("\r\n\t  ");
+        }
+        field.push_str(&String::from_utf8_lossy(chunk));
+    }
+    field.push_str("\r\n");
+    Ok(field)
+}
+
+/// A parsed message's fields, as mail-auth's canonicalization reads them.
+struct Fields<'x> {
+    fields: std::slice::Iter<'x, (&'x [u8], &'x [u8])>,
+    body: &'x [u8],
+}
+
+impl<'x> HeaderStream<'x> for Fields<'x> {
+    fn next_header(&mut self) -> Option<(&'x [u8], &'x [u8])> {
+        self.fields.next().copied()
+    }
+
+    fn body(&mut self) -> &'x [u8] {
+        self.body
+    }
+}
+
+/// What a signature signs: the canonicalized fields, then its own field.
+struct Signed<'a> {
+    headers: mail_auth::dkim::canonicalize::CanonicalHeaders<'a>,
+    field: &'a [u8],
+}
+
+impl Writable for Signed<'_> {
+    fn write(self, writer: &mut impl mail_auth::common::headers::Writer) {
+        self.headers.write(writer);
+        writer.write(self.field);
     }
 }
 

@@ -105,6 +105,11 @@ pub struct SessionSpf {
 }
 
 impl SessionSpf {
+    /// The client the checks were for.
+    pub fn client(&self) -> IpAddr {
+        self.ip
+    }
+
     /// The HELO identity's check.
     pub fn helo(&self) -> &Spf {
         &self.helo_result

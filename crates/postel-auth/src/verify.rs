@@ -2,9 +2,10 @@
 //! the ARC chain (RFC 8617) and DMARC (RFC 7489, with RFC 9989's tree walk
 //! and test mode), written up as one Authentication-Results field (RFC 8601).
 
-use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult};
+use mail_auth::{AuthenticatedMessage, DkimResult, DmarcResult};
+
+use crate::results::{MethodResult, authentication_results};
 
 use crate::Authenticator;
 use crate::spf::SessionSpf;
@@ -91,6 +92,8 @@ pub struct DkimCheck {
     pub selector: String,
     /// The algorithm (`a=`), e.g. `rsa-sha256`, `ed25519-sha256`.
     pub algorithm: String,
+    /// Why it did not pass.
+    pub reason: Option<String>,
 }
 
 /// The DMARC evaluation.
@@ -182,29 +185,42 @@ impl Authenticator {
             .verify_dmarc(DmarcParameters::new(&parsed, &dkim, spf_domain, spf_output))
             .await;
 
-        let from = parsed.from.first().map_or("", String::as_str);
-        let mut results = AuthenticationResults::new(&self.authserv_id);
-        if let Some(s) = spf {
-            results = results.with_spf_ehlo_result(&s.helo_result.output, s.ip, &s.helo);
-            if !s.mail_from.is_empty() {
-                results = results.with_spf_mailfrom_result(
-                    &s.mail_from_result.output,
-                    s.ip,
-                    &s.mail_from,
-                    &s.helo,
-                );
+        let checks: Vec<DkimCheck> = dkim.iter().map(DkimCheck::of).collect();
+        let mut results = spf.map(spf_results).unwrap_or_default();
+        if checks.is_empty() {
+            results.push(MethodResult {
+                method: "dkim",
+                result: "none",
+                reason: None,
+                properties: Vec::new(),
+            });
+        }
+        for (check, output) in checks.iter().zip(&dkim) {
+            let mut properties = Vec::new();
+            if let Some(sig) = output.signature() {
+                properties.push(("header.d", sig.d.clone()));
+                properties.push(("header.s", sig.s.clone()));
+                properties.push(("header.a", check.algorithm.clone()));
+                let b = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sig.b);
+                properties.push(("header.b", b.chars().take(8).collect()));
             }
+            results.push(MethodResult {
+                method: "dkim",
+                result: check.outcome.as_str(),
+                reason: check.reason.clone(),
+                properties,
+            });
         }
-        results = results.with_dkim_results(&dkim, from);
+        let arc_outcome = Outcome::of_dkim(arc.result());
         if !parsed.as_headers.is_empty() || !parsed.ams_headers.is_empty() {
-            let ip = spf.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |s| s.ip);
-            results = results.with_arc_result(&arc, ip);
+            results.push(MethodResult {
+                method: "arc",
+                result: arc_outcome.as_str(),
+                reason: error_of(arc.result()),
+                properties: Vec::new(),
+            });
         }
-        if !dmarc.domain().is_empty() {
-            results = results.with_dmarc_result(&dmarc);
-        }
-        let header = results.to_header();
-
+        let dmarc_outcome = Outcome::of_dmarc(&dmarc.result());
         let policy = match dmarc.policy() {
             mail_auth::dmarc::Policy::Reject => DmarcPolicy::Reject,
             mail_auth::dmarc::Policy::Quarantine => DmarcPolicy::Quarantine,
@@ -212,22 +228,23 @@ impl Authenticator {
                 DmarcPolicy::None
             }
         };
+        if !dmarc.domain().is_empty() {
+            results.push(MethodResult {
+                method: "dmarc",
+                result: dmarc_outcome.as_str(),
+                reason: None,
+                properties: vec![
+                    ("header.from", dmarc.domain().to_owned()),
+                    ("policy.dmarc", policy_name(policy).to_owned()),
+                ],
+            });
+        }
+        let header = authentication_results(&self.authserv_id, &results);
         Verdict {
-            dkim: dkim
-                .iter()
-                .map(|d| DkimCheck {
-                    outcome: Outcome::of_dkim(d.result()),
-                    domain: d.signature().map(|s| s.d.clone()).unwrap_or_default(),
-                    selector: d.signature().map(|s| s.s.clone()).unwrap_or_default(),
-                    algorithm: d
-                        .signature()
-                        .map(|s| algorithm_name(s.a).to_owned())
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            arc: Outcome::of_dkim(arc.result()),
+            dkim: checks,
+            arc: arc_outcome,
             dmarc: DmarcCheck {
-                outcome: Outcome::of_dmarc(&dmarc.result()),
+                outcome: dmarc_outcome,
                 domain: dmarc.domain().to_owned(),
                 policy,
                 spf_aligned: *dmarc.spf_result() == DmarcResult::Pass,
@@ -239,10 +256,13 @@ impl Authenticator {
 
     /// The verdict on a message with no header section to read.
     fn unreadable(&self, spf: Option<&SessionSpf>) -> Verdict {
-        let mut results = AuthenticationResults::new(&self.authserv_id);
-        if let Some(s) = spf {
-            results = results.with_spf_ehlo_result(&s.helo_result.output, s.ip, &s.helo);
-        }
+        let mut results = spf.map(spf_results).unwrap_or_default();
+        results.push(MethodResult {
+            method: "dkim",
+            result: "permerror",
+            reason: Some("no header section".into()),
+            properties: Vec::new(),
+        });
         Verdict {
             dkim: Vec::new(),
             arc: Outcome::None,
@@ -253,7 +273,58 @@ impl Authenticator {
                 spf_aligned: false,
                 dkim_aligned: false,
             },
-            header: results.to_header(),
+            header: authentication_results(&self.authserv_id, &results),
+        }
+    }
+}
+
+/// The SPF lines: MAIL FROM's (unless the reverse-path was null), HELO's.
+fn spf_results(s: &SessionSpf) -> Vec<MethodResult> {
+    let mut out = Vec::new();
+    let line = |spf: &crate::spf::Spf, property: &'static str, value: &str| MethodResult {
+        method: "spf",
+        result: spf.result().as_str(),
+        reason: None,
+        properties: vec![(property, value.to_owned())],
+    };
+    if !s.mail_from.is_empty() {
+        out.push(line(&s.mail_from_result, "smtp.mailfrom", &s.mail_from));
+    }
+    if !s.helo.is_empty() {
+        out.push(line(&s.helo_result, "smtp.helo", &s.helo));
+    }
+    out
+}
+
+fn policy_name(p: DmarcPolicy) -> &'static str {
+    match p {
+        DmarcPolicy::None => "none",
+        DmarcPolicy::Quarantine => "quarantine",
+        DmarcPolicy::Reject => "reject",
+    }
+}
+
+fn error_of(r: &DkimResult) -> Option<String> {
+    match r {
+        DkimResult::Pass | DkimResult::None => None,
+        DkimResult::Neutral(e)
+        | DkimResult::Fail(e)
+        | DkimResult::PermError(e)
+        | DkimResult::TempError(e) => Some(e.to_string()),
+    }
+}
+
+impl DkimCheck {
+    fn of(d: &mail_auth::DkimOutput<'_>) -> DkimCheck {
+        DkimCheck {
+            outcome: Outcome::of_dkim(d.result()),
+            reason: error_of(d.result()),
+            domain: d.signature().map(|s| s.d.clone()).unwrap_or_default(),
+            selector: d.signature().map(|s| s.s.clone()).unwrap_or_default(),
+            algorithm: d
+                .signature()
+                .map(|s| algorithm_name(s.a).to_owned())
+                .unwrap_or_default(),
         }
     }
 }

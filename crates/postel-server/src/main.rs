@@ -46,6 +46,9 @@ enum Command {
     /// The configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// Prints a shell completion script.
     Completions {
         /// The shell.
@@ -114,6 +117,34 @@ enum UserCommand {
         /// The user name.
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DkimCommand {
+    /// Generates a signing key for DOMAIN, writes it under the data
+    /// directory (or to --out), and prints the configuration to add and
+    /// the TXT record to publish.
+    Generate {
+        /// The domain mail is signed for (the From address's).
+        domain: String,
+        /// The selector: the key's name in DNS (SELECTOR._domainkey.DOMAIN).
+        #[arg(long, short)]
+        selector: Option<String>,
+        /// The algorithm.
+        #[arg(long, short, value_enum, default_value_t = KeyAlgorithm::Ed25519)]
+        algorithm: KeyAlgorithm,
+        /// Where to write the private key.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KeyAlgorithm {
+    /// ed25519-sha256 (RFC 8463): short keys, fast; not every verifier has it.
+    Ed25519,
+    /// rsa-sha256, 2048 bits: every verifier has it.
+    Rsa,
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +268,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Err(e) => Err(CliError::Unavailable(e.to_string())),
             }
         }
+        Command::Dkim(DkimCommand::Generate {
+            domain,
+            selector,
+            algorithm,
+            out,
+        }) => dkim_generate(&config, &domain, selector, algorithm, out),
         Command::Config(ConfigCommand::Check) => {
             println!("{config:#?}");
             Ok(())
@@ -287,5 +324,64 @@ fn add_user(config: &Config, name: &str) -> Result<(), CliError> {
     }
     Users::add(&config.users_file, name, password).map_err(|e| CliError::Data(e.to_string()))?;
     println!("user {name} written to {}", config.users_file.display());
+    Ok(())
+}
+
+fn dkim_generate(
+    config: &Config,
+    domain: &str,
+    selector: Option<String>,
+    algorithm: KeyAlgorithm,
+    out: Option<PathBuf>,
+) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let (algorithm, name) = match algorithm {
+        KeyAlgorithm::Ed25519 => (postel_auth::Algorithm::Ed25519, "ed25519"),
+        KeyAlgorithm::Rsa => (postel_auth::Algorithm::Rsa, "rsa"),
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let selector = selector.unwrap_or_else(|| format!("postel-{name}"));
+    let key = postel_auth::generate(algorithm).map_err(|e| CliError::Unavailable(e.to_string()))?;
+    // The key must load as the server will load it.
+    postel_auth::Signer::default()
+        .add(&domain, &selector, &key.private_pem)
+        .map_err(|e| CliError::Data(e.to_string()))?;
+    let path = out.unwrap_or_else(|| {
+        config
+            .data_dir
+            .join("dkim")
+            .join(format!("{domain}.{selector}.pem"))
+    });
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CliError::Unavailable(format!("{}: {e}", parent.display())))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| CliError::Unavailable(format!("{}: {e}", path.display())))?;
+    file.write_all(key.private_pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| CliError::Unavailable(format!("{}: {e}", path.display())))?;
+    // A TXT record's strings hold at most 255 octets each.
+    let value: Vec<String> = key
+        .dns_record
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    println!("key written to {}", path.display());
+    println!();
+    println!("Add to the configuration:");
+    println!("[[dkim]]");
+    println!("domain = \"{domain}\"");
+    println!("selector = \"{selector}\"");
+    println!("key = \"{}\"", path.display());
+    println!();
+    println!("Publish in DNS:");
+    println!("{selector}._domainkey.{domain}. IN TXT {}", value.join(" "));
     Ok(())
 }

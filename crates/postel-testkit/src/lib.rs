@@ -46,6 +46,24 @@ fn skip(tool: &str) {
     eprintln!("skipped: {tool} is not installed (.ci/run installs it)");
 }
 
+/// Debian's own Python (`/usr/bin/python3`, not the first on the PATH),
+/// when it can import `module` (from Debian's `package`); otherwise a skip,
+/// or a failure where peers are required.
+pub fn debian_python(module: &str, package: &str) -> Option<PathBuf> {
+    let python = PathBuf::from("/usr/bin/python3");
+    let found = python.exists()
+        && Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if found {
+        Some(python)
+    } else {
+        skip(package);
+        None
+    }
+}
+
 /// A loopback port that was free a moment ago (UDP and TCP).
 ///
 /// Ports come from below Linux's ephemeral range (32768 and up), where the
@@ -513,16 +531,8 @@ impl PyMilter {
     /// Starts the filter with `behaviour` (see the script); `None` when
     /// Debian's python3-milter is not installed.
     pub fn start(behaviour: &str) -> Option<PyMilter> {
-        let python = Path::new("/usr/bin/python3");
-        let found = python.exists()
-            && Command::new(python)
-                .args(["-c", "import Milter"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-        if !found {
-            skip("python3-milter");
-            return None;
-        }
+        let python = debian_python("Milter", "python3-milter")?;
+        let python = python.as_path();
         let dir = temp_dir("pymilter");
         let log = dir.join("events.jsonl");
         let port = free_port();
