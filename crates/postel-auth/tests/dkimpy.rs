@@ -6,15 +6,13 @@
 //! and rsa-sha256) verifies. Keys are served by a name server on a loopback
 //! port; dkimpy gets the same records.
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::dns::{DnsServer, Rr, Zone};
 use postel_auth::{Algorithm, Authenticator, DnsConfig, GeneratedKey, Outcome, Signer, generate};
+use postel_testkit::dns::{DnsServer, Rr, Zone};
 
 const MESSAGE: &[u8] = b"From: Alice <alice@example.com>\r\n\
 To: bob@example.net\r\n\

@@ -9,13 +9,11 @@
 //! its TXT records when it has no TXT records of its own (`TXT: NONE`
 //! means an empty TXT set).
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::dns::{DnsServer, Rr, Zone};
 use postel_auth::{Authenticator, DnsConfig};
+use postel_testkit::dns::{DnsServer, Rr, Zone};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const ASCII: &str = "mail-auth reads a record with octets outside 7-bit ASCII or with control characters between terms; RFC 7208 sections 3.1 and 4.6.1 make it a permerror.";

@@ -1,6 +1,8 @@
 //! Test support: start real peers on loopback and stop them by PID.
 //!
 //! - [`Nsd`]: NSD serving zones on a free loopback port.
+//! - [`dns::DnsServer`]: a name server in the test process, for zones a
+//!   test builds (malformed records, time-outs).
 //! - [`Process`]: a server process (the `postel` binary) that is sent
 //!   SIGTERM, then SIGKILL, when dropped.
 //!
@@ -16,6 +18,8 @@
     clippy::missing_panics_doc,
     clippy::format_push_string
 )]
+
+pub mod dns;
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt as _;

@@ -35,6 +35,16 @@ impl Default for AuthFile {
     }
 }
 
+impl AuthFile {
+    /// The checks off.
+    pub(super) fn off() -> AuthFile {
+        AuthFile {
+            enabled: false,
+            ..AuthFile::default()
+        }
+    }
+}
+
 /// One `[[dkim]]` key as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +175,10 @@ mod tests {
 
     #[test]
     fn defaults_check_mx_and_refusals_name_the_key() {
+        assert!(
+            !Config::embedded().unwrap().authentication.enabled,
+            "the embedded default does not check"
+        );
         let c = parse("").unwrap();
         assert!(c.authentication.checks(super::Role::Mx));
         assert!(!c.authentication.checks(super::Role::Submission));

@@ -268,9 +268,15 @@ impl Config {
         }
     }
 
-    /// The embedded default, as if from an empty file.
+    /// The embedded default, as if from an empty file, except that mail
+    /// is not authenticated: it takes mail for `postmaster@localhost` on a
+    /// loopback port, from this machine's own programs, and must work on a
+    /// machine without DNS.
     pub fn embedded() -> Result<Config, ConfigError> {
-        Config::check(File::default())
+        Config::check(File {
+            authentication: auth::AuthFile::off(),
+            ..File::default()
+        })
     }
 
     /// Reads and checks a file. Relative paths in it are relative to the

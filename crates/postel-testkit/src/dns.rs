@@ -1,6 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! A name server for tests: answers from a table over UDP on a loopback
-//! port, and leaves unanswered the questions a zone marks as timing out.
+//! A name server in the test process: answers from a table over UDP on a
+//! loopback port, and leaves unanswered the questions a zone marks as
+//! timing out (which NSD cannot do). NSD serves real zone files; this
+//! serves what a test builds, byte for byte, malformed records included.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -15,10 +16,15 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 /// One record of a test zone.
 #[derive(Debug, Clone)]
 pub enum Rr {
+    /// An IPv4 address.
     A(Ipv4Addr),
+    /// An IPv6 address.
     Aaaa(Ipv6Addr),
+    /// Preference and exchange.
     Mx(u16, String),
+    /// A host name.
     Ptr(String),
+    /// The canonical name; followed within the zone.
     Cname(String),
     /// A TXT record of these character-strings.
     Txt(Vec<Vec<u8>>),
@@ -33,6 +39,7 @@ pub struct Zone {
 }
 
 impl Zone {
+    /// Adds a record to `name`.
     pub fn add(&mut self, name: &str, rr: Rr) {
         self.names
             .entry(name.trim_end_matches('.').to_ascii_lowercase())
@@ -113,12 +120,14 @@ impl Zone {
 
 /// A running server; stops when dropped.
 pub struct DnsServer {
+    /// Where it answers (UDP only).
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl DnsServer {
+    /// Serves `zone` on a free loopback port.
     pub fn start(zone: Zone) -> DnsServer {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
         socket

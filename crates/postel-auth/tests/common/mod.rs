@@ -1,3 +1,0 @@
-#![allow(dead_code, unreachable_pub)] // Each test file uses a different part.
-
-pub mod dns;
