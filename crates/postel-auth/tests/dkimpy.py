@@ -2,6 +2,9 @@
 
   dkimpy.py sign ALGORITHM CANON SELECTOR DOMAIN KEYFILE [expired]
       signs the message on stdin; writes it signed to stdout.
+  dkimpy.py arcsign SELECTOR DOMAIN KEYFILE SRVID
+      adds an ARC set (rsa-sha256) to the message on stdin, which carries
+      the Authentication-Results of SRVID; writes it sealed to stdout.
   dkimpy.py verify DNSFILE
       verifies every DKIM-Signature of the message on stdin, DNS answers
       from DNSFILE (JSON: name -> TXT value); one line per signature,
@@ -52,6 +55,14 @@ def sign(args, message):
     sys.stdout.buffer.write(signature + message)
 
 
+def arcsign(args, message):
+    selector, domain, keyfile, srv_id = args
+    fields = dkim.arc_sign(
+        message, selector.encode(), domain.encode(), open(keyfile, "rb").read(), srv_id.encode()
+    )
+    sys.stdout.buffer.write(b"".join(fields) + message)
+
+
 def verify(args, message):
     answers = json.load(open(args[0]))
 
@@ -70,4 +81,4 @@ def verify(args, message):
 
 if __name__ == "__main__":
     data = sys.stdin.buffer.read()
-    {"sign": sign, "verify": verify}[sys.argv[1]](sys.argv[2:], data)
+    {"sign": sign, "arcsign": arcsign, "verify": verify}[sys.argv[1]](sys.argv[2:], data)

@@ -80,6 +80,10 @@ impl Keys {
                 "wronged._domainkey.example.com".into(),
                 self.other_ed.dns_record.clone(),
             ),
+            (
+                "arc._domainkey.list.example.org".into(),
+                self.rsa.dns_record.clone(),
+            ),
         ];
         r.extend(
             RFC8463_KEYS
@@ -335,6 +339,47 @@ async fn postel_signs_and_dkimpy_verifies() {
     let server = DnsServer::start(zone(&keys.records()));
     let auth = authenticator(&server);
     assert_eq!(ours(&auth, &signed).await, [Outcome::Pass, Outcome::Pass]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_arc_chain_sealed_by_dkimpy_validates() {
+    let Some(python) = postel_testkit::debian_python("dkim, nacl", "python3-dkim") else {
+        return;
+    };
+    let keys = Keys::new();
+    let server = DnsServer::start(zone(&keys.records()));
+    let auth = authenticator(&server);
+    // A mailing list received the message, checked it, and seals what it
+    // found before passing it on.
+    let received = [
+        b"Authentication-Results: list.example.org; dkim=none; spf=pass smtp.mailfrom=example.com\r\n"
+            .as_slice(),
+        MESSAGE,
+    ]
+    .concat();
+    let key = keys.key_file("rsa-sha256");
+    let sealed = dkimpy(
+        &python,
+        &[
+            "arcsign",
+            "arc",
+            "list.example.org",
+            key.to_str().unwrap(),
+            "list.example.org",
+        ],
+        &received,
+    );
+    assert!(String::from_utf8_lossy(&sealed).starts_with("ARC-Seal: i=1;"));
+    let verdict = auth.verify(&sealed, None).await;
+    assert_eq!(verdict.arc, Outcome::Pass, "{}", verdict.header());
+    assert!(
+        verdict.header().contains("arc=pass"),
+        "{}",
+        verdict.header()
+    );
+    let changed = changed(&sealed, "Noon", "Midnight");
+    let verdict = auth.verify(&changed, None).await;
+    assert_ne!(verdict.arc, Outcome::Pass, "{}", verdict.header());
 }
 
 #[tokio::test(flavor = "multi_thread")]
