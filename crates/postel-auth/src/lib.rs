@@ -40,6 +40,7 @@ mod error;
 pub mod results;
 pub mod sign;
 pub mod spf;
+mod spf_syntax;
 pub mod verify;
 
 pub use error::AuthError;

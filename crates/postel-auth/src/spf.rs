@@ -66,6 +66,8 @@ impl From<mail_auth::SpfResult> for SpfResult {
 #[derive(Debug, Clone)]
 pub struct Spf {
     pub(crate) output: mail_auth::SpfOutput,
+    /// Why the record was refused, for a `permerror` found here.
+    pub(crate) problem: Option<String>,
 }
 
 impl Spf {
@@ -73,6 +75,7 @@ impl Spf {
         Spf {
             output: mail_auth::SpfOutput::new(domain.to_owned())
                 .with_result(mail_auth::SpfResult::None),
+            problem: None,
         }
     }
 
@@ -84,6 +87,12 @@ impl Spf {
     /// The domain that was checked.
     pub fn domain(&self) -> &str {
         self.output.domain()
+    }
+
+    /// Why the domain's record was refused (`permerror`), when this crate
+    /// found it malformed.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
     }
 
     /// The domain's explanation of a `fail` (its `exp=` modifier, expanded).
@@ -158,6 +167,35 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 }
 
 impl Authenticator {
+    /// `permerror` when `domain` publishes more than one SPF record (RFC
+    /// 7208 section 4.5) or one its grammar refuses; `None` to evaluate
+    /// (a DNS failure here is left to the evaluation, which reports it).
+    /// The answer comes from the resolver's cache when mail-auth asks again.
+    async fn record_refused(&self, domain: &str) -> Option<Spf> {
+        use mail_auth::hickory_resolver::proto::rr::{Name, RData};
+        let name = Name::from_str_relaxed(format!("{}.", domain.trim_end_matches('.'))).ok()?;
+        let lookup = self.inner.0.txt_lookup(name).await.ok()?;
+        let txt: Vec<Vec<u8>> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.txt_data.concat()),
+                _ => None,
+            })
+            .collect();
+        let why = match crate::spf_syntax::spf_records(&txt)[..] {
+            [] => return None,
+            [one] => crate::spf_syntax::check(one).err()?.0,
+            _ => "more than one SPF record".to_owned(),
+        };
+        let output = mail_auth::SpfOutput::new(domain.to_owned())
+            .with_result(mail_auth::SpfResult::PermError);
+        Some(Spf {
+            output,
+            problem: Some(why),
+        })
+    }
+
     /// `check_host()` for the HELO identity (RFC 7208 section 2.3): the
     /// name `helo` checked for a client at `ip`, with
     /// `postmaster@helo` as `<sender>`.
@@ -165,10 +203,14 @@ impl Authenticator {
         if !checkable(helo) {
             return Spf::none(helo);
         }
+        if let Some(broken) = self.record_refused(helo).await {
+            return broken;
+        }
         let ip = unmapped(ip);
         let params = SpfParameters::verify_ehlo(ip, helo, &self.authserv_id);
         Spf {
             output: self.inner.verify_spf(params).await,
+            problem: None,
         }
     }
 
@@ -184,10 +226,14 @@ impl Authenticator {
         if !checkable(domain) {
             return Spf::none(domain);
         }
+        if let Some(broken) = self.record_refused(domain).await {
+            return broken;
+        }
         let ip = unmapped(ip);
         let params = SpfParameters::verify_mail_from(ip, helo, &self.authserv_id, sender);
         Spf {
             output: self.inner.verify_spf(params).await,
+            problem: None,
         }
     }
 

@@ -284,7 +284,7 @@ fn spf_results(s: &SessionSpf) -> Vec<MethodResult> {
     let line = |spf: &crate::spf::Spf, property: &'static str, value: &str| MethodResult {
         method: "spf",
         result: spf.result().as_str(),
-        reason: None,
+        reason: spf.problem().map(str::to_owned),
         properties: vec![(property, value.to_owned())],
     };
     if !s.mail_from.is_empty() {
