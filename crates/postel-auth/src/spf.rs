@@ -144,6 +144,25 @@ impl SessionSpf {
     }
 }
 
+/// Why `record` is not an SPF record RFC 7208's grammar accepts (section
+/// 12), or `None` when it is one: the check made before a domain's record
+/// is evaluated.
+///
+/// ```
+/// use postel_auth::spf::record_problem;
+///
+/// assert_eq!(record_problem(b"v=spf1 ip4:192.0.2.0/24 mx -all"), None);
+/// assert!(record_problem(b"v=spf1 ip4:192.0.2.0/33 -all").is_some());
+/// assert!(record_problem(b"v=spf1 a:example.-com").is_some());
+/// assert!(record_problem(b"v=spf2 -all").is_some());
+/// ```
+pub fn record_problem(record: &[u8]) -> Option<String> {
+    if crate::spf_syntax::spf_records(&[record.to_vec()]).is_empty() {
+        return Some("not an SPF record: it does not start with v=spf1".into());
+    }
+    crate::spf_syntax::check(record).err().map(|e| e.0)
+}
+
 /// Whether `domain` is a name `check_host()` can look up: RFC 7208 section
 /// 4.3 gives `none` without a query for one that is not a fully qualified
 /// domain name (an address literal, an empty or over-long label, no dot).

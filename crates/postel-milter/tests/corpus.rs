@@ -9,24 +9,10 @@
 #[path = "../../../fuzz/src/milter_checks.rs"]
 mod checks;
 
-use std::path::Path;
-
 #[test]
 fn milter_corpus() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut n = 0;
-    for dir in [root.join("corpus/milter"), root.join("regressions/milter")] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-        paths.sort();
-        for path in paths {
-            let data = std::fs::read(&path).unwrap();
-            let outcome = std::panic::catch_unwind(|| checks::check_milter(&data));
-            assert!(outcome.is_ok(), "{} fails its check", path.display());
-            n += 1;
-        }
-    }
-    assert!(n > 0, "the corpus is committed");
+    assert!(
+        postel_testkit::replay_fuzz_inputs("milter", checks::check_milter) > 0,
+        "the corpus is committed"
+    );
 }

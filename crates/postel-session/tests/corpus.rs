@@ -20,33 +20,13 @@ mod client_checks;
 
 /// Runs every committed corpus and regression input of `target` through
 /// `check`; how many there were.
-fn replay(target: &str, check: fn(&[u8])) -> usize {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut n = 0;
-    for dir in [
-        root.join("corpus").join(target),
-        root.join("regressions").join(target),
-    ] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("directory entry").path();
-            let data = std::fs::read(&path).expect("corpus file");
-            let outcome = std::panic::catch_unwind(|| check(&data));
-            assert!(outcome.is_ok(), "{} fails its check", path.display());
-            n += 1;
-        }
-    }
-    n
-}
 
 #[test]
 fn server_corpus() {
-    assert!(replay("server", checks::check_server) > 0);
+    assert!(postel_testkit::replay_fuzz_inputs("server", checks::check_server) > 0);
 }
 
 #[test]
 fn client_corpus() {
-    assert!(replay("client", client_checks::check_client) > 0);
+    assert!(postel_testkit::replay_fuzz_inputs("client", client_checks::check_client) > 0);
 }

@@ -50,6 +50,32 @@ fn skip(tool: &str) {
     eprintln!("skipped: {tool} is not installed (.ci/run installs it)");
 }
 
+/// Runs `check` over every committed fuzz input of `target` (the corpus
+/// and the regressions under `fuzz/`), so `cargo test` keeps every fixed
+/// crash fixed; how many inputs there were. A check that panics fails
+/// with the input's path.
+pub fn replay_fuzz_inputs(target: &str, check: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut n = 0;
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let data = std::fs::read(&path).unwrap();
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{} fails its check", path.display());
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Debian's own Python (`/usr/bin/python3`, not the first on the PATH),
 /// when it can import `module` (from Debian's `package`); otherwise a skip,
 /// or a failure where peers are required.

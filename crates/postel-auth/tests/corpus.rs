@@ -1,0 +1,18 @@
+//! Replays the committed fuzz corpus and regression inputs of the auth
+//! target through the check it runs, so `cargo test` keeps every fixed
+//! crash fixed.
+
+// Test helpers panic on purpose: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code, unreachable_pub, missing_docs, clippy::pedantic)]
+#[path = "../../../fuzz/src/auth_checks.rs"]
+mod checks;
+
+#[test]
+fn auth_corpus() {
+    assert!(
+        postel_testkit::replay_fuzz_inputs("auth", checks::check_auth) > 0,
+        "the corpus is committed"
+    );
+}
