@@ -191,11 +191,23 @@ impl Signer {
 
     /// The DKIM-Signature fields (each ending in CRLF, in the order the
     /// keys were added) to prepend to `message`: one per key of the domain
-    /// of the message's first From address. `None` when that domain has no
-    /// key or the message has no From.
+    /// of the message's first From address, or, when it has none, of its
+    /// nearest parent domain that has keys (`MAILER-DAEMON@mx.example.org`
+    /// signed by example.org, which DMARC's relaxed alignment accepts).
+    /// `None` when no such domain has a key or the message has no From.
     pub fn sign(&self, message: &[u8]) -> Result<Option<String>, AuthError> {
-        let Some(domain) = author_domain(message) else {
+        let Some(author) = author_domain(message) else {
             return Ok(None);
+        };
+        let mut candidate = author.as_str();
+        let domain = loop {
+            if self.keys.iter().any(|e| e.domain == candidate) {
+                break candidate.to_owned();
+            }
+            match candidate.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => candidate = parent,
+                _ => return Ok(None),
+            }
         };
         let mut fields = String::new();
         for entry in self.keys.iter().filter(|e| e.domain == domain) {
@@ -490,5 +502,21 @@ mod tests {
             Err(AuthError::Key { .. })
         ));
         assert!(!s.signs_for("example.com"));
+    }
+
+    #[test]
+    fn a_subdomain_is_signed_by_its_nearest_parent_with_keys() {
+        let key = generate(Algorithm::Ed25519).unwrap();
+        let mut s = Signer::default();
+        s.add("example.com", "s", &key.private_pem).unwrap();
+        let sign = |from: &str| {
+            s.sign(format!("From: {from}\r\n\r\nx\r\n").as_bytes())
+                .unwrap()
+                .map(|f| f.contains("d=example.com;"))
+        };
+        assert_eq!(sign("MAILER-DAEMON@mx.example.com"), Some(true));
+        assert_eq!(sign("a@b.c.example.com"), Some(true));
+        assert_eq!(sign("a@example.org"), None);
+        assert_eq!(sign("a@com"), None, "never a top-level domain's key");
     }
 }

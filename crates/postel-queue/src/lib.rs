@@ -32,6 +32,6 @@ mod spool;
 pub use memory::MemoryQueue;
 pub use queue::{
     Bounce, Claim, Lease, Queue, QueueError, QueueStats, RecoveryReport, apply_outcomes, bounce,
-    delay_warning, new_recipients, report_failures, success_report,
+    delay_warning, new_recipients, report_failures, report_failures_with, success_report,
 };
 pub use spool::{SpoolQueue, WriteStep};

@@ -476,13 +476,26 @@ pub async fn report_failures<Q: Queue>(
     now: SystemTime,
     boundary: &str,
 ) -> Result<Option<QueueId>, QueueError> {
+    report_failures_with(queue, message, (reporting_mta, now, boundary), |b| b).await
+}
+
+/// [`report_failures`], with the report's octets passed through `finish`
+/// before they are queued (to add a DKIM signature, say); `at` is the
+/// reporting MTA, the time and the MIME boundary.
+pub async fn report_failures_with<Q: Queue>(
+    queue: &Q,
+    message: &Message,
+    at: (&str, SystemTime, &str),
+    finish: impl FnOnce(Vec<u8>) -> Vec<u8> + Send,
+) -> Result<Option<QueueId>, QueueError> {
+    let (reporting_mta, now, boundary) = at;
     let body = queue.body(&message.id).await?;
     let Some((indices, report)) = bounce(message, &body, reporting_mta, now, boundary) else {
         return Ok(None);
     };
     let mut id = None;
     if let Some((envelope, bytes)) = report {
-        id = Some(queue.enqueue(envelope, bytes, now).await?);
+        id = Some(queue.enqueue(envelope, finish(bytes), now).await?);
     }
     queue.mark_reported(&message.id, &indices).await?;
     Ok(id)

@@ -481,6 +481,47 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
     assert_eq!(r.property("dmarc", "header.from"), "a.test");
     assert_eq!(r.property("dmarc", "policy.dmarc"), "reject");
 
+    // A bounce A writes (B has no such user) is signed for a.test too:
+    // From MAILER-DAEMON@mail.a.test, signed by its parent's keys.
+    python(
+        &script.replace("[\"bob@b.test\"]", "[\"nobody@b.test\"]"),
+        &[&submission.to_string(), PASSWORD],
+    );
+    let bounces = wait_mail(&a_dir, "a.test", "alice", 1, Duration::from_secs(20));
+    assert_eq!(bounces.len(), 1, "the bounce reached alice");
+    let bounce = String::from_utf8_lossy(&bounces[0]).into_owned();
+    assert!(
+        bounce.contains("From: Mail Delivery System <MAILER-DAEMON@mail.a.test>"),
+        "{bounce}"
+    );
+    let bounce_header = bounce.split("\r\n\r\n").next().unwrap();
+    assert_eq!(
+        bounce_header.matches("DKIM-Signature: v=1;").count(),
+        2,
+        "{bounce}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dns = postel_mx::DnsConfig {
+        servers: vec![nsd.addr],
+        timeout: Duration::from_secs(2),
+        attempts: 1,
+    };
+    let verdict = runtime.block_on(async {
+        let auth = postel_auth::Authenticator::new(&dns, "check.test").unwrap();
+        auth.verify(common::without_trace(&bounces[0]), None).await
+    });
+    assert!(
+        verdict
+            .dkim
+            .iter()
+            .all(|d| d.outcome == postel_auth::Outcome::Pass && d.domain == "a.test"),
+        "{}",
+        verdict.header()
+    );
+
     // The same From, sent to B directly from a client a.test does not
     // authorize: refused by a.test's policy.
     let got = send(

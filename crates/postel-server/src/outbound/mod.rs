@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use postel_mx::{HickoryResolver, RouteOptions, route};
 use postel_proto::types::{ForwardPath, Host, Reply};
 use postel_queue::model::{AttemptResult, Message, Outcome, RecipientState, Stage};
-use postel_queue::{Claim, Queue, apply_outcomes, report_failures};
+use postel_queue::{Claim, Queue, apply_outcomes, report_failures_with};
 use postel_session::client::RecipientResult;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -255,12 +255,11 @@ impl Delivery {
         let host = self.shared.config().hostname.to_string();
         let boundary = format!("{}/{}", message.id, host);
         let reported = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(report_failures(
+            tokio::runtime::Handle::current().block_on(report_failures_with(
                 &self.shared.queue,
                 &message,
-                &host,
-                finished,
-                &boundary,
+                (&host, finished, &boundary),
+                |report| self.signed(report),
             ))
         });
         match reported {

@@ -43,7 +43,11 @@ impl Delivery {
         };
         let queue = &self.shared.queue;
         let queued = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(queue.enqueue(envelope, report, now))
+            tokio::runtime::Handle::current().block_on(queue.enqueue(
+                envelope,
+                self.signed(report),
+                now,
+            ))
         });
         match queued {
             Ok(id) => {
@@ -51,6 +55,21 @@ impl Delivery {
                 self.shared.wake.notify_one();
             }
             Err(e) => warn!(queue_id = %message.id, error = %e, "cannot queue the success report"),
+        }
+    }
+
+    /// A report this server writes (bounce, delay warning, success report),
+    /// DKIM-signed when its From domain, this host's name, or a parent of
+    /// it has keys: receivers that check DMARC see it aligned. A signing
+    /// failure leaves the report unsigned rather than lost.
+    pub(super) fn signed(&self, report: Vec<u8>) -> Vec<u8> {
+        match self.shared.config().dkim.sign(&report) {
+            Ok(Some(fields)) => [fields.into_bytes(), report].concat(),
+            Ok(None) => report,
+            Err(e) => {
+                warn!(error = %e, "cannot sign a report; it goes unsigned");
+                report
+            }
         }
     }
 
@@ -71,7 +90,7 @@ impl Delivery {
             else {
                 return true;
             };
-            match handle.block_on(queue.enqueue(envelope, report, now)) {
+            match handle.block_on(queue.enqueue(envelope, self.signed(report), now)) {
                 Ok(id) => {
                     info!(queue_id = %message.id, warning = %id, "delay warning queued");
                     self.shared.wake.notify_one();
