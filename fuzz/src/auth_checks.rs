@@ -38,7 +38,11 @@ pub fn check_auth(data: &[u8]) {
     }
 
     let text = String::from_utf8_lossy(data);
-    let (reason, value) = text.split_at(text.len() / 2);
+    let half = text
+        .char_indices()
+        .nth(text.chars().count() / 2)
+        .map_or(text.len(), |(i, _)| i);
+    let (reason, value) = text.split_at(half);
     let field = authentication_results(
         "mx.example.net",
         &[MethodResult {
