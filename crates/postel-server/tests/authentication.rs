@@ -422,6 +422,21 @@ softly IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n"
         &message("a@slow.test", "slow"),
     );
     assert!(got.starts_with("451 4.7.24"), "{got}");
+
+    // dns_failure = accept: taken, and the failure recorded, not hidden.
+    let (dir, b, _server) = receiver(&nsd, "dns_failure = \"accept\"\n");
+    let got = send(
+        b,
+        "127.0.0.9",
+        "client.test",
+        "a@slow.test",
+        &message("a@slow.test", "slow"),
+    );
+    assert!(got.starts_with("250"), "{got}");
+    let mail = wait_mail(&dir, "b.test", "bob", 1, Duration::from_secs(10));
+    let r = results(&mail[0]);
+    assert_eq!(r.result("spf.mailfrom"), "temperror", "{r:?}");
+    assert_eq!(r.result("dmarc"), "temperror", "{r:?}");
 }
 
 #[test]
