@@ -138,6 +138,7 @@ pub fn queue_message() -> NewMessage {
         ret: None,
         body_type: BodyType::EightBitMime,
         smtputf8: false,
+        requiretls: false,
         arrival: Arrival::default(),
         recipients: vec![NewRecipient {
             address: ForwardPath::Mailbox(mailbox("rcpt@example.net")),

@@ -78,6 +78,13 @@ fn stats() {
 }
 
 #[test]
+fn requiretls_is_kept() {
+    run("requiretls", |q| async move {
+        conformance::requiretls_is_kept(&q).await;
+    });
+}
+
+#[test]
 fn migrations_are_idempotent_and_concurrent_starts_are_safe() {
     let Some(url) = postel_testkit::fresh_database("migrate") else {
         return;

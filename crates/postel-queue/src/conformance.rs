@@ -58,6 +58,7 @@ fn message(recipients: &[&'static str]) -> NewMessage {
         ret: None,
         body_type: BodyType::EightBitMime,
         smtputf8: false,
+        requiretls: false,
         arrival: Arrival::default(),
         recipients: recipients
             .iter()
@@ -363,6 +364,48 @@ pub async fn quarantined_on_arrival<Q: Queue>(q: &Q) {
     );
 }
 
+/// REQUIRETLS (RFC 8689) stays with the message, and its bounce is sent
+/// the same way, without the message's body.
+pub async fn requiretls_is_kept<Q: Queue>(q: &Q) {
+    let mut new = message(&["a@example.net"]);
+    new.requiretls = true;
+    let id = q
+        .enqueue(
+            new,
+            b"Subject: secret\r\n\r\nthe secret body\r\n".to_vec(),
+            t(0),
+        )
+        .await
+        .unwrap();
+    let claims = q.claim("w", t(1), LEASE, 10).await.unwrap();
+    assert!(claims[0].message.envelope.requiretls);
+    let plain = q
+        .enqueue(message(&["b@example.net"]), BODY.to_vec(), t(0))
+        .await
+        .unwrap();
+    assert!(!q.show(&plain).await.unwrap().envelope.requiretls);
+    let message = q.show(&id).await.unwrap();
+    let (_, report) = crate::bounce(
+        &crate::model::Message {
+            recipients: vec![crate::model::Recipient {
+                state: RecipientState::Failed { reported: false },
+                ..message.recipients[0].clone()
+            }],
+            ..message.clone()
+        },
+        b"Subject: secret\r\n\r\nthe secret body\r\n",
+        "mx.example.org",
+        t(2),
+        "b",
+    )
+    .unwrap();
+    let (envelope, bytes) = report.unwrap();
+    assert!(envelope.requiretls, "the bounce asks for REQUIRETLS too");
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("Subject: secret"), "{text}");
+    assert!(!text.contains("the secret body"), "{text}");
+}
+
 /// The operator's counts follow the queue: new, deferred, held.
 pub async fn stats<Q: Queue>(q: &Q) {
     assert_eq!(q.stats(t(0)).await.unwrap(), QueueStats::default(), "empty");
@@ -427,6 +470,7 @@ pub async fn run_all<Q: Queue, F: Fn() -> Q>(make: F) {
     expiry_and_dsn(&make()).await;
     hold_release_delete_requeue(&make()).await;
     quarantined_on_arrival(&make()).await;
+    requiretls_is_kept(&make()).await;
     recovery(&make()).await;
     stats(&make()).await;
 }

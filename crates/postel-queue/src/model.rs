@@ -84,6 +84,9 @@ pub struct NewMessage {
     pub body_type: BodyType,
     /// SMTPUTF8 was declared.
     pub smtputf8: bool,
+    /// REQUIRETLS was declared (RFC 8689): relay it only over verified TLS
+    /// to a server that offers REQUIRETLS, or bounce it.
+    pub requiretls: bool,
     /// How it arrived.
     pub arrival: Arrival,
     /// The recipients, at least one.

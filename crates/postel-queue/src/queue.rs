@@ -375,6 +375,10 @@ fn report(
     at: (&str, SystemTime, &str),
 ) -> Option<(NewMessage, Vec<u8>)> {
     let (reporting_mta, now, boundary) = at;
+    // A report about a message its sender asked to travel only over
+    // verified TLS (RFC 8689) travels the same way, and carries its header
+    // fields only: the content stays where it was sent from.
+    let requiretls = message.envelope.requiretls;
     let bytes = Dsn {
         reporting_mta,
         return_path: &message.envelope.return_path,
@@ -382,7 +386,7 @@ fn report(
         arrival: message.created,
         recipients,
         original: body,
-        headers_only,
+        headers_only: headers_only || requiretls,
         now,
         boundary,
     }
@@ -395,6 +399,7 @@ fn report(
         ret: None,
         body_type: postel_proto::types::BodyType::EightBitMime,
         smtputf8: !to.is_ascii(),
+        requiretls,
         arrival: crate::model::Arrival::default(),
         recipients: vec![NewRecipient {
             address: postel_proto::types::ForwardPath::Mailbox(to),

@@ -104,6 +104,7 @@ pub fn decode_envelope(id: &QueueId, env: &str) -> Option<Message> {
             .body
             .unwrap_or(postel_proto::types::BodyType::SevenBit),
         smtputf8: params.smtputf8,
+        requiretls: params.requiretls,
         arrival: Arrival {
             client,
             helo,
@@ -152,6 +153,7 @@ pub fn encode_envelope(message: &Message) -> String {
     let mut params = MailParameters::default();
     params.body = Some(e.body_type);
     params.smtputf8 = e.smtputf8;
+    params.requiretls = e.requiretls;
     params.ret = e.ret;
     params.envid = e.envid.as_ref().map(|v| XText::encode(v.as_bytes()));
     params.auth = None::<AuthParam<'static>>;
@@ -312,6 +314,7 @@ mod tests {
             ret: None,
             body_type: postel_proto::types::BodyType::SevenBit,
             smtputf8: false,
+            requiretls: false,
             arrival,
             recipients: vec![NewRecipient {
                 address: ForwardPath::Mailbox(Mailbox::try_from("a@example.net").unwrap()),

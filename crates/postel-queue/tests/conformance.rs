@@ -45,6 +45,11 @@ fn stats() {
     conformance::block_on(conformance::stats(&queue()));
 }
 
+#[test]
+fn requiretls_is_kept() {
+    conformance::block_on(conformance::requiretls_is_kept(&queue()));
+}
+
 /// The same suite against the filesystem spool, each check in a fresh
 /// directory.
 mod spool {
@@ -94,5 +99,10 @@ mod spool {
     #[test]
     fn stats() {
         conformance::block_on(conformance::stats(&queue("stats")));
+    }
+
+    #[test]
+    fn requiretls_is_kept() {
+        conformance::block_on(conformance::requiretls_is_kept(&queue("requiretls")));
     }
 }

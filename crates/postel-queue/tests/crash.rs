@@ -27,6 +27,7 @@ fn message(n: u64) -> NewMessage {
         ret: None,
         body_type: BodyType::SevenBit,
         smtputf8: false,
+        requiretls: false,
         arrival: Arrival::default(),
         recipients: vec![NewRecipient {
             address: ForwardPath::Mailbox(Mailbox::try_from("rcpt@example.net").unwrap()),

@@ -313,6 +313,7 @@ fn delay_warning_names_the_pending_recipients_only() {
             ret: None,
             body_type: BodyType::SevenBit,
             smtputf8: false,
+            requiretls: false,
             arrival: Arrival::default(),
             recipients: recipients
                 .iter()

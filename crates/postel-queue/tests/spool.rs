@@ -33,6 +33,7 @@ fn message() -> NewMessage {
         ret: Some(Ret::Hdrs),
         body_type: BodyType::EightBitMime,
         smtputf8: true,
+        requiretls: false,
         arrival: Arrival {
             client: Some("192.0.2.9".parse().unwrap()),
             helo: Some("client.example".into()),

@@ -56,6 +56,7 @@ fn message() -> NewMessage {
         ret: None,
         body_type: BodyType::SevenBit,
         smtputf8: false,
+        requiretls: false,
         arrival: Arrival::default(),
         recipients: vec![NewRecipient {
             address: ForwardPath::Mailbox(Mailbox::try_from("rcpt@remote.test").unwrap()),

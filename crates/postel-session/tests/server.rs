@@ -798,3 +798,32 @@ fn data_can_be_decided_before_its_354() {
             .starts_with("503")
     );
 }
+
+/// RFC 8689 section 4.1: REQUIRETLS is offered and taken only under TLS.
+#[test]
+fn requiretls_is_offered_and_taken_only_under_tls() {
+    let mut c = config();
+    c.starttls = true;
+    c.requiretls = true;
+    let mut h = Harness::new(c.clone());
+    let ehlo = String::from_utf8(h.send_bytes(b"EHLO c.example\r\n")).unwrap();
+    assert!(!ehlo.contains("REQUIRETLS"), "{ehlo}");
+    assert_eq!(h.send(b"MAIL FROM:<a@b.example> REQUIRETLS\r\n"), [555]);
+
+    let mut h = Harness {
+        server: Server::new_tls(c),
+        log: Vec::new(),
+        body: Vec::new(),
+    };
+    h.replies();
+    let ehlo = String::from_utf8(h.send_bytes(b"EHLO c.example\r\n")).unwrap();
+    assert!(
+        ehlo.contains("250-REQUIRETLS\r\n") || ehlo.contains("250 REQUIRETLS\r\n"),
+        "{ehlo}"
+    );
+    assert_eq!(h.send(b"MAIL FROM:<a@b.example> REQUIRETLS\r\n"), [250]);
+
+    // Not configured: not offered, refused, even under TLS.
+    let mut h = after_tls(config());
+    assert_eq!(h.send(b"MAIL FROM:<a@b.example> REQUIRETLS\r\n"), [555]);
+}

@@ -772,6 +772,7 @@ impl Connection {
             ret: txn.ret,
             body_type: txn.body_type.unwrap_or(BodyType::SevenBit),
             smtputf8: txn.smtputf8,
+            requiretls: false,
             arrival: Arrival {
                 client: Some(self.peer.addr.ip()),
                 helo: self.peer.helo.clone(),

@@ -73,6 +73,10 @@ pub struct ServerConfig {
     /// Ask the application before DATA's 354 ([`Event::Data`](super::Event::Data)),
     /// for instance to consult a filter; otherwise DATA is answered at once.
     pub decide_data: bool,
+    /// Offer REQUIRETLS (RFC 8689) once the session is under TLS, and take
+    /// `MAIL FROM ... REQUIRETLS` only then: the application keeps the flag
+    /// with the message and relays it only over verified TLS.
+    pub requiretls: bool,
     /// Grammar options and limits.
     pub parser: ParserOptions,
 }
@@ -102,6 +106,7 @@ impl ServerConfig {
             require_auth: false,
             lmtp: false,
             decide_data: false,
+            requiretls: false,
             parser: ParserOptions::STRICT,
         }
     }
@@ -124,6 +129,7 @@ impl ServerConfig {
         caps.dsn = self.dsn;
         caps.enhanced_status_codes = self.enhanced_status_codes;
         caps.starttls = self.starttls && !tls;
+        caps.requiretls = self.requiretls && tls;
         caps.help = true;
         if self.auth_offered(tls) {
             caps.auth = Some(self.auth_mechanisms.clone());

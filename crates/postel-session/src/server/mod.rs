@@ -649,7 +649,8 @@ impl Server {
             || ((params.ret.is_some() || params.envid.is_some()) && !self.config.dsn)
             || (matches!(params.auth, Some(AuthParam::Identity(_)))
                 && self.config.auth_mechanisms.is_empty())
-            || params.requiretls
+            // RFC 8689 section 4.1: only where it was offered, under TLS.
+            || (params.requiretls && !(self.config.requiretls && self.tls))
             || params.mt_priority.is_some()
         {
             return Some(Reply::PARAMETERS_NOT_RECOGNIZED);
