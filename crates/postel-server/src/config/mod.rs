@@ -215,6 +215,9 @@ pub struct Config {
     pub workers: usize,
     /// Verify remote certificates (off: opportunistic TLS, as MTAs do).
     pub verify_tls: bool,
+    /// Trust anchors besides the system's, for verified TLS to exchangers
+    /// (`[relay] ca_file`, PEM): a private CA.
+    pub relay_ca_file: Option<PathBuf>,
     /// How long a remote server has for each reply, and for each write.
     pub relay_timeouts: postel_session::client::Timeouts,
     /// How long one outbound connection may last in all.
@@ -541,6 +544,7 @@ impl Config {
             per_domain: file.relay.per_domain,
             workers: file.relay.workers,
             verify_tls: file.relay.verify_tls,
+            relay_ca_file: file.relay.ca_file.clone(),
             relay_timeouts: {
                 let secs = |s: u64| Duration::from_secs(s.max(1));
                 let r = &file.relay;

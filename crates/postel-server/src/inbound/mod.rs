@@ -75,6 +75,7 @@ fn remote_destination(m: &postel_proto::types::Mailbox<'_>) -> String {
 
 /// The transaction being collected.
 #[derive(Default)]
+#[allow(clippy::struct_excessive_bools)] // MAIL's two flags and the filters' two marks, each on its own.
 struct Transaction {
     from: Option<ReversePath<'static>>,
     envid: Option<String>,
@@ -95,6 +96,8 @@ struct Transaction {
     /// The filters were asked about DATA (BDAT has no such moment: they are
     /// asked at the end instead).
     data_filtered: bool,
+    /// MAIL FROM asked for REQUIRETLS (RFC 8689).
+    requiretls: bool,
     /// The SPF checks made at MAIL.
     spf: Option<postel_auth::SessionSpf>,
     /// The Authentication-Results field to store above the trace field.
@@ -126,6 +129,8 @@ fn session_config(shared: &Shared, c: &crate::config::Config, role: Role) -> Ser
     let mut config = session_base(c);
     let tls = shared.certs.is_some();
     config.starttls = tls && role != Role::Submissions;
+    // Relayed only over verified TLS; LMTP hands mail to its final store.
+    config.requiretls = tls && role != Role::Lmtp;
     config.auth_mechanisms = vec![Mechanism::PLAIN, Mechanism::LOGIN];
     config.allow_auth_without_tls = false;
     config.require_auth = role != Role::Mx;
@@ -423,6 +428,7 @@ impl Connection {
             ret: m.params.ret,
             body_type: m.params.body,
             smtputf8: m.params.smtputf8,
+            requiretls: m.params.requiretls,
             discard,
             spf,
             ..Transaction::default()
@@ -772,7 +778,7 @@ impl Connection {
             ret: txn.ret,
             body_type: txn.body_type.unwrap_or(BodyType::SevenBit),
             smtputf8: txn.smtputf8,
-            requiretls: false,
+            requiretls: txn.requiretls,
             arrival: Arrival {
                 client: Some(self.peer.addr.ip()),
                 helo: self.peer.helo.clone(),

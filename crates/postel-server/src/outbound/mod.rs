@@ -35,6 +35,9 @@ pub(crate) struct Delivery {
     shared: Arc<Shared>,
     resolver: Option<HickoryResolver>,
     tls: Arc<rustls::ClientConfig>,
+    /// TLS that verifies the exchanger's certificate (PKIX), whatever
+    /// `verify_tls` says: for messages that asked for REQUIRETLS.
+    verified: Arc<rustls::ClientConfig>,
     all: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
     worker: String,
@@ -109,17 +112,27 @@ impl Delivery {
         } else {
             Some(HickoryResolver::new(&c.dns())?)
         };
-        let mut roots = rustls::RootCertStore::empty();
-        if c.verify_tls {
+        let roots = || {
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject;
-            if let Ok(certs) = CertificateDer::pem_file_iter("/etc/ssl/certs/ca-certificates.crt") {
-                for cert in certs.flatten() {
-                    let _ = roots.add(cert);
+            let mut roots = rustls::RootCertStore::empty();
+            let files = std::iter::once(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"))
+                .chain(c.relay_ca_file.as_deref());
+            for file in files {
+                if let Ok(certs) = CertificateDer::pem_file_iter(file) {
+                    for cert in certs.flatten() {
+                        let _ = roots.add(cert);
+                    }
                 }
             }
-        }
-        let tls = crate::tls::client_config(c.verify_tls, roots);
+            roots
+        };
+        let verified = crate::tls::client_config(true, roots());
+        let tls = if c.verify_tls {
+            Arc::clone(&verified)
+        } else {
+            crate::tls::client_config(false, rustls::RootCertStore::empty())
+        };
         Ok(Arc::new(Delivery {
             all: Arc::new(Semaphore::new(c.workers)),
             domains: Mutex::new(HashMap::new()),
@@ -127,6 +140,7 @@ impl Delivery {
             worker: c.node.clone(),
             resolver,
             tls,
+            verified,
             shared,
         }))
     }
@@ -492,10 +506,15 @@ impl Delivery {
         for (name, addrs) in targets {
             for addr in addrs {
                 let label = format!("{name} [{}]", addr.ip());
-                let session = match self
-                    .reuse(&addr.to_string(), &client_message, &message.id)
-                    .await
-                {
+                // A REQUIRETLS message goes only over a connection of its
+                // own, whose certificate was verified.
+                let reused = if message.envelope.requiretls {
+                    None
+                } else {
+                    self.reuse(&addr.to_string(), &client_message, &message.id)
+                        .await
+                };
+                let session = match reused {
                     Some(results) => Ok(results),
                     None => match self.connect(addr, &name).await {
                         Ok(tcp) => {

@@ -58,6 +58,11 @@ impl Delivery {
             TlsPolicy::Opportunistic
         };
         let mut conn = self.open(Stream::Plain(tcp), name, label, policy, false);
+        if client_message.params.requiretls {
+            // RFC 8689 section 4.2.1: the certificate must be valid for the
+            // exchanger's name; without TLS the client refuses with 5.7.30.
+            conn.tls = Arc::clone(&self.verified);
+        }
         let mut session = send_on(&mut conn, client_message.clone()).await;
         if let Err(SessionFailure::Tls(e)) = &session
             && policy == TlsPolicy::Opportunistic
@@ -360,6 +365,7 @@ pub(super) fn client_message(message: &Message, indices: &[usize], body: &[u8]) 
         other => Some(other),
     };
     params.smtputf8 = e.smtputf8;
+    params.requiretls = e.requiretls;
     params.ret = e.ret;
     params.envid = e
         .envid
