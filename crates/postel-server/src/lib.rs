@@ -120,6 +120,27 @@ pub enum ServeError {
     Signals(std::io::Error),
 }
 
+/// How delivery to `domain` would use TLS, and why: the answer of
+/// `postel tls-policy check`. `requiretls` for a message sent with
+/// REQUIRETLS.
+pub fn tls_policy(config: &Config, domain: &str, requiretls: bool) -> String {
+    let c = outbound::TlsChoice::decide(config, domain, requiretls);
+    let what = match (c.policy, c.verify) {
+        (postel_session::client::TlsPolicy::Never, _) => "no TLS",
+        (postel_session::client::TlsPolicy::Opportunistic, false) => {
+            "STARTTLS when offered, any certificate; plaintext otherwise"
+        }
+        (postel_session::client::TlsPolicy::Opportunistic, true) => {
+            "TLS with a certificate valid for the exchanger's name, to an exchanger offering REQUIRETLS; else bounced with 5.7.30"
+        }
+        (_, false) => "TLS required, any certificate; deferred without it",
+        (_, true) => {
+            "TLS required with a certificate valid for the exchanger's name; deferred without it"
+        }
+    };
+    format!("{domain}: {what} ({})", c.why)
+}
+
 /// Binds every listener: each with its role and trusted proxies.
 async fn bind(config: &Config) -> Result<Vec<BoundListener>, ServeError> {
     let mut listeners = Vec::new();

@@ -49,6 +49,9 @@ enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// The TLS delivery uses.
+    #[command(subcommand, name = "tls-policy")]
+    TlsPolicy(TlsPolicyCommand),
     /// Prints a shell completion script.
     Completions {
         /// The shell.
@@ -136,6 +139,18 @@ enum DkimCommand {
         /// Where to write the private key.
         #[arg(long, short, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsPolicyCommand {
+    /// Prints how mail to DOMAIN would use TLS, and why.
+    Check {
+        /// The recipient domain.
+        domain: String,
+        /// For a message sent with REQUIRETLS.
+        #[arg(long)]
+        requiretls: bool,
     },
 }
 
@@ -274,6 +289,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             algorithm,
             out,
         }) => dkim_generate(&config, &domain, selector, algorithm, out),
+        Command::TlsPolicy(TlsPolicyCommand::Check { domain, requiretls }) => {
+            println!(
+                "{}",
+                postel_server::tls_policy(&config, &domain, requiretls)
+            );
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check) => {
             println!("{config:#?}");
             Ok(())

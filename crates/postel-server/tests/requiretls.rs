@@ -139,57 +139,79 @@ with smtplib.SMTP("127.0.0.1", int(port), timeout=20) as s:
     )
 }
 
-#[test]
-fn requiretls_goes_only_over_verified_tls_and_bounces_with_5_7_30() {
+/// B (a certificate from the test CA, which A trusts) and C (self-signed)
+/// on NSD's MX records, and A, a submission server relaying to them with
+/// `policies` added to its configuration.
+struct World {
+    a_dir: std::path::PathBuf,
+    b_dir: std::path::PathBuf,
+    c_dir: std::path::PathBuf,
+    submission: u16,
+    _peers: (Nsd, common::Process, common::Process, common::Process),
+}
+
+fn world(label: &str, policies: &str) -> Option<World> {
     if !installed("python3") || !installed("openssl") {
-        return;
+        return None;
     }
-    let certs = temp_dir("requiretls-ca");
+    let certs = temp_dir(&format!("{label}-ca"));
     let (ca, cert, key) = issued(&certs, "mx.b.test");
     let zone = "$ORIGIN test.\n$TTL 1\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 1\n@ IN NS ns\n\
 ns IN A 127.0.0.1\nb IN MX 10 mx.b\nmx.b IN A 127.0.0.2\nc IN MX 10 mx.c\nmx.c IN A 127.0.0.3\n";
-    let Some(nsd) = Nsd::start(&[("test", Some(zone))]) else {
-        return;
-    };
+    let nsd = Nsd::start(&[("test", Some(zone))])?;
     let port = free_port();
-    let (b_dir, _b) = receiver(
-        "requiretls-b",
+    let (b_dir, b) = receiver(
+        &format!("{label}-b"),
         SocketAddr::from(([127, 0, 0, 2], port)),
         "b.test",
         Some((&cert, &key)),
     );
-    let (c_dir, _c) = receiver(
-        "requiretls-c",
+    let (c_dir, c) = receiver(
+        &format!("{label}-c"),
         SocketAddr::from(([127, 0, 0, 3], port)),
         "c.test",
         None,
     );
-
-    let a_dir = temp_dir("requiretls-a");
+    let a_dir = temp_dir(&format!("{label}-a"));
     let submission = free_port();
     let config = format!(
         "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
 [[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
 [[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
 [relay]\nport = {port}\nca_file = \"{ca}\"\n[dns]\nservers = [\"{}\"]\ntimeout_secs = 2\n\
-[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n",
+[queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n{policies}",
         nsd.addr
     );
     common::write_config(&a_dir, &config);
     add_user(&a_dir, "alice@a.test", PASSWORD);
-    let _a = serve(&a_dir, &config, local(submission), true);
+    let a = serve(&a_dir, &config, local(submission), true);
+    Some(World {
+        a_dir,
+        b_dir,
+        c_dir,
+        submission,
+        _peers: (nsd, a, b, c),
+    })
+}
+
+#[test]
+fn requiretls_goes_only_over_verified_tls_and_bounces_with_5_7_30() {
+    let Some(w) = world("requiretls", "") else {
+        return;
+    };
+    let (submission, a_dir, b_dir, c_dir) = (w.submission, &w.a_dir, &w.b_dir, &w.c_dir);
 
     // Offered only under TLS.
     let seen = submit(submission, "bob@b.test", "verified", true);
     assert_eq!(seen.trim(), "before False after True");
-    let mail = wait_mail(&b_dir, "b.test", "bob", 1, Duration::from_secs(20));
+    let mail = wait_mail(b_dir, "b.test", "bob", 1, Duration::from_secs(20));
     assert_eq!(mail.len(), 1, "delivered over verified TLS");
     let text = String::from_utf8_lossy(&mail[0]).into_owned();
     assert!(text.contains("with ESMTPS"), "{text}");
 
     // mx.c.test's certificate is its own: not verified, so not sent.
     submit(submission, "bob@c.test", "unverified", true);
-    let bounces = wait_mail(&a_dir, "a.test", "alice", 1, Duration::from_secs(20));
+    let bounces = wait_mail(a_dir, "a.test", "alice", 1, Duration::from_secs(20));
     assert_eq!(bounces.len(), 1, "bounced");
     let bounce = String::from_utf8_lossy(&bounces[0]).into_owned();
     assert!(bounce.contains("5.7.30"), "{bounce}");
@@ -199,12 +221,52 @@ ns IN A 127.0.0.1\nb IN MX 10 mx.b\nmx.b IN A 127.0.0.2\nc IN MX 10 mx.c\nmx.c I
         "headers only: {bounce}"
     );
     assert!(
-        common::mail(&c_dir, "c.test", "bob").is_empty(),
+        common::mail(c_dir, "c.test", "bob").is_empty(),
         "never sent to C"
     );
 
     // Without REQUIRETLS, opportunistic TLS takes C's certificate.
     submit(submission, "bob@c.test", "opportunistic", false);
-    let mail = wait_mail(&c_dir, "c.test", "bob", 1, Duration::from_secs(20));
+    let mail = wait_mail(c_dir, "c.test", "bob", 1, Duration::from_secs(20));
     assert_eq!(mail.len(), 1);
+}
+
+#[test]
+fn operator_tls_policies_verify_defer_and_none() {
+    let Some(w) = world(
+        "tls-policy",
+        "[[tls_policy]]\ndomain = \"b.test\"\nmode = \"none\"\n\
+[[tls_policy]]\ndomain = \"c.test\"\nmode = \"verify\"\n",
+    ) else {
+        return;
+    };
+    // none: B offers STARTTLS, but the mail goes in plaintext.
+    submit(w.submission, "bob@b.test", "plain", false);
+    let mail = wait_mail(&w.b_dir, "b.test", "bob", 1, Duration::from_secs(20));
+    assert_eq!(mail.len(), 1);
+    let text = String::from_utf8_lossy(&mail[0]).into_owned();
+    assert!(
+        text.contains("with ESMTP\r\n") || text.contains("with ESMTP;"),
+        "{text}"
+    );
+    // verify: C's certificate does not verify: deferred, never sent, and
+    // still queued after several retries (1 s apart).
+    submit(w.submission, "bob@c.test", "must-verify", false);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        common::mail(&w.c_dir, "c.test", "bob").is_empty(),
+        "never sent to C"
+    );
+    assert!(
+        common::mail(&w.a_dir, "a.test", "alice").is_empty(),
+        "deferred, not bounced"
+    );
+    let listed = common::run(&w.a_dir, &["queue", "list"], "");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("from <alice@a.test>") && listed.contains("pending 1/1"),
+        "{listed}"
+    );
+    let shown = common::run(&w.a_dir, &["tls-policy", "check", "c.test"], "");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("(tls_policy verify)"));
 }

@@ -27,6 +27,7 @@ pub(super) struct File {
     pub(super) milter: Vec<super::milter::MilterFile>,
     pub(super) authentication: super::auth::AuthFile,
     pub(super) dkim: Vec<super::auth::DkimFile>,
+    pub(super) tls_policy: Vec<super::tls_policy::TlsPolicyFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +65,7 @@ impl Default for File {
             milter: Vec::new(),
             authentication: super::auth::AuthFile::default(),
             dkim: Vec::new(),
+            tls_policy: Vec::new(),
         }
     }
 }

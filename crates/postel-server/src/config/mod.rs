@@ -16,9 +16,11 @@ use serde::Deserialize;
 mod auth;
 mod file;
 mod milter;
+mod tls_policy;
 pub use auth::{AuthAction, AuthConfig};
 use file::File;
 pub use milter::{DefaultAction, MilterAddress, MilterConfig};
+pub use tls_policy::{TlsMode, TlsPolicyOverride};
 
 /// A configuration that cannot be used, naming the key and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +254,8 @@ pub struct Config {
     pub node: String,
     /// The filters every message of a listener's role is shown to, in order.
     pub milters: Vec<MilterConfig>,
+    /// Per-domain TLS for delivery (`[[tls_policy]]`).
+    pub tls_policies: Vec<TlsPolicyOverride>,
     /// The checks on arrival (`[authentication]`).
     pub authentication: AuthConfig,
     /// The keys outgoing mail is signed with (`[[dkim]]`).
@@ -262,6 +266,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The operator's TLS mode for delivery to `domain`, if one is set.
+    pub fn tls_mode(&self, domain: &str) -> Option<TlsMode> {
+        tls_policy::lookup(&self.tls_policies, domain)
+    }
+
     /// The name servers every DNS user asks (`[dns]`).
     pub fn dns(&self) -> postel_mx::DnsConfig {
         postel_mx::DnsConfig {
@@ -572,6 +581,7 @@ impl Config {
             lease: Duration::from_secs(file.queue.lease_secs.max(1)),
             node,
             milters: milter::check(file.milter)?,
+            tls_policies: tls_policy::check(file.tls_policy)?,
             authentication: auth::check(file.authentication)?,
             dkim: auth::signer(&file.dkim)?,
             source: None,

@@ -21,6 +21,7 @@ mod local;
 mod reports;
 pub(crate) use lmtp::probe as probe_lmtp;
 mod smtp;
+pub(crate) use smtp::TlsChoice;
 
 use crate::inbound::reply;
 use crate::state::Shared;
@@ -501,25 +502,34 @@ impl Delivery {
             Err((false, r)) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),
         };
         let client_message = client_message(message, indices, body);
+        let choice =
+            smtp::TlsChoice::decide(&self.shared.config(), domain, message.envelope.requiretls);
         let mut last = reply(451, (4, 4, 1), "No answer from any mail exchanger");
         let mut last_host = None;
         for (name, addrs) in targets {
             for addr in addrs {
                 let label = format!("{name} [{}]", addr.ip());
-                // A REQUIRETLS message goes only over a connection of its
-                // own, whose certificate was verified.
-                let reused = if message.envelope.requiretls {
-                    None
-                } else {
+                // A message with a TLS policy of its own (REQUIRETLS, an
+                // operator's override) goes only over a connection of its own.
+                let reused = if choice.shareable {
                     self.reuse(&addr.to_string(), &client_message, &message.id)
                         .await
+                } else {
+                    None
                 };
                 let session = match reused {
                     Some(results) => Ok(results),
                     None => match self.connect(addr, &name).await {
                         Ok(tcp) => {
-                            self.exchange(addr, tcp, &name, &label, &client_message, &message.id)
-                                .await
+                            self.exchange(
+                                addr,
+                                tcp,
+                                (&name, &label),
+                                &client_message,
+                                choice,
+                                &message.id,
+                            )
+                            .await
                         }
                         Err(r) => {
                             last = r;

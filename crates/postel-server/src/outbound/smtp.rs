@@ -35,6 +35,64 @@ pub(super) struct Connection {
     stage: (u64, tokio::time::Instant),
 }
 
+/// How one delivery uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TlsChoice {
+    /// What the client does about STARTTLS.
+    pub(crate) policy: TlsPolicy,
+    /// The certificate must verify for the exchanger's name.
+    pub(crate) verify: bool,
+    /// The connection may carry other messages to the same address: it
+    /// was opened under the policy every message without an override gets.
+    pub(crate) shareable: bool,
+    /// Why, for the log and `postel tls-policy check`.
+    pub(crate) why: &'static str,
+}
+
+impl TlsChoice {
+    /// The TLS that delivery of a message to `domain` uses: REQUIRETLS
+    /// first (verified TLS, and the client refuses it without TLS, 5.7.30),
+    /// then the operator's `[[tls_policy]]`, then `verify_tls`.
+    pub(crate) fn decide(
+        config: &crate::config::Config,
+        domain: &str,
+        requiretls: bool,
+    ) -> TlsChoice {
+        use crate::config::TlsMode;
+        let choice = |policy, verify, shareable, why| TlsChoice {
+            policy,
+            verify,
+            shareable,
+            why,
+        };
+        if requiretls {
+            return choice(
+                TlsPolicy::Opportunistic,
+                true,
+                false,
+                "the message asked for REQUIRETLS",
+            );
+        }
+        match config.tls_mode(domain) {
+            Some(TlsMode::None) => choice(TlsPolicy::Never, false, false, "tls_policy none"),
+            Some(TlsMode::Opportunistic) => choice(
+                TlsPolicy::Opportunistic,
+                false,
+                false,
+                "tls_policy opportunistic",
+            ),
+            Some(TlsMode::Encrypt) => {
+                choice(TlsPolicy::Required, false, false, "tls_policy encrypt")
+            }
+            Some(TlsMode::Verify) => choice(TlsPolicy::Required, true, false, "tls_policy verify"),
+            None if config.verify_tls => {
+                choice(TlsPolicy::Required, true, true, "relay.verify_tls")
+            }
+            None => choice(TlsPolicy::Opportunistic, false, true, "the default"),
+        }
+    }
+}
+
 /// Where a parked connection is asked to hand itself over.
 pub(super) type Parked = oneshot::Sender<oneshot::Sender<Connection>>;
 
@@ -47,20 +105,17 @@ impl Delivery {
         &self,
         addr: SocketAddr,
         tcp: TcpStream,
-        name: &str,
-        label: &str,
+        (name, label): (&str, &str),
         client_message: &ClientMessage,
+        choice: TlsChoice,
         queue_id: &postel_queue::model::QueueId,
     ) -> Result<Sent, SessionFailure> {
-        let policy = if self.shared.config().verify_tls {
-            TlsPolicy::Required
-        } else {
-            TlsPolicy::Opportunistic
-        };
+        let policy = choice.policy;
+        if !choice.shareable {
+            info!(queue_id = %queue_id, host = %label, tls = choice.why, "TLS policy");
+        }
         let mut conn = self.open(Stream::Plain(tcp), name, label, policy, false);
-        if client_message.params.requiretls {
-            // RFC 8689 section 4.2.1: the certificate must be valid for the
-            // exchanger's name; without TLS the client refuses with 5.7.30.
+        if choice.verify {
             conn.tls = Arc::clone(&self.verified);
         }
         let mut session = send_on(&mut conn, client_message.clone()).await;
@@ -80,7 +135,7 @@ impl Delivery {
                 Err(_) => Err(SessionFailure::Timeout("the connection")),
             };
         }
-        if session.is_ok() {
+        if session.is_ok() && choice.shareable {
             self.park_or_close(&addr.to_string(), conn).await;
         } else {
             conn.stream.shutdown().await;
