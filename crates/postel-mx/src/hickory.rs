@@ -281,6 +281,27 @@ impl Resolver for HickoryResolver {
 }
 
 impl HickoryResolver {
+    /// TXT records of `name`, each record's strings joined (RFC 7208
+    /// section 3.3, RFC 8461 section 3.1 read them so).
+    pub async fn txt(&self, name: &str) -> Result<Answer<Vec<u8>>, DnsFailure> {
+        match self.ask(name, RecordType::TXT).await {
+            Ok((owner, data)) => {
+                let records = data
+                    .into_iter()
+                    .filter_map(|d| match d {
+                        RData::TXT(t) => Some(t.txt_data.concat()),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Answer::Records {
+                    name: owner,
+                    records,
+                })
+            }
+            Err(n) => n.into_answer(),
+        }
+    }
+
     async fn addresses(&self, name: &str, rtype: RecordType) -> Result<Answer<IpAddr>, DnsFailure> {
         match self.ask(name, rtype).await {
             Ok((owner, data)) => {

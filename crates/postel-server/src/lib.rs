@@ -121,10 +121,27 @@ pub enum ServeError {
 }
 
 /// How delivery to `domain` would use TLS, and why: the answer of
-/// `postel tls-policy check`. `requiretls` for a message sent with
-/// REQUIRETLS.
-pub fn tls_policy(config: &Config, domain: &str, requiretls: bool) -> String {
-    let c = outbound::TlsChoice::decide(config, domain, requiretls);
+/// `postel tls-policy check`, the domain's MTA-STS policy looked up as
+/// delivery would (through the cache in the data directory). `requiretls`
+/// for a message sent with REQUIRETLS.
+pub async fn tls_policy(
+    config: &Config,
+    domain: &str,
+    requiretls: bool,
+) -> Result<String, ServeError> {
+    use std::fmt::Write as _;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let resolver = postel_mx::HickoryResolver::new(&config.dns())?;
+    let sts = if requiretls || config.tls_mode(&domain).is_some() {
+        None
+    } else {
+        let roots = outbound::trust_anchors(config);
+        let tls = tls::client_config(true, roots);
+        outbound::MtaSts::load(config.data_dir.join("mta-sts.json"), tls)
+            .policy(&resolver, &domain)
+            .await
+    };
+    let c = outbound::TlsChoice::decide(config, &domain, requiretls, sts.as_ref());
     let what = match (c.policy, c.verify) {
         (postel_session::client::TlsPolicy::Never, _) => "no TLS",
         (postel_session::client::TlsPolicy::Opportunistic, false) => {
@@ -138,7 +155,17 @@ pub fn tls_policy(config: &Config, domain: &str, requiretls: bool) -> String {
             "TLS required with a certificate valid for the exchanger's name; deferred without it"
         }
     };
-    format!("{domain}: {what} ({})", c.why)
+    let mut out = format!("{domain}: {what} ({})", c.why);
+    if let Some(p) = sts {
+        let _ = write!(
+            out,
+            "\nMTA-STS: mode {:?}, max_age {}, mx {}",
+            p.mode,
+            p.max_age,
+            p.mx.join(" ")
+        );
+    }
+    Ok(out)
 }
 
 /// Binds every listener: each with its role and trusted proxies.

@@ -290,10 +290,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             out,
         }) => dkim_generate(&config, &domain, selector, algorithm, out),
         Command::TlsPolicy(TlsPolicyCommand::Check { domain, requiretls }) => {
-            println!(
-                "{}",
-                postel_server::tls_policy(&config, &domain, requiretls)
-            );
+            let answer = runtime
+                .block_on(postel_server::tls_policy(&config, &domain, requiretls))
+                .map_err(|e| CliError::Unavailable(e.to_string()))?;
+            println!("{answer}");
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {

@@ -20,7 +20,9 @@ mod lmtp;
 mod local;
 mod reports;
 pub(crate) use lmtp::probe as probe_lmtp;
+mod mta_sts;
 mod smtp;
+pub(crate) use mta_sts::MtaSts;
 pub(crate) use smtp::TlsChoice;
 
 use crate::inbound::reply;
@@ -39,11 +41,31 @@ pub(crate) struct Delivery {
     /// TLS that verifies the exchanger's certificate (PKIX), whatever
     /// `verify_tls` says: for messages that asked for REQUIRETLS.
     verified: Arc<rustls::ClientConfig>,
+    /// The MTA-STS policies of the domains mail goes to.
+    mta_sts: mta_sts::MtaSts,
     all: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
     worker: String,
     /// Open sessions waiting for the next message to their address.
     parked: Mutex<HashMap<String, Vec<smtp::Parked>>>,
+}
+
+/// The certificates verified TLS trusts: the system's, and `[relay]
+/// ca_file`'s.
+pub(crate) fn trust_anchors(c: &crate::config::Config) -> rustls::RootCertStore {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let files = std::iter::once(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"))
+        .chain(c.relay_ca_file.as_deref());
+    for file in files {
+        if let Ok(certs) = CertificateDer::pem_file_iter(file) {
+            for cert in certs.flatten() {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    roots
 }
 
 /// A random number in `0.0..1.0` from the kernel.
@@ -113,22 +135,7 @@ impl Delivery {
         } else {
             Some(HickoryResolver::new(&c.dns())?)
         };
-        let roots = || {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let mut roots = rustls::RootCertStore::empty();
-            let files = std::iter::once(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"))
-                .chain(c.relay_ca_file.as_deref());
-            for file in files {
-                if let Ok(certs) = CertificateDer::pem_file_iter(file) {
-                    for cert in certs.flatten() {
-                        let _ = roots.add(cert);
-                    }
-                }
-            }
-            roots
-        };
-        let verified = crate::tls::client_config(true, roots());
+        let verified = crate::tls::client_config(true, trust_anchors(&c));
         let tls = if c.verify_tls {
             Arc::clone(&verified)
         } else {
@@ -141,6 +148,7 @@ impl Delivery {
             worker: c.node.clone(),
             resolver,
             tls,
+            mta_sts: mta_sts::MtaSts::load(c.data_dir.join("mta-sts.json"), Arc::clone(&verified)),
             verified,
             shared,
         }))
@@ -485,6 +493,64 @@ impl Delivery {
         }
     }
 
+    /// The TLS delivery to `domain` uses, and the exchangers it may use:
+    /// under an enforced MTA-STS policy only those the policy names (RFC
+    /// 8461 section 4.1), the refusal when none is left. The domain's
+    /// policy counts where neither the message (REQUIRETLS) nor the
+    /// operator decided, and mail goes by MX.
+    async fn tls_for(
+        &self,
+        domain: &str,
+        requiretls: bool,
+        mut targets: Vec<(String, Vec<SocketAddr>)>,
+    ) -> Result<(smtp::TlsChoice, Vec<(String, Vec<SocketAddr>)>), Reply<'static>> {
+        let config = self.shared.config();
+        let sts = match &self.resolver {
+            Some(resolver)
+                if config.smarthost.is_none()
+                    && !requiretls
+                    && config.tls_mode(domain).is_none() =>
+            {
+                self.mta_sts.policy(resolver, domain).await
+            }
+            _ => None,
+        };
+        if let Some(policy) = sts.as_ref().filter(|p| p.mode == mta_sts::Mode::Enforce) {
+            targets.retain(|(name, _)| policy.matches(name));
+            if targets.is_empty() {
+                let why = format!("No exchanger of {domain} matches its MTA-STS policy");
+                return Err(reply(451, (4, 7, 5), &why));
+            }
+        }
+        let choice = smtp::TlsChoice::decide(&config, domain, requiretls, sts.as_ref());
+        Ok((choice, targets))
+    }
+
+    /// One attempt at one address: over a parked connection when the TLS
+    /// choice lets the message share one (REQUIRETLS, an operator's policy
+    /// or MTA-STS give it a connection of its own), else a fresh one; the
+    /// reply to record when the address cannot be reached.
+    async fn try_address(
+        &self,
+        addr: SocketAddr,
+        (name, label): (&str, &str),
+        client_message: &postel_session::client::Message,
+        choice: smtp::TlsChoice,
+        queue_id: &postel_queue::model::QueueId,
+    ) -> Result<Result<smtp::Sent, smtp::SessionFailure>, Reply<'static>> {
+        if choice.shareable
+            && let Some(sent) = self
+                .reuse(&addr.to_string(), client_message, queue_id)
+                .await
+        {
+            return Ok(Ok(sent));
+        }
+        let tcp = self.connect(addr, name).await?;
+        Ok(self
+            .exchange(addr, tcp, (name, label), client_message, choice, queue_id)
+            .await)
+    }
+
     /// Delivers `indices` of `message` to `domain`'s exchangers. Recipients
     /// handed to a server without DSN are added to `relayed`.
     async fn deliver_remote(
@@ -502,41 +568,27 @@ impl Delivery {
             Err((false, r)) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),
         };
         let client_message = client_message(message, indices, body);
-        let choice =
-            smtp::TlsChoice::decide(&self.shared.config(), domain, message.envelope.requiretls);
+        let (choice, targets) = match self
+            .tls_for(domain, message.envelope.requiretls, targets)
+            .await
+        {
+            Ok(t) => t,
+            Err(r) => return all(Outcome::Deferred(result(Stage::Connect, None, r))),
+        };
         let mut last = reply(451, (4, 4, 1), "No answer from any mail exchanger");
         let mut last_host = None;
         for (name, addrs) in targets {
             for addr in addrs {
                 let label = format!("{name} [{}]", addr.ip());
-                // A message with a TLS policy of its own (REQUIRETLS, an
-                // operator's override) goes only over a connection of its own.
-                let reused = if choice.shareable {
-                    self.reuse(&addr.to_string(), &client_message, &message.id)
-                        .await
-                } else {
-                    None
-                };
-                let session = match reused {
-                    Some(results) => Ok(results),
-                    None => match self.connect(addr, &name).await {
-                        Ok(tcp) => {
-                            self.exchange(
-                                addr,
-                                tcp,
-                                (&name, &label),
-                                &client_message,
-                                choice,
-                                &message.id,
-                            )
-                            .await
-                        }
-                        Err(r) => {
-                            last = r;
-                            last_host = Some(name.clone());
-                            continue;
-                        }
-                    },
+                let attempt =
+                    self.try_address(addr, (&name, &label), &client_message, choice, &message.id);
+                let session = match attempt.await {
+                    Ok(session) => session,
+                    Err(r) => {
+                        last = r;
+                        last_host = Some(name.clone());
+                        continue;
+                    }
                 };
                 match session {
                     Ok(smtp::Sent { results, dsn }) => {

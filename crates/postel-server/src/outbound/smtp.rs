@@ -52,11 +52,13 @@ pub(crate) struct TlsChoice {
 impl TlsChoice {
     /// The TLS that delivery of a message to `domain` uses: REQUIRETLS
     /// first (verified TLS, and the client refuses it without TLS, 5.7.30),
-    /// then the operator's `[[tls_policy]]`, then `verify_tls`.
+    /// then the operator's `[[tls_policy]]`, then the domain's MTA-STS
+    /// policy (`sts`), then `verify_tls`.
     pub(crate) fn decide(
         config: &crate::config::Config,
         domain: &str,
         requiretls: bool,
+        sts: Option<&super::mta_sts::Policy>,
     ) -> TlsChoice {
         use crate::config::TlsMode;
         let choice = |policy, verify, shareable, why| TlsChoice {
@@ -85,9 +87,18 @@ impl TlsChoice {
                 choice(TlsPolicy::Required, false, false, "tls_policy encrypt")
             }
             Some(TlsMode::Verify) => choice(TlsPolicy::Required, true, false, "tls_policy verify"),
+            None if sts.is_some_and(|p| p.mode == super::mta_sts::Mode::Enforce) => {
+                choice(TlsPolicy::Required, true, false, "MTA-STS enforce")
+            }
             None if config.verify_tls => {
                 choice(TlsPolicy::Required, true, true, "relay.verify_tls")
             }
+            None if sts.is_some_and(|p| p.mode == super::mta_sts::Mode::Testing) => choice(
+                TlsPolicy::Opportunistic,
+                false,
+                true,
+                "MTA-STS testing: not enforced",
+            ),
             None => choice(TlsPolicy::Opportunistic, false, true, "the default"),
         }
     }
