@@ -334,7 +334,9 @@ b IN MX 10 mx.b\nmx.b IN A 127.0.0.2\n_mta-sts.b IN TXT \"v=STSv1; id=1\"\nmta-s
 c IN MX 10 mx.c\nmx.c IN A 127.0.0.3\n_mta-sts.c IN TXT \"v=STSv1; id=1\"\nmta-sts.c IN A 127.0.0.4\n\
 d IN MX 10 mx.d\nmx.d IN A 127.0.0.5\n_mta-sts.d IN TXT \"v=STSv1; id=1\"\nmta-sts.d IN A 127.0.0.4\n\
 e IN MX 10 mx.e\nmx.e IN A 127.0.0.3\n_mta-sts.e IN TXT \"v=STSv1; id=1\"\nmta-sts.e IN A 127.0.0.4\n\
-f IN MX 10 other.f\nother.f IN A 127.0.0.2\n_mta-sts.f IN TXT \"v=STSv1; id=1\"\nmta-sts.f IN A 127.0.0.4\n";
+f IN MX 10 other.f\nother.f IN A 127.0.0.2\n_mta-sts.f IN TXT \"v=STSv1; id=1\"\nmta-sts.f IN A 127.0.0.4\n\
+_smtp._tls.b IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n_smtp._tls.c IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n\
+_smtp._tls.d IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test,https://reports.example/tlsrpt\"\n";
 
 fn enforce(mx: &str) -> String {
     format!("version: STSv1\nmode: enforce\nmx: {mx}\nmax_age: 86400\n")
@@ -421,8 +423,8 @@ fn mta_sts_policies_are_fetched_cached_and_enforced() {
     let config = format!(
         "hostname = \"mail.a.test\"\ndata_dir = \"data\"\n\
 [[listener]]\naddress = \"127.0.0.1:{submission}\"\nrole = \"submission\"\n\
-[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\"]\n\
-[relay]\nport = {port}\nca_file = \"{ca}\"\n[dns]\nservers = [\"{}\"]\ntimeout_secs = 2\n\
+[[domain]]\nname = \"a.test\"\nmailboxes = [\"alice\", \"reports\"]\n\
+[relay]\nport = {port}\nca_file = \"{ca}\"\ntls_rpt_interval_secs = 8\n[dns]\nservers = [\"{}\"]\ntimeout_secs = 2\n\
 [queue]\nmin_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 200\n",
         nsd.addr
     );
@@ -472,6 +474,53 @@ fn mta_sts_policies_are_fetched_cached_and_enforced() {
     assert!(
         check.contains("(MTA-STS enforce)") && check.contains("mx *.c.test"),
         "{check}"
+    );
+
+    // TLS-RPT: at the end of the period (8 s), a report per domain that
+    // asks, through the queue to reports@a.test; checked against RFC 8460
+    // section 4.4's fields.
+    let reports = wait_mail(&a_dir, "a.test", "reports", 3, Duration::from_secs(30));
+    assert_eq!(
+        reports.len(),
+        3,
+        "b, c and d asked for reports: {}",
+        a.log_text()
+    );
+    let script = r#"
+import email, gzip, json, sys
+out = {}
+for path in sys.argv[1:]:
+    m = email.message_from_binary_file(open(path, "rb"))
+    assert m.get_content_type() == "multipart/report", m.get_content_type()
+    assert m.get_param("report-type") == "tlsrpt"
+    part = [p for p in m.walk() if p.get_content_type() == "application/tlsrpt+gzip"][0]
+    r = json.loads(gzip.decompress(part.get_payload(decode=True)))
+    for key in ("organization-name", "date-range", "contact-info", "report-id", "policies"):
+        assert key in r, key
+    assert r["date-range"]["start-datetime"].endswith("Z") and r["date-range"]["end-datetime"].endswith("Z")
+    p = r["policies"][0]
+    assert p["policy"]["policy-type"] == "sts", p
+    assert isinstance(p["policy"]["policy-string"], list) and isinstance(p["policy"]["mx-host"], list)
+    s = p["summary"]
+    assert isinstance(s["total-successful-session-count"], int) and isinstance(s["total-failure-session-count"], int)
+    kinds = sorted({d["result-type"] for d in p.get("failure-details", [])})
+    for d in p.get("failure-details", []):
+        assert d["receiving-mx-hostname"] and d["receiving-ip"] and d["failed-session-count"] > 0
+    assert m["TLS-Report-Domain"] == p["policy"]["policy-domain"]
+    out[p["policy"]["policy-domain"]] = (s["total-successful-session-count"] > 0, s["total-failure-session-count"] > 0, kinds)
+print(json.dumps(out, sort_keys=True))
+"#;
+    let mut paths = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let path = a_dir.join(format!("report-{i}.eml"));
+        std::fs::write(&path, r).unwrap();
+        paths.push(path.display().to_string());
+    }
+    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let seen = python(script, &args);
+    assert_eq!(
+        seen.trim(),
+        r#"{"b.test": [true, false, []], "c.test": [false, true, ["certificate-host-mismatch"]], "d.test": [false, true, ["starttls-not-supported"]]}"#
     );
 
     // The policy server goes away and A restarts: the cached policy holds.

@@ -220,6 +220,9 @@ pub struct Config {
     /// Trust anchors besides the system's, for verified TLS to exchangers
     /// (`[relay] ca_file`, PEM): a private CA.
     pub relay_ca_file: Option<PathBuf>,
+    /// Send TLS-RPT reports (RFC 8460) to the domains that ask for them,
+    /// once per this period; `None` for off (`[relay] tls_rpt`).
+    pub tls_rpt: Option<Duration>,
     /// How long a remote server has for each reply, and for each write.
     pub relay_timeouts: postel_session::client::Timeouts,
     /// How long one outbound connection may last in all.
@@ -554,6 +557,10 @@ impl Config {
             workers: file.relay.workers,
             verify_tls: file.relay.verify_tls,
             relay_ca_file: file.relay.ca_file.clone(),
+            tls_rpt: file
+                .relay
+                .tls_rpt
+                .then(|| Duration::from_secs(file.relay.tls_rpt_interval_secs.max(1))),
             relay_timeouts: {
                 let secs = |s: u64| Duration::from_secs(s.max(1));
                 let r = &file.relay;

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use postel_mx::{HickoryResolver, RouteOptions, route};
 use postel_proto::types::{ForwardPath, Host, Reply};
-use postel_queue::model::{AttemptResult, Message, Outcome, RecipientState, Stage};
+use postel_queue::model::{
+    AttemptResult, Message, NewMessage, NewRecipient, Outcome, RecipientState, Stage,
+};
 use postel_queue::{Claim, Queue, apply_outcomes, report_failures_with};
 use postel_session::client::RecipientResult;
 use tokio::net::TcpStream;
@@ -22,6 +24,7 @@ mod reports;
 pub(crate) use lmtp::probe as probe_lmtp;
 mod mta_sts;
 mod smtp;
+mod tls_rpt;
 pub(crate) use mta_sts::MtaSts;
 pub(crate) use smtp::TlsChoice;
 
@@ -43,12 +46,22 @@ pub(crate) struct Delivery {
     verified: Arc<rustls::ClientConfig>,
     /// The MTA-STS policies of the domains mail goes to.
     mta_sts: mta_sts::MtaSts,
+    /// The TLS sessions of the reporting period under way.
+    tls_rpt: tls_rpt::TlsRpt,
     all: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
     worker: String,
     /// Open sessions waiting for the next message to their address.
     parked: Mutex<HashMap<String, Vec<smtp::Parked>>>,
 }
+
+/// The TLS delivery to a domain uses, the exchangers it may use, and the
+/// MTA-STS policy that applied.
+type TlsFor = (
+    smtp::TlsChoice,
+    Vec<(String, Vec<SocketAddr>)>,
+    Option<mta_sts::Policy>,
+);
 
 /// The certificates verified TLS trusts: the system's, and `[relay]
 /// ca_file`'s.
@@ -149,6 +162,7 @@ impl Delivery {
             resolver,
             tls,
             mta_sts: mta_sts::MtaSts::load(c.data_dir.join("mta-sts.json"), Arc::clone(&verified)),
+            tls_rpt: tls_rpt::TlsRpt::new(std::time::SystemTime::now()),
             verified,
             shared,
         }))
@@ -156,6 +170,9 @@ impl Delivery {
 
     /// Claims and delivers until the server stops.
     pub(crate) async fn run(self: Arc<Self>) {
+        if let Some(period) = self.shared.config().tls_rpt {
+            tokio::spawn(Arc::clone(&self).report_tls_every(period));
+        }
         let mut stopping = self.shared.stopping.clone();
         loop {
             if *stopping.borrow() {
@@ -503,7 +520,7 @@ impl Delivery {
         domain: &str,
         requiretls: bool,
         mut targets: Vec<(String, Vec<SocketAddr>)>,
-    ) -> Result<(smtp::TlsChoice, Vec<(String, Vec<SocketAddr>)>), Reply<'static>> {
+    ) -> Result<TlsFor, Reply<'static>> {
         let config = self.shared.config();
         let sts = match &self.resolver {
             Some(resolver)
@@ -523,7 +540,114 @@ impl Delivery {
             }
         }
         let choice = smtp::TlsChoice::decide(&config, domain, requiretls, sts.as_ref());
-        Ok((choice, targets))
+        Ok((choice, targets, sts))
+    }
+
+    /// Counts a session to `domain` for TLS-RPT under the policy that
+    /// applied: a success when it ran under TLS as asked; a failure when
+    /// the handshake failed, or when a policy wanted TLS and none was had.
+    fn count_tls(
+        &self,
+        domain: &str,
+        sts: Option<&mta_sts::Policy>,
+        (name, addr): (&str, SocketAddr),
+        session: &Result<smtp::Sent, smtp::SessionFailure>,
+    ) {
+        let config = self.shared.config();
+        if config.tls_rpt.is_none() || config.smarthost.is_some() {
+            return;
+        }
+        let policy = match sts {
+            Some(p) => tls_rpt::PolicyDesc {
+                kind: "sts",
+                lines: p.lines(),
+                mx: p.mx.clone(),
+            },
+            None => tls_rpt::PolicyDesc {
+                kind: "no-policy-found",
+                lines: Vec::new(),
+                mx: Vec::new(),
+            },
+        };
+        let ip = addr.ip().to_string();
+        let failed = |why| self.tls_rpt.failure(domain, policy.clone(), why, name, &ip);
+        match session {
+            Ok(sent) if sent.tls => self.tls_rpt.success(domain, policy.clone()),
+            Ok(sent) => match &sent.tls_failed {
+                Some(e) => failed(tls_rpt::ResultType::of_tls_error(e)),
+                None if sts.is_some() => failed(tls_rpt::ResultType::StarttlsNotSupported),
+                None => {}
+            },
+            Err(smtp::SessionFailure::Tls(e)) => failed(tls_rpt::ResultType::of_tls_error(e)),
+            Err(_) => {}
+        }
+    }
+
+    /// TLS-RPT: at the end of each `period`, its reports.
+    async fn report_tls_every(self: Arc<Self>, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.report_tls().await;
+        }
+    }
+
+    /// Sends the reports of the period that ended: to each domain whose
+    /// `_smtp._tls` record names `mailto:` addresses, a report through the
+    /// queue, from the null sender, DKIM-signed when our keys allow.
+    async fn report_tls(&self) {
+        let config = self.shared.config();
+        let host = config.hostname.to_string();
+        let now = std::time::SystemTime::now();
+        let reports = self.tls_rpt.take(now, &host, &format!("postmaster@{host}"));
+        let Some(resolver) = &self.resolver else {
+            return;
+        };
+        for (domain, report) in reports {
+            let Ok(postel_mx::Answer::Records { records, .. }) =
+                resolver.txt(&format!("_smtp._tls.{domain}")).await
+            else {
+                continue;
+            };
+            let to = tls_rpt::mailto_addresses(&records);
+            let recipients: Vec<NewRecipient> = to
+                .iter()
+                .filter_map(|a| postel_proto::types::Mailbox::try_from(a.as_str()).ok())
+                .map(|m| NewRecipient {
+                    address: postel_proto::types::ForwardPath::Mailbox(m.into_owned()),
+                    orcpt: None,
+                    notify: Some(postel_proto::types::Notify::NEVER),
+                })
+                .collect();
+            if recipients.is_empty() {
+                continue;
+            }
+            let from = format!("TLS reports <postmaster@{host}>");
+            let bytes = tls_rpt::message(&from, &to.join(", "), &domain, &host, &report, now);
+            let envelope = NewMessage {
+                return_path: postel_proto::types::ReversePath::Null,
+                envid: None,
+                ret: None,
+                body_type: postel_proto::types::BodyType::SevenBit,
+                smtputf8: false,
+                requiretls: false,
+                arrival: postel_queue::model::Arrival::default(),
+                recipients,
+            };
+            match self
+                .shared
+                .queue
+                .enqueue(envelope, self.signed(bytes), now)
+                .await
+            {
+                Ok(id) => {
+                    info!(domain, report = %id, "TLS report queued");
+                    self.shared.wake.notify_one();
+                }
+                Err(e) => warn!(domain, error = %e, "cannot queue the TLS report"),
+            }
+        }
     }
 
     /// One attempt at one address: over a parked connection when the TLS
@@ -568,7 +692,7 @@ impl Delivery {
             Err((false, r)) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),
         };
         let client_message = client_message(message, indices, body);
-        let (choice, targets) = match self
+        let (choice, targets, sts) = match self
             .tls_for(domain, message.envelope.requiretls, targets)
             .await
         {
@@ -590,8 +714,9 @@ impl Delivery {
                         continue;
                     }
                 };
+                self.count_tls(domain, sts.as_ref(), (&name, addr), &session);
                 match session {
-                    Ok(smtp::Sent { results, dsn }) => {
+                    Ok(smtp::Sent { results, dsn, .. }) => {
                         // A connection that failed before any recipient got
                         // an answer of its own is worth the next host.
                         let all_transient = results

@@ -84,6 +84,19 @@ impl Policy {
         })
     }
 
+    /// The policy as its lines, for a TLS report's `policy-string`.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let mode = match self.mode {
+            Mode::Enforce => "enforce",
+            Mode::Testing => "testing",
+            Mode::None => "none",
+        };
+        let mut lines = vec!["version: STSv1".to_owned(), format!("mode: {mode}")];
+        lines.extend(self.mx.iter().map(|m| format!("mx: {m}")));
+        lines.push(format!("max_age: {}", self.max_age));
+        lines
+    }
+
     /// Whether exchanger `host` is one the policy names (RFC 8461 section
     /// 4.1: a `*.` pattern stands for exactly one label).
     pub(crate) fn matches(&self, host: &str) -> bool {

@@ -137,10 +137,16 @@ impl Delivery {
             // plaintext, as under opportunistic TLS it would have
             // been without STARTTLS: once, on a new connection.
             warn!(queue_id = %queue_id, host = %label, error = %e, "TLS failed; retrying in plaintext");
+            let failed = e.clone();
             session = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => {
                     conn = self.open(Stream::Plain(tcp), name, label, TlsPolicy::Never, false);
-                    send_on(&mut conn, client_message.clone()).await
+                    send_on(&mut conn, client_message.clone())
+                        .await
+                        .map(|sent| Sent {
+                            tls_failed: Some(failed),
+                            ..sent
+                        })
                 }
                 Ok(Err(e)) => Err(SessionFailure::Io(e)),
                 Err(_) => Err(SessionFailure::Timeout("the connection")),
@@ -295,7 +301,12 @@ pub(super) async fn send_on(
         ))
     })?;
     let dsn = conn.client.capabilities().is_some_and(|c| c.dsn);
-    Ok(Sent { results, dsn })
+    Ok(Sent {
+        results,
+        dsn,
+        tls: matches!(conn.stream, Stream::Tls(_)),
+        tls_failed: None,
+    })
 }
 
 /// What one message's session gave.
@@ -305,6 +316,10 @@ pub(super) struct Sent {
     /// The server offered DSN: it reports on the message from here on, so
     /// a NOTIFY=SUCCESS is its to answer, not ours (RFC 3461 section 5.2).
     pub(super) dsn: bool,
+    /// The session ran under TLS.
+    pub(super) tls: bool,
+    /// A first handshake failed, and this session is the plaintext retry.
+    pub(super) tls_failed: Option<String>,
 }
 
 /// Says QUIT and waits for the answer, briefly.

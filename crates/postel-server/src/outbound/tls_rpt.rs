@@ -1,0 +1,358 @@
+//! TLS-RPT (RFC 8460): the sessions delivery opened to each recipient
+//! domain, counted by outcome under the policy that applied, and once a
+//! reporting period is over a report (RFC 8460 section 4) to each domain
+//! that asks for one in its `_smtp._tls` TXT record, sent as mail through
+//! the queue (section 5.3, `mailto:` addresses; `https:` ones are not
+//! posted).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+/// Why a session's TLS failed, as RFC 8460 section 4.3 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum ResultType {
+    /// The exchanger offered no STARTTLS where a policy wanted TLS.
+    StarttlsNotSupported,
+    /// The certificate is not valid for the exchanger's name.
+    CertificateHostMismatch,
+    /// The certificate has expired.
+    CertificateExpired,
+    /// The certificate does not chain to a trusted anchor.
+    CertificateNotTrusted,
+    /// Any other failure of the handshake or of validation.
+    ValidationFailure,
+}
+
+impl ResultType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResultType::StarttlsNotSupported => "starttls-not-supported",
+            ResultType::CertificateHostMismatch => "certificate-host-mismatch",
+            ResultType::CertificateExpired => "certificate-expired",
+            ResultType::CertificateNotTrusted => "certificate-not-trusted",
+            ResultType::ValidationFailure => "validation-failure",
+        }
+    }
+
+    /// The result type of a rustls handshake error, by its text (the
+    /// Display and Debug forms both name the certificate error).
+    pub(crate) fn of_tls_error(error: &str) -> ResultType {
+        let e = error.to_ascii_lowercase().replace(' ', "");
+        if e.contains("notvalidforname") {
+            ResultType::CertificateHostMismatch
+        } else if e.contains("expired") {
+            ResultType::CertificateExpired
+        } else if e.contains("unknownissuer") || e.contains("badsignature") {
+            ResultType::CertificateNotTrusted
+        } else {
+            ResultType::ValidationFailure
+        }
+    }
+}
+
+/// The policy a domain's sessions ran under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PolicyDesc {
+    /// `sts` or `no-policy-found`.
+    pub(crate) kind: &'static str,
+    /// The policy's lines (for `sts`).
+    pub(crate) lines: Vec<String>,
+    /// The exchanger patterns (for `sts`).
+    pub(crate) mx: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    policy: Option<PolicyDesc>,
+    successes: u64,
+    /// (result type, exchanger, its address) -> sessions.
+    failures: BTreeMap<(ResultType, String, String), u64>,
+}
+
+/// The counts of the period under way.
+pub(crate) struct TlsRpt {
+    period: Mutex<(SystemTime, HashMap<String, Counts>)>,
+}
+
+impl TlsRpt {
+    pub(crate) fn new(now: SystemTime) -> TlsRpt {
+        TlsRpt {
+            period: Mutex::new((now, HashMap::new())),
+        }
+    }
+
+    fn with(&self, domain: &str, policy: PolicyDesc, f: impl FnOnce(&mut Counts)) {
+        let mut period = self
+            .period
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = period.1.entry(domain.to_ascii_lowercase()).or_default();
+        counts.policy = Some(policy);
+        f(counts);
+    }
+
+    /// A session to `domain` that negotiated TLS as its policy asked.
+    pub(crate) fn success(&self, domain: &str, policy: PolicyDesc) {
+        self.with(domain, policy, |c| c.successes += 1);
+    }
+
+    /// A session to `domain` whose TLS failed.
+    pub(crate) fn failure(
+        &self,
+        domain: &str,
+        policy: PolicyDesc,
+        why: ResultType,
+        mx: &str,
+        ip: &str,
+    ) {
+        self.with(domain, policy, |c| {
+            *c.failures
+                .entry((why, mx.to_owned(), ip.to_owned()))
+                .or_default() += 1;
+        });
+    }
+
+    /// Ends the period at `now`: its start and each domain's report.
+    pub(crate) fn take(
+        &self,
+        now: SystemTime,
+        organization: &str,
+        contact: &str,
+    ) -> Vec<(String, String)> {
+        let (start, counts) = {
+            let mut period = self
+                .period
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let start = period.0;
+            period.0 = now;
+            (start, std::mem::take(&mut period.1))
+        };
+        let mut reports: Vec<(String, String)> = counts
+            .into_iter()
+            .map(|(domain, c)| {
+                let report = report(&domain, &c, (start, now), organization, contact);
+                (domain, report)
+            })
+            .collect();
+        reports.sort();
+        reports
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The JSON report of RFC 8460 section 4.4 for one policy domain.
+fn report(
+    domain: &str,
+    c: &Counts,
+    (start, end): (SystemTime, SystemTime),
+    organization: &str,
+    contact: &str,
+) -> String {
+    let policy = c.policy.clone().unwrap_or(PolicyDesc {
+        kind: "no-policy-found",
+        lines: Vec::new(),
+        mx: Vec::new(),
+    });
+    let failed: u64 = c.failures.values().sum();
+    let details: Vec<Value> = c
+        .failures
+        .iter()
+        .map(|((why, mx, ip), n)| {
+            json!({
+                "result-type": why.as_str(),
+                "receiving-mx-hostname": mx,
+                "receiving-ip": ip,
+                "failed-session-count": n,
+            })
+        })
+        .collect();
+    let mut policy_json = json!({
+        "policy-type": policy.kind,
+        "policy-domain": domain,
+    });
+    if policy.kind == "sts" {
+        policy_json["policy-string"] = json!(policy.lines);
+        policy_json["mx-host"] = json!(policy.mx);
+    }
+    let secs = end
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "organization-name": organization,
+        "date-range": {
+            "start-datetime": rfc3339(start),
+            "end-datetime": rfc3339(end),
+        },
+        "contact-info": contact,
+        "report-id": format!("{secs}.{domain}@{organization}"),
+        "policies": [{
+            "policy": policy_json,
+            "summary": {
+                "total-successful-session-count": c.successes,
+                "total-failure-session-count": failed,
+            },
+            "failure-details": details,
+        }],
+    })
+    .to_string()
+}
+
+/// The `mailto:` addresses of a `_smtp._tls` record set (RFC 8460 section
+/// 3): exactly one record starting with `v=TLSRPTv1`.
+pub(crate) fn mailto_addresses(records: &[Vec<u8>]) -> Vec<String> {
+    let rpt: Vec<&[u8]> = records
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|r| r.starts_with(b"v=TLSRPTv1"))
+        .collect();
+    let [one] = rpt[..] else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(one);
+    text.split(';')
+        .filter_map(|f| f.trim().strip_prefix("rua="))
+        .flat_map(|v| v.split(','))
+        .filter_map(|uri| uri.trim().strip_prefix("mailto:"))
+        .map(|a| a.split('!').next().unwrap_or(a).to_owned())
+        .filter(|a| a.contains('@'))
+        .collect()
+}
+
+/// The report as mail (RFC 8460 section 5.3): multipart/report with the
+/// JSON gzipped as application/tlsrpt+gzip.
+pub(crate) fn message(
+    from: &str,
+    to: &str,
+    domain: &str,
+    submitter: &str,
+    report: &str,
+    now: SystemTime,
+) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = gz.write_all(report.as_bytes());
+    let gzipped = gz.finish().unwrap_or_default();
+    let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &gzipped);
+    let lines: Vec<String> = body
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let boundary = format!("tlsrpt-{secs}");
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: Report Domain: {domain} Submitter: {submitter} Report-ID: <{secs}.{domain}@{submitter}>\r\n\
+Date: {date}\r\nMessage-ID: <{secs}.{domain}@{submitter}>\r\nTLS-Report-Domain: {domain}\r\nTLS-Report-Submitter: {submitter}\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=\"tlsrpt\"; boundary=\"{boundary}\"\r\n\r\n\
+--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\
+This is an SMTP TLS report (RFC 8460) for {domain} from {submitter}.\r\n\r\n\
+--{boundary}\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"{submitter}!{domain}!{secs}.json.gz\"\r\n\r\n{}\r\n--{boundary}--\r\n",
+        lines.join("\r\n"),
+        date = postel_queue::dsn::rfc5322_date(now),
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_dates_and_reports() {
+        assert_eq!(
+            mailto_addresses(&[b"v=TLSRPTv1; rua=mailto:a@example.com,https://r.example/x, mailto:b@example.com!10m".to_vec()]),
+            ["a@example.com", "b@example.com"]
+        );
+        assert!(
+            mailto_addresses(&[
+                b"v=TLSRPTv1; rua=mailto:a@x.example".to_vec(),
+                b"v=TLSRPTv1; rua=mailto:b@x.example".to_vec()
+            ])
+            .is_empty()
+        );
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_083_200)),
+            "2026-12-01T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        let r = TlsRpt::new(SystemTime::UNIX_EPOCH);
+        let sts = PolicyDesc {
+            kind: "sts",
+            lines: vec!["version: STSv1".into(), "mode: enforce".into()],
+            mx: vec!["mx.b.example".into()],
+        };
+        r.success("B.example", sts.clone());
+        r.failure(
+            "b.example",
+            sts.clone(),
+            ResultType::CertificateHostMismatch,
+            "mx.b.example",
+            "192.0.2.1",
+        );
+        r.failure(
+            "b.example",
+            sts,
+            ResultType::CertificateHostMismatch,
+            "mx.b.example",
+            "192.0.2.1",
+        );
+        let reports = r.take(
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400),
+            "mx.a.example",
+            "postmaster@a.example",
+        );
+        assert_eq!(reports.len(), 1);
+        let v: Value = serde_json::from_str(&reports[0].1).unwrap();
+        assert_eq!(
+            v["policies"][0]["summary"]["total-successful-session-count"],
+            1
+        );
+        assert_eq!(
+            v["policies"][0]["summary"]["total-failure-session-count"],
+            2
+        );
+        assert_eq!(
+            v["policies"][0]["failure-details"][0]["result-type"],
+            "certificate-host-mismatch"
+        );
+        assert_eq!(v["policies"][0]["policy"]["policy-domain"], "b.example");
+        assert_eq!(v["date-range"]["end-datetime"], "1970-01-02T00:00:00Z");
+        assert!(
+            r.take(SystemTime::now(), "x", "y").is_empty(),
+            "the period starts over"
+        );
+    }
+}
