@@ -126,6 +126,96 @@ pub fn client_config(verify: bool, roots: rustls::RootCertStore) -> Arc<ClientCo
     Arc::new(config)
 }
 
+/// A client that accepts any certificate, as opportunistic TLS does, but
+/// notes whether it would have verified against `roots` for the name:
+/// MTA-STS testing mode reports what enforcing would have refused (RFC
+/// 8461 section 5). The note is the verification error, if any.
+pub fn observing_client_config(
+    roots: rustls::RootCertStore,
+) -> (Arc<ClientConfig>, Arc<std::sync::Mutex<Option<String>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build();
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| ClientConfig::builder());
+    let config = match inner {
+        Ok(inner) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Observing {
+                inner,
+                seen: Arc::clone(&seen),
+            }))
+            .with_no_client_auth(),
+        // No anchors at all: every certificate would fail.
+        Err(e) => {
+            *seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+                .with_no_client_auth()
+        }
+    };
+    (Arc::new(config), seen)
+}
+
+#[derive(Debug)]
+struct Observing {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl ServerCertVerifier for Observing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Err(e) = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            *self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(format!("invalid peer certificate: {e}"));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Accepts any certificate: opportunistic TLS.
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);

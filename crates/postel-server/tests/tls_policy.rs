@@ -336,7 +336,8 @@ d IN MX 10 mx.d\nmx.d IN A 127.0.0.5\n_mta-sts.d IN TXT \"v=STSv1; id=1\"\nmta-s
 e IN MX 10 mx.e\nmx.e IN A 127.0.0.3\n_mta-sts.e IN TXT \"v=STSv1; id=1\"\nmta-sts.e IN A 127.0.0.4\n\
 f IN MX 10 other.f\nother.f IN A 127.0.0.2\n_mta-sts.f IN TXT \"v=STSv1; id=1\"\nmta-sts.f IN A 127.0.0.4\n\
 _smtp._tls.b IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n_smtp._tls.c IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n\
-_smtp._tls.d IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test,https://reports.example/tlsrpt\"\n";
+_smtp._tls.d IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test,https://reports.example/tlsrpt\"\n\
+_smtp._tls.e IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n";
 
 fn enforce(mx: &str) -> String {
     format!("version: STSv1\nmode: enforce\nmx: {mx}\nmax_age: 86400\n")
@@ -478,12 +479,13 @@ fn mta_sts_policies_are_fetched_cached_and_enforced() {
 
     // TLS-RPT: at the end of the period (8 s), a report per domain that
     // asks, through the queue to reports@a.test; checked against RFC 8460
-    // section 4.4's fields.
-    let reports = wait_mail(&a_dir, "a.test", "reports", 3, Duration::from_secs(30));
+    // section 4.4's fields. e.test's testing policy delivered, and its
+    // report says what enforcing would have refused.
+    let reports = wait_mail(&a_dir, "a.test", "reports", 4, Duration::from_secs(30));
     assert_eq!(
         reports.len(),
-        3,
-        "b, c and d asked for reports: {}",
+        4,
+        "b, c, d and e asked for reports: {}",
         a.log_text()
     );
     let script = r#"
@@ -520,7 +522,7 @@ print(json.dumps(out, sort_keys=True))
     let seen = python(script, &args);
     assert_eq!(
         seen.trim(),
-        r#"{"b.test": [true, false, []], "c.test": [false, true, ["certificate-host-mismatch"]], "d.test": [false, true, ["starttls-not-supported"]]}"#
+        r#"{"b.test": [true, false, []], "c.test": [false, true, ["certificate-host-mismatch"]], "d.test": [false, true, ["starttls-not-supported"]], "e.test": [false, true, ["certificate-host-mismatch"]]}"#
     );
 
     // The policy server goes away and A restarts: the cached policy holds.

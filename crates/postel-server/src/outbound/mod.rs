@@ -571,15 +571,18 @@ impl Delivery {
         };
         let ip = addr.ip().to_string();
         let failed = |why| self.tls_rpt.failure(domain, policy.clone(), why, name, &ip);
-        match session {
-            Ok(sent) if sent.tls => self.tls_rpt.success(domain, policy.clone()),
-            Ok(sent) => match &sent.tls_failed {
-                Some(e) => failed(tls_rpt::ResultType::of_tls_error(e)),
-                None if sts.is_some() => failed(tls_rpt::ResultType::StarttlsNotSupported),
-                None => {}
-            },
-            Err(smtp::SessionFailure::Tls(e)) => failed(tls_rpt::ResultType::of_tls_error(e)),
-            Err(_) => {}
+        // A handshake that failed (with or without a plaintext retry), or
+        // one MTA-STS testing would have refused.
+        let handshake = match session {
+            Ok(sent) => sent.tls_failed.as_deref(),
+            Err(smtp::SessionFailure::Tls(e)) => Some(e.as_str()),
+            Err(_) => return,
+        };
+        match (handshake, session) {
+            (Some(e), _) => failed(tls_rpt::ResultType::of_tls_error(e)),
+            (None, Ok(sent)) if sent.tls => self.tls_rpt.success(domain, policy.clone()),
+            (None, _) if sts.is_some() => failed(tls_rpt::ResultType::StarttlsNotSupported),
+            (None, _) => {}
         }
     }
 

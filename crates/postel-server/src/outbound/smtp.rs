@@ -42,6 +42,9 @@ pub(crate) struct TlsChoice {
     pub(crate) policy: TlsPolicy,
     /// The certificate must verify for the exchanger's name.
     pub(crate) verify: bool,
+    /// Accept any certificate but note whether it would verify (MTA-STS
+    /// testing mode, for TLS-RPT).
+    pub(crate) observe: bool,
     /// The connection may carry other messages to the same address: it
     /// was opened under the policy every message without an override gets.
     pub(crate) shareable: bool,
@@ -64,6 +67,7 @@ impl TlsChoice {
         let choice = |policy, verify, shareable, why| TlsChoice {
             policy,
             verify,
+            observe: false,
             shareable,
             why,
         };
@@ -93,12 +97,17 @@ impl TlsChoice {
             None if config.verify_tls => {
                 choice(TlsPolicy::Required, true, true, "relay.verify_tls")
             }
-            None if sts.is_some_and(|p| p.mode == super::mta_sts::Mode::Testing) => choice(
-                TlsPolicy::Opportunistic,
-                false,
-                true,
-                "MTA-STS testing: not enforced",
-            ),
+            // Delivered as without a policy, on a connection of its own that
+            // notes what enforcing would have refused, for TLS-RPT.
+            None if sts.is_some_and(|p| p.mode == super::mta_sts::Mode::Testing) => TlsChoice {
+                observe: true,
+                ..choice(
+                    TlsPolicy::Opportunistic,
+                    false,
+                    false,
+                    "MTA-STS testing: not enforced",
+                )
+            },
             None => choice(TlsPolicy::Opportunistic, false, true, "the default"),
         }
     }
@@ -126,10 +135,27 @@ impl Delivery {
             info!(queue_id = %queue_id, host = %label, tls = choice.why, "TLS policy");
         }
         let mut conn = self.open(Stream::Plain(tcp), name, label, policy, false);
+        let mut observed = None;
         if choice.verify {
             conn.tls = Arc::clone(&self.verified);
+        } else if choice.observe {
+            let (config, seen) =
+                crate::tls::observing_client_config(super::trust_anchors(&self.shared.config()));
+            conn.tls = config;
+            observed = Some(seen);
         }
-        let mut session = send_on(&mut conn, client_message.clone()).await;
+        let mut session =
+            send_on(&mut conn, client_message.clone())
+                .await
+                .map(
+                    |sent| match observed.as_ref().and_then(|o| o.lock().ok()?.clone()) {
+                        Some(e) if sent.tls => Sent {
+                            tls_failed: Some(e),
+                            ..sent
+                        },
+                        _ => sent,
+                    },
+                );
         if let Err(SessionFailure::Tls(e)) = &session
             && policy == TlsPolicy::Opportunistic
         {
