@@ -9,9 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use postel_mx::{HickoryResolver, RouteOptions, route};
 use postel_proto::types::{ForwardPath, Host, Reply};
-use postel_queue::model::{
-    AttemptResult, Message, NewMessage, NewRecipient, Outcome, RecipientState, Stage,
-};
+use postel_queue::model::{AttemptResult, Message, Outcome, RecipientState, Stage};
 use postel_queue::{Claim, Queue, apply_outcomes, report_failures_with};
 use postel_session::client::RecipientResult;
 use tokio::net::TcpStream;
@@ -23,10 +21,11 @@ mod local;
 mod reports;
 pub(crate) use lmtp::probe as probe_lmtp;
 mod mta_sts;
+mod policy;
 mod smtp;
 mod tls_rpt;
 pub(crate) use mta_sts::MtaSts;
-pub(crate) use smtp::TlsChoice;
+pub(crate) use policy::{TlsChoice, trust_anchors};
 
 use crate::inbound::reply;
 use crate::state::Shared;
@@ -53,32 +52,6 @@ pub(crate) struct Delivery {
     worker: String,
     /// Open sessions waiting for the next message to their address.
     parked: Mutex<HashMap<String, Vec<smtp::Parked>>>,
-}
-
-/// The TLS delivery to a domain uses, the exchangers it may use, and the
-/// MTA-STS policy that applied.
-type TlsFor = (
-    smtp::TlsChoice,
-    Vec<(String, Vec<SocketAddr>)>,
-    Option<mta_sts::Policy>,
-);
-
-/// The certificates verified TLS trusts: the system's, and `[relay]
-/// ca_file`'s.
-pub(crate) fn trust_anchors(c: &crate::config::Config) -> rustls::RootCertStore {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let files = std::iter::once(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"))
-        .chain(c.relay_ca_file.as_deref());
-    for file in files {
-        if let Ok(certs) = CertificateDer::pem_file_iter(file) {
-            for cert in certs.flatten() {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    roots
 }
 
 /// A random number in `0.0..1.0` from the kernel.
@@ -510,149 +483,6 @@ impl Delivery {
         }
     }
 
-    /// The TLS delivery to `domain` uses, and the exchangers it may use:
-    /// under an enforced MTA-STS policy only those the policy names (RFC
-    /// 8461 section 4.1), the refusal when none is left. The domain's
-    /// policy counts where neither the message (REQUIRETLS) nor the
-    /// operator decided, and mail goes by MX.
-    async fn tls_for(
-        &self,
-        domain: &str,
-        requiretls: bool,
-        mut targets: Vec<(String, Vec<SocketAddr>)>,
-    ) -> Result<TlsFor, Reply<'static>> {
-        let config = self.shared.config();
-        let sts = match &self.resolver {
-            Some(resolver)
-                if config.smarthost.is_none()
-                    && !requiretls
-                    && config.tls_mode(domain).is_none() =>
-            {
-                self.mta_sts.policy(resolver, domain).await
-            }
-            _ => None,
-        };
-        if let Some(policy) = sts.as_ref().filter(|p| p.mode == mta_sts::Mode::Enforce) {
-            targets.retain(|(name, _)| policy.matches(name));
-            if targets.is_empty() {
-                let why = format!("No exchanger of {domain} matches its MTA-STS policy");
-                return Err(reply(451, (4, 7, 5), &why));
-            }
-        }
-        let choice = smtp::TlsChoice::decide(&config, domain, requiretls, sts.as_ref());
-        Ok((choice, targets, sts))
-    }
-
-    /// Counts a session to `domain` for TLS-RPT under the policy that
-    /// applied: a success when it ran under TLS as asked; a failure when
-    /// the handshake failed, or when a policy wanted TLS and none was had.
-    fn count_tls(
-        &self,
-        domain: &str,
-        sts: Option<&mta_sts::Policy>,
-        (name, addr): (&str, SocketAddr),
-        session: &Result<smtp::Sent, smtp::SessionFailure>,
-    ) {
-        let config = self.shared.config();
-        if config.tls_rpt.is_none() || config.smarthost.is_some() {
-            return;
-        }
-        let policy = match sts {
-            Some(p) => tls_rpt::PolicyDesc {
-                kind: "sts",
-                lines: p.lines(),
-                mx: p.mx.clone(),
-            },
-            None => tls_rpt::PolicyDesc {
-                kind: "no-policy-found",
-                lines: Vec::new(),
-                mx: Vec::new(),
-            },
-        };
-        let ip = addr.ip().to_string();
-        let failed = |why| self.tls_rpt.failure(domain, policy.clone(), why, name, &ip);
-        // A handshake that failed (with or without a plaintext retry), or
-        // one MTA-STS testing would have refused.
-        let handshake = match session {
-            Ok(sent) => sent.tls_failed.as_deref(),
-            Err(smtp::SessionFailure::Tls(e)) => Some(e.as_str()),
-            Err(_) => return,
-        };
-        match (handshake, session) {
-            (Some(e), _) => failed(tls_rpt::ResultType::of_tls_error(e)),
-            (None, Ok(sent)) if sent.tls => self.tls_rpt.success(domain, policy.clone()),
-            (None, _) if sts.is_some() => failed(tls_rpt::ResultType::StarttlsNotSupported),
-            (None, _) => {}
-        }
-    }
-
-    /// TLS-RPT: at the end of each `period`, its reports.
-    async fn report_tls_every(self: Arc<Self>, period: Duration) {
-        let mut tick = tokio::time::interval(period);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            self.report_tls().await;
-        }
-    }
-
-    /// Sends the reports of the period that ended: to each domain whose
-    /// `_smtp._tls` record names `mailto:` addresses, a report through the
-    /// queue, from the null sender, DKIM-signed when our keys allow.
-    async fn report_tls(&self) {
-        let config = self.shared.config();
-        let host = config.hostname.to_string();
-        let now = std::time::SystemTime::now();
-        let reports = self.tls_rpt.take(now, &host, &format!("postmaster@{host}"));
-        let Some(resolver) = &self.resolver else {
-            return;
-        };
-        for (domain, report) in reports {
-            let Ok(postel_mx::Answer::Records { records, .. }) =
-                resolver.txt(&format!("_smtp._tls.{domain}")).await
-            else {
-                continue;
-            };
-            let to = tls_rpt::mailto_addresses(&records);
-            let recipients: Vec<NewRecipient> = to
-                .iter()
-                .filter_map(|a| postel_proto::types::Mailbox::try_from(a.as_str()).ok())
-                .map(|m| NewRecipient {
-                    address: postel_proto::types::ForwardPath::Mailbox(m.into_owned()),
-                    orcpt: None,
-                    notify: Some(postel_proto::types::Notify::NEVER),
-                })
-                .collect();
-            if recipients.is_empty() {
-                continue;
-            }
-            let from = format!("TLS reports <postmaster@{host}>");
-            let bytes = tls_rpt::message(&from, &to.join(", "), &domain, &host, &report, now);
-            let envelope = NewMessage {
-                return_path: postel_proto::types::ReversePath::Null,
-                envid: None,
-                ret: None,
-                body_type: postel_proto::types::BodyType::SevenBit,
-                smtputf8: false,
-                requiretls: false,
-                arrival: postel_queue::model::Arrival::default(),
-                recipients,
-            };
-            match self
-                .shared
-                .queue
-                .enqueue(envelope, self.signed(bytes), now)
-                .await
-            {
-                Ok(id) => {
-                    info!(domain, report = %id, "TLS report queued");
-                    self.shared.wake.notify_one();
-                }
-                Err(e) => warn!(domain, error = %e, "cannot queue the TLS report"),
-            }
-        }
-    }
-
     /// One attempt at one address: over a parked connection when the TLS
     /// choice lets the message share one (REQUIRETLS, an operator's policy
     /// or MTA-STS give it a connection of its own), else a fresh one; the
@@ -662,7 +492,7 @@ impl Delivery {
         addr: SocketAddr,
         (name, label): (&str, &str),
         client_message: &postel_session::client::Message,
-        choice: smtp::TlsChoice,
+        choice: TlsChoice,
         queue_id: &postel_queue::model::QueueId,
     ) -> Result<Result<smtp::Sent, smtp::SessionFailure>, Reply<'static>> {
         if choice.shareable

@@ -35,84 +35,6 @@ pub(super) struct Connection {
     stage: (u64, tokio::time::Instant),
 }
 
-/// How one delivery uses TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TlsChoice {
-    /// What the client does about STARTTLS.
-    pub(crate) policy: TlsPolicy,
-    /// The certificate must verify for the exchanger's name.
-    pub(crate) verify: bool,
-    /// Accept any certificate but note whether it would verify (MTA-STS
-    /// testing mode, for TLS-RPT).
-    pub(crate) observe: bool,
-    /// The connection may carry other messages to the same address: it
-    /// was opened under the policy every message without an override gets.
-    pub(crate) shareable: bool,
-    /// Why, for the log and `postel tls-policy check`.
-    pub(crate) why: &'static str,
-}
-
-impl TlsChoice {
-    /// The TLS that delivery of a message to `domain` uses: REQUIRETLS
-    /// first (verified TLS, and the client refuses it without TLS, 5.7.30),
-    /// then the operator's `[[tls_policy]]`, then the domain's MTA-STS
-    /// policy (`sts`), then `verify_tls`.
-    pub(crate) fn decide(
-        config: &crate::config::Config,
-        domain: &str,
-        requiretls: bool,
-        sts: Option<&super::mta_sts::Policy>,
-    ) -> TlsChoice {
-        use crate::config::TlsMode;
-        let choice = |policy, verify, shareable, why| TlsChoice {
-            policy,
-            verify,
-            observe: false,
-            shareable,
-            why,
-        };
-        if requiretls {
-            return choice(
-                TlsPolicy::Opportunistic,
-                true,
-                false,
-                "the message asked for REQUIRETLS",
-            );
-        }
-        match config.tls_mode(domain) {
-            Some(TlsMode::None) => choice(TlsPolicy::Never, false, false, "tls_policy none"),
-            Some(TlsMode::Opportunistic) => choice(
-                TlsPolicy::Opportunistic,
-                false,
-                false,
-                "tls_policy opportunistic",
-            ),
-            Some(TlsMode::Encrypt) => {
-                choice(TlsPolicy::Required, false, false, "tls_policy encrypt")
-            }
-            Some(TlsMode::Verify) => choice(TlsPolicy::Required, true, false, "tls_policy verify"),
-            None if sts.is_some_and(|p| p.mode == super::mta_sts::Mode::Enforce) => {
-                choice(TlsPolicy::Required, true, false, "MTA-STS enforce")
-            }
-            None if config.verify_tls => {
-                choice(TlsPolicy::Required, true, true, "relay.verify_tls")
-            }
-            // Delivered as without a policy, on a connection of its own that
-            // notes what enforcing would have refused, for TLS-RPT.
-            None if sts.is_some_and(|p| p.mode == super::mta_sts::Mode::Testing) => TlsChoice {
-                observe: true,
-                ..choice(
-                    TlsPolicy::Opportunistic,
-                    false,
-                    false,
-                    "MTA-STS testing: not enforced",
-                )
-            },
-            None => choice(TlsPolicy::Opportunistic, false, true, "the default"),
-        }
-    }
-}
-
 /// Where a parked connection is asked to hand itself over.
 pub(super) type Parked = oneshot::Sender<oneshot::Sender<Connection>>;
 
@@ -127,7 +49,7 @@ impl Delivery {
         tcp: TcpStream,
         (name, label): (&str, &str),
         client_message: &ClientMessage,
-        choice: TlsChoice,
+        choice: super::TlsChoice,
         queue_id: &postel_queue::model::QueueId,
     ) -> Result<Sent, SessionFailure> {
         let policy = choice.policy;

@@ -3,12 +3,17 @@
 //! reporting period is over a report (RFC 8460 section 4) to each domain
 //! that asks for one in its `_smtp._tls` TXT record, sent as mail through
 //! the queue (section 5.3, `mailto:` addresses; `https:` ones are not
-//! posted).
+//! posted). The delivery side's counting and sending are here too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use postel_queue::Queue as _;
+use postel_queue::model::{NewMessage, NewRecipient};
+use tracing::{info, warn};
 
 use serde_json::{Value, json};
 
@@ -281,6 +286,118 @@ Content-Disposition: attachment; filename=\"{submitter}!{domain}!{secs}.json.gz\
         date = postel_queue::dsn::rfc5322_date(now),
     )
     .into_bytes()
+}
+
+impl super::Delivery {
+    /// Counts a session to `domain` for TLS-RPT under the policy that
+    /// applied: a success when it ran under TLS as asked; a failure when
+    /// the handshake failed, or when a policy wanted TLS and none was had.
+    pub(super) fn count_tls(
+        &self,
+        domain: &str,
+        sts: Option<&super::mta_sts::Policy>,
+        (name, addr): (&str, SocketAddr),
+        session: &Result<super::smtp::Sent, super::smtp::SessionFailure>,
+    ) {
+        let config = self.shared.config();
+        if config.tls_rpt.is_none() || config.smarthost.is_some() {
+            return;
+        }
+        let policy = match sts {
+            Some(p) => PolicyDesc {
+                kind: "sts",
+                lines: p.lines(),
+                mx: p.mx.clone(),
+            },
+            None => PolicyDesc {
+                kind: "no-policy-found",
+                lines: Vec::new(),
+                mx: Vec::new(),
+            },
+        };
+        let ip = addr.ip().to_string();
+        let failed = |why| self.tls_rpt.failure(domain, policy.clone(), why, name, &ip);
+        // A handshake that failed (with or without a plaintext retry), or
+        // one MTA-STS testing would have refused.
+        let handshake = match session {
+            Ok(sent) => sent.tls_failed.as_deref(),
+            Err(super::smtp::SessionFailure::Tls(e)) => Some(e.as_str()),
+            Err(_) => return,
+        };
+        match (handshake, session) {
+            (Some(e), _) => failed(ResultType::of_tls_error(e)),
+            (None, Ok(sent)) if sent.tls => self.tls_rpt.success(domain, policy.clone()),
+            (None, _) if sts.is_some() => failed(ResultType::StarttlsNotSupported),
+            (None, _) => {}
+        }
+    }
+
+    /// TLS-RPT: at the end of each `period`, its reports.
+    pub(super) async fn report_tls_every(self: Arc<Self>, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.report_tls().await;
+        }
+    }
+
+    /// Sends the reports of the period that ended: to each domain whose
+    /// `_smtp._tls` record names `mailto:` addresses, a report through the
+    /// queue, from the null sender, DKIM-signed when our keys allow.
+    async fn report_tls(&self) {
+        let config = self.shared.config();
+        let host = config.hostname.to_string();
+        let now = std::time::SystemTime::now();
+        let reports = self.tls_rpt.take(now, &host, &format!("postmaster@{host}"));
+        let Some(resolver) = &self.resolver else {
+            return;
+        };
+        for (domain, report) in reports {
+            let Ok(postel_mx::Answer::Records { records, .. }) =
+                resolver.txt(&format!("_smtp._tls.{domain}")).await
+            else {
+                continue;
+            };
+            let to = mailto_addresses(&records);
+            let recipients: Vec<NewRecipient> = to
+                .iter()
+                .filter_map(|a| postel_proto::types::Mailbox::try_from(a.as_str()).ok())
+                .map(|m| NewRecipient {
+                    address: postel_proto::types::ForwardPath::Mailbox(m.into_owned()),
+                    orcpt: None,
+                    notify: Some(postel_proto::types::Notify::NEVER),
+                })
+                .collect();
+            if recipients.is_empty() {
+                continue;
+            }
+            let from = format!("TLS reports <postmaster@{host}>");
+            let bytes = message(&from, &to.join(", "), &domain, &host, &report, now);
+            let envelope = NewMessage {
+                return_path: postel_proto::types::ReversePath::Null,
+                envid: None,
+                ret: None,
+                body_type: postel_proto::types::BodyType::SevenBit,
+                smtputf8: false,
+                requiretls: false,
+                arrival: postel_queue::model::Arrival::default(),
+                recipients,
+            };
+            match self
+                .shared
+                .queue
+                .enqueue(envelope, self.signed(bytes), now)
+                .await
+            {
+                Ok(id) => {
+                    info!(domain, report = %id, "TLS report queued");
+                    self.shared.wake.notify_one();
+                }
+                Err(e) => warn!(domain, error = %e, "cannot queue the TLS report"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
