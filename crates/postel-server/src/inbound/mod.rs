@@ -4,16 +4,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use postel_proto::types::{
-    BodyType, EnhancedStatus, ForwardPath, Host, Mechanism, Reply, ReplyCode, ReversePath,
-};
-use postel_queue::model::{Arrival, NewMessage, NewRecipient};
-use postel_queue::{Queue, QueueError};
-use postel_session::server::{
-    Event, MailRequest, MessageRequest, RcptRequest, Server, ServerConfig,
-};
+use postel_proto::types::{BodyType, EnhancedStatus, Mechanism, Reply, ReplyCode, ReversePath};
+use postel_queue::model::NewRecipient;
+use postel_session::server::{Event, MailRequest, MessageRequest, Server, ServerConfig};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
@@ -24,6 +19,8 @@ use crate::stream::Stream;
 
 mod auth;
 mod filter;
+mod rcpt;
+mod store;
 
 use filter::{MessageVerdict, command_args};
 
@@ -559,151 +556,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Where mail for `to` goes, as `mailbox@domain` for local mailboxes and
-    /// the address for others, or the refusal: local domains' known mailboxes
-    /// for anyone, anything else only for authenticated clients.
-    fn relay_policy(&self, to: &ForwardPath<'_>) -> Result<Destination, Reply<'static>> {
-        let mailboxes = |local: &crate::config::LocalDomain, part: &str| -> Vec<String> {
-            let extra = self.users.local_parts(&local.name);
-            local
-                .resolve(part, &extra)
-                .into_iter()
-                .map(|b| format!("{b}@{}", local.name))
-                .collect()
-        };
-        let local = |domain: Option<&crate::config::LocalDomain>, part: &str| {
-            let boxes = domain.map(|d| mailboxes(d, part)).unwrap_or_default();
-            if boxes.is_empty() {
-                Err(reply(550, (5, 1, 1), "No such user here"))
-            } else {
-                Ok(Destination::Local(boxes))
-            }
-        };
-        let relay = || {
-            if self.peer.user.is_some() {
-                to.mailbox()
-                    .map(|m| Destination::Remote(remote_destination(m)))
-                    .ok_or_else(|| reply(550, (5, 7, 1), "Relay access denied"))
-            } else {
-                Err(reply(550, (5, 7, 1), "Relay access denied"))
-            }
-        };
-        let first = self.config.domains.first();
-        match to {
-            // RFC 5321 section 4.5.1: postmaster is always accepted.
-            ForwardPath::Postmaster => Ok(Destination::Local(
-                first
-                    .map(|d| mailboxes(d, "postmaster"))
-                    .unwrap_or_default(),
-            )),
-            ForwardPath::Mailbox(m) => {
-                let part = m.local_part().unquoted();
-                match m.host() {
-                    Host::Domain(d) => match self.config.local_domain(d.as_str()) {
-                        Some(domain) => local(Some(domain), &part),
-                        None => relay(),
-                    },
-                    // Mail to `user@[our address]` is local (RFC 5321
-                    // section 4.1.3), for the first domain's mailboxes.
-                    Host::Literal(l)
-                        if l.ip()
-                            .is_some_and(|ip| self.shared.own_addresses.contains(&ip)) =>
-                    {
-                        local(first, &part)
-                    }
-                    Host::Literal(_) => relay(),
-                }
-            }
-        }
-    }
-
-    /// The relay policy: local domains' known mailboxes for anyone; anything
-    /// else only for authenticated clients. Never an open relay.
-    async fn recipient(&mut self, server: &mut Server, r: RcptRequest) -> std::io::Result<()> {
-        let misuse = |e: String| std::io::Error::other(e);
-        if let Some(refusal) = self.over_rate(false) {
-            return r.reject(server, refusal).map_err(|e| misuse(e.to_string()));
-        }
-        let verdict = match (self.relay_policy(&r.to), self.probe_target(&r.to)) {
-            (Ok(Destination::Local(boxes)), Some(target)) => {
-                let helo = self.config.hostname.to_string();
-                crate::outbound::probe_lmtp(&target, &boxes, &helo)
-                    .await
-                    .map(|()| Destination::Local(boxes))
-            }
-            (verdict, _) => verdict,
-        };
-        let verdict = verdict.map(|d| match d {
-            Destination::Local(boxes) => (boxes, true),
-            Destination::Remote(address) => (vec![address], false),
-        });
-        if let (Ok((_, local)), false) = (&verdict, self.filters.is_empty()) {
-            let command = postel_proto::types::Command::Rcpt {
-                to: r.to.clone(),
-                params: r.params.clone(),
-            };
-            let args = command_args(&command, r.to.to_string());
-            match self.filter_rcpt(&args, &r.to, *local).await {
-                Outcome::Continue => {}
-                Outcome::Discard => self.txn.discard = true,
-                Outcome::Refuse(refusal) => {
-                    info!(client = %self.peer.addr, to = %r.to, reply = %refusal, "recipient refused by a filter");
-                    self.shared.metrics.refused("filter");
-                    return r.reject(server, refusal).map_err(|e| misuse(e.to_string()));
-                }
-                Outcome::Close(reply) => {
-                    server.shutdown_with(&reply);
-                    return Ok(());
-                }
-            }
-        }
-        match verdict {
-            Ok((destinations, _))
-                if !destinations.is_empty()
-                    && destinations
-                        .iter()
-                        .all(|d| self.txn.destinations.contains(d)) =>
-            {
-                // A recipient whose mail goes where an earlier one's already
-                // does is answered 250 but stored once, as Postfix's duplicate
-                // filter does: 100 RCPTs for one mailbox must not mean 100
-                // copies of the message on disk.
-                info!(client = %self.peer.addr, to = %r.to, "duplicate recipient collapsed");
-                r.accept(server).map_err(|e| misuse(e.to_string()))
-            }
-            Ok((destinations, local)) => {
-                if local {
-                    self.txn
-                        .local_mailboxes
-                        .extend(destinations.iter().cloned());
-                }
-                self.txn.destinations.extend(destinations);
-                self.txn.recipients.push(NewRecipient {
-                    address: r.to.clone(),
-                    // Kept as xtext: decoding it lossily would relay and
-                    // report a different address than the client gave.
-                    orcpt: r
-                        .params
-                        .orcpt
-                        .as_ref()
-                        .map(|o| format!("{};{}", o.addr_type(), o.address().as_str())),
-                    notify: r.params.notify,
-                });
-                r.accept(server).map_err(|e| misuse(e.to_string()))
-            }
-            Err(refusal) => {
-                info!(client = %self.peer.addr, to = %r.to, reply = %refusal, "recipient refused");
-                let reason = match refusal.enhanced().map(|e| e.to_string()).as_deref() {
-                    Some("5.7.1") => "relay",
-                    Some("5.1.1") => "unknown_user",
-                    _ => "policy",
-                };
-                self.shared.metrics.refused(reason);
-                r.reject(server, refusal).map_err(|e| misuse(e.to_string()))
-            }
-        }
-    }
-
     /// Counts a MAIL (`message`) or a RCPT against the client address's and
     /// the user's rates; the refusal when one is past its limit (Postfix's
     /// `smtpd_client_message_rate_limit` and `..._recipient_rate_limit`).
@@ -731,113 +583,5 @@ impl Connection {
         } else {
             reply(452, (4, 7, 1), "Too many recipients, slow down")
         })
-    }
-
-    /// The LMTP server to ask about a recipient of a domain whose check is
-    /// a probe.
-    fn probe_target(&self, to: &ForwardPath<'_>) -> Option<crate::config::LmtpTarget> {
-        let Host::Domain(d) = to.mailbox()?.host() else {
-            return None;
-        };
-        let config = &self.config;
-        let local = config.local_domain(d.as_str())?;
-        match (&local.delivery, local.recipients) {
-            (crate::config::LocalDelivery::Lmtp(t), crate::config::RecipientCheck::Probe) => {
-                Some(t.clone())
-            }
-            _ => None,
-        }
-    }
-
-    /// Stores the message; the reply to the end of data.
-    fn enqueue(&mut self, txn: Transaction) -> Reply<'static> {
-        let Some(from) = txn.from else {
-            return reply(503, (5, 5, 1), "No transaction");
-        };
-        let now = SystemTime::now();
-        let received = self.received_header(&txn.recipients, now);
-        // Newest first: the results of our checks, our signatures, our
-        // trace field, then the message as it came.
-        let results = txn.auth_results.as_deref().unwrap_or_default();
-        let signatures = txn.signatures.as_deref().unwrap_or_default();
-        let mut body =
-            Vec::with_capacity(results.len() + signatures.len() + received.len() + txn.body.len());
-        body.extend_from_slice(results.as_bytes());
-        body.extend_from_slice(signatures.as_bytes());
-        body.extend_from_slice(received.as_bytes());
-        body.extend_from_slice(&txn.body);
-        let size = txn.body.len();
-        let rcpts: Vec<String> = txn
-            .recipients
-            .iter()
-            .map(|r| r.address.to_string())
-            .collect();
-        let message = NewMessage {
-            return_path: from.clone(),
-            envid: txn.envid,
-            ret: txn.ret,
-            body_type: txn.body_type.unwrap_or(BodyType::SevenBit),
-            smtputf8: txn.smtputf8,
-            requiretls: txn.requiretls,
-            arrival: Arrival {
-                client: Some(self.peer.addr.ip()),
-                helo: self.peer.helo.clone(),
-                auth_user: self.peer.user.clone(),
-                tls: self.peer.tls,
-                quarantine: txn.quarantine,
-            },
-            recipients: txn.recipients,
-        };
-        // The spool writes and fsyncs synchronously: keep that off the
-        // threads that drive the other connections.
-        let queue = &self.shared.queue;
-        let stored = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(queue.enqueue(message, body, now))
-        });
-        match stored {
-            Ok(id) => {
-                self.messages += 1;
-                self.shared.metrics.messages_accepted.inc();
-                self.shared.metrics.received_bytes.inc_by(size as u64);
-                info!(
-                    queue_id = %id, client = %self.peer.addr, from = %from,
-                    to = %rcpts.join(","), size, "queued"
-                );
-                self.shared.wake.notify_one();
-                reply(250, (2, 0, 0), &format!("Ok: queued as {id}"))
-            }
-            Err(QueueError::Full) => {
-                self.shared.metrics.refused("queue_full");
-                warn!(client = %self.peer.addr, from = %from, "queue full: message refused");
-                reply(452, (4, 3, 1), "Insufficient system storage")
-            }
-            Err(e) => {
-                warn!(client = %self.peer.addr, from = %from, error = %e, "queue failed: message refused");
-                reply(451, (4, 3, 0), "Local error in processing")
-            }
-        }
-    }
-
-    /// The trace header of RFC 5321 section 4.4, with the protocol names of
-    /// RFC 3848.
-    fn received_header(&self, recipients: &[NewRecipient], now: SystemTime) -> String {
-        let helo = self.peer.helo.as_deref().unwrap_or("unknown");
-        let protocol = match (self.peer.extended, self.peer.tls, self.peer.user.is_some()) {
-            (false, _, _) => "SMTP",
-            (true, false, false) => "ESMTP",
-            (true, false, true) => "ESMTPA",
-            (true, true, false) => "ESMTPS",
-            (true, true, true) => "ESMTPSA",
-        };
-        let for_clause = match recipients {
-            [one] => format!("\r\n\tfor {}", one.address),
-            _ => String::new(),
-        };
-        format!(
-            "Received: from {helo} ([{}])\r\n\tby {} (Postel) with {protocol}{for_clause};\r\n\t{}\r\n",
-            self.peer.addr.ip(),
-            self.config.hostname,
-            postel_queue::dsn::rfc5322_date(now)
-        )
     }
 }
