@@ -85,6 +85,13 @@ fn requiretls_is_kept() {
 }
 
 #[test]
+fn quarantined_on_arrival() {
+    run("quarantine", |q| async move {
+        conformance::quarantined_on_arrival(&q).await;
+    });
+}
+
+#[test]
 fn migrations_are_idempotent_and_concurrent_starts_are_safe() {
     let Some(url) = postel_testkit::fresh_database("migrate") else {
         return;

@@ -50,6 +50,11 @@ fn requiretls_is_kept() {
     conformance::block_on(conformance::requiretls_is_kept(&queue()));
 }
 
+#[test]
+fn quarantined_on_arrival() {
+    conformance::block_on(conformance::quarantined_on_arrival(&queue()));
+}
+
 /// The same suite against the filesystem spool, each check in a fresh
 /// directory.
 mod spool {
@@ -104,5 +109,10 @@ mod spool {
     #[test]
     fn requiretls_is_kept() {
         conformance::block_on(conformance::requiretls_is_kept(&queue("requiretls")));
+    }
+
+    #[test]
+    fn quarantined_on_arrival() {
+        conformance::block_on(conformance::quarantined_on_arrival(&queue("quarantine")));
     }
 }
