@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::{HeaderStream, Writable};
-use mail_auth::dkim::{Canonicalization, DkimSigner};
+use mail_auth::dkim::Canonicalization;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -67,22 +67,6 @@ struct Entry {
     domain: String,
     selector: String,
     key: DkimKey,
-}
-
-/// A borrowed key: mail-auth's signer owns its key, and the list of fields
-/// to sign differs from one message to the next.
-struct KeyRef<'a>(&'a DkimKey);
-
-impl SigningKey for KeyRef<'_> {
-    type Hasher = Sha256;
-
-    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
-        self.0.sign(input)
-    }
-
-    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
-        self.0.algorithm()
-    }
 }
 
 /// The signing keys of this server's domains.
@@ -196,7 +180,10 @@ impl Signer {
     /// signed by example.org, which DMARC's relaxed alignment accepts).
     /// `None` when no such domain has a key or the message has no From.
     pub fn sign(&self, message: &[u8]) -> Result<Option<String>, AuthError> {
-        let Some(author) = author_domain(message) else {
+        let Some(parsed) = mail_auth::AuthenticatedMessage::parse(message) else {
+            return Ok(None);
+        };
+        let Some(author) = author_domain(&parsed) else {
             return Ok(None);
         };
         let mut candidate = author.as_str();
@@ -209,39 +196,66 @@ impl Signer {
                 _ => return Ok(None),
             }
         };
+        let names = signed_fields(message);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut fields = String::new();
         for entry in self.keys.iter().filter(|e| e.domain == domain) {
-            let signed = signed_fields(message);
-            let fail = |e: mail_auth::Error| AuthError::Sign {
-                domain: domain.clone(),
-                problem: e.to_string(),
-            };
-            let signature = DkimSigner::from_key(KeyRef(&entry.key))
-                .domain(&entry.domain)
-                .selector(&entry.selector)
-                .headers(signed.iter().copied())
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed)
-                .sign(message)
-                .map_err(fail)?;
-            fields.push_str(&rewrite(&signature, &entry.key, message).map_err(fail)?);
+            let field =
+                signature_field(entry, &names, &parsed, now).map_err(|e| AuthError::Sign {
+                    domain: domain.clone(),
+                    problem: e.to_string(),
+                })?;
+            fields.push_str(&field);
         }
         Ok((!fields.is_empty()).then_some(fields))
     }
 }
 
-/// The signature's field as this crate writes it: folded between tags and
-/// between the names of `h=`, never inside `bh=` (some verifiers, dkimpy
-/// among them, do not take the folding white space RFC 6376 allows
-/// there), `b=` folded every 64 characters. mail-auth's own writing folds
-/// wherever a line grows long, so `b=` is computed again over this text:
-/// the message's fields as mail-auth canonicalized them, then this field,
-/// relaxed, with `b=` empty (RFC 6376 section 3.7).
-fn rewrite(
-    signature: &mail_auth::dkim::Signature,
-    key: &DkimKey,
-    message: &[u8],
+/// One key's DKIM-Signature field, on mail-auth's canonicalization and
+/// crypto but written here: folded between tags and between the names of
+/// `h=`, never inside `bh=` (some verifiers, dkimpy among them, do not take
+/// the folding white space RFC 6376 allows there; mail-auth's writer folds
+/// wherever a line grows long), `b=` folded every 64 characters. `b=`
+/// signs the canonicalized fields, then this field relaxed with `b=` empty
+/// (RFC 6376 section 3.7).
+fn signature_field(
+    entry: &Entry,
+    names: &[&'static str],
+    parsed: &mail_auth::AuthenticatedMessage<'_>,
+    now: u64,
 ) -> mail_auth::Result<String> {
+    let key = &entry.key;
+    let template = mail_auth::dkim::Signature {
+        v: 1,
+        a: key.algorithm(),
+        d: entry.domain.clone(),
+        s: entry.selector.clone(),
+        h: names.iter().map(|n| (*n).to_owned()).collect(),
+        ch: Canonicalization::Relaxed,
+        cb: Canonicalization::Relaxed,
+        ..Default::default()
+    };
+    let fields = Fields {
+        fields: parsed.headers.iter(),
+        body: parsed
+            .raw_message
+            .get(parsed.body_offset as usize..)
+            .unwrap_or_default(),
+    };
+    // The fields it signs (each occurrence, and From once more) as `h=`
+    // lists them, canonicalized, and the canonicalized body.
+    let (_, headers, signed, body) = template.canonicalize(fields);
+    if signed.is_empty() {
+        return Err(mail_auth::Error::NoHeadersFound);
+    }
+    let signature = mail_auth::dkim::Signature {
+        h: signed,
+        bh: key.hash(body).as_ref().to_vec(),
+        t: now,
+        ..template
+    };
     let algorithm = match key.algorithm() {
         mail_auth::common::crypto::Algorithm::Ed25519Sha256 => "ed25519-sha256",
         _ => "rsa-sha256",
@@ -275,17 +289,7 @@ fn rewrite(
     // Relaxed: unfolded, one space where each fold is, the name in lower
     // case, no space around the colon, `b=` empty.
     let canonical = format!("dkim-signature:{} b=", lines.join(" "));
-    let parsed =
-        mail_auth::AuthenticatedMessage::parse(message).ok_or(mail_auth::Error::ParseError)?;
-    let fields = Fields {
-        fields: parsed.headers.iter(),
-        body: parsed
-            .raw_message
-            .get(parsed.body_offset as usize..)
-            .unwrap_or_default(),
-    };
-    let (_, headers, _, _) = signature.canonicalize(fields);
-    let b = KeyRef(key).sign(Signed {
+    let b = key.sign(Signed {
         headers,
         field: canonical.as_bytes(),
     })?;
@@ -333,8 +337,7 @@ impl Writable for Signed<'_> {
 }
 
 /// The lower-case domain of the first address of the first From field.
-fn author_domain(message: &[u8]) -> Option<String> {
-    let parsed = mail_auth::AuthenticatedMessage::parse(message)?;
+fn author_domain(parsed: &mail_auth::AuthenticatedMessage<'_>) -> Option<String> {
     let from = parsed.from.first()?;
     let (_, domain) = from.rsplit_once('@')?;
     Some(domain.trim_end_matches('.').to_ascii_lowercase())
