@@ -88,26 +88,21 @@ fn term_ok(term: &str, redirect: &mut bool, exp: &mut bool) -> Result<(), String
                 None => Err("malformed".into()),
             }
         }
-        "ip4" => {
-            let rest = rest.strip_prefix(':').ok_or("needs an address")?;
-            let (net, len) = rest
-                .split_once('/')
-                .map_or((rest, None), |(n, l)| (n, Some(l)));
-            net.parse::<std::net::Ipv4Addr>()
-                .map_err(|_| format!("{net:?} is not an IPv4 address"))?;
-            len.map_or(Ok(()), |l| cidr(l, 32).map(|_| ()))
-        }
-        "ip6" => {
-            let rest = rest.strip_prefix(':').ok_or("needs an address")?;
-            let (net, len) = rest
-                .split_once('/')
-                .map_or((rest, None), |(n, l)| (n, Some(l)));
-            net.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| format!("{net:?} is not an IPv6 address"))?;
-            len.map_or(Ok(()), |l| cidr(l, 128).map(|_| ()))
-        }
+        "ip4" => network::<std::net::Ipv4Addr>(rest, 32),
+        "ip6" => network::<std::net::Ipv6Addr>(rest, 128),
         _ => Err("not a mechanism".into()),
     }
+}
+
+/// `:network[/length]` of an `ip4` or `ip6` mechanism.
+fn network<A: std::str::FromStr>(rest: &str, max: u32) -> Result<(), String> {
+    let rest = rest.strip_prefix(':').ok_or("needs an address")?;
+    let (net, len) = rest
+        .split_once('/')
+        .map_or((rest, None), |(n, l)| (n, Some(l)));
+    net.parse::<A>()
+        .map_err(|_| format!("{net:?} is not an address of this family"))?;
+    len.map_or(Ok(()), |l| cidr(l, max).map(|_| ()))
 }
 
 /// A CIDR length: no leading zero, at most `max`.

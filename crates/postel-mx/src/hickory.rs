@@ -284,40 +284,34 @@ impl HickoryResolver {
     /// TXT records of `name`, each record's strings joined (RFC 7208
     /// section 3.3, RFC 8461 section 3.1 read them so).
     pub async fn txt(&self, name: &str) -> Result<Answer<Vec<u8>>, DnsFailure> {
-        match self.ask(name, RecordType::TXT).await {
-            Ok((owner, data)) => {
-                let records = data
-                    .into_iter()
-                    .filter_map(|d| match d {
-                        RData::TXT(t) => Some(t.txt_data.concat()),
-                        _ => None,
-                    })
-                    .collect();
-                Ok(Answer::Records {
-                    name: owner,
-                    records,
-                })
-            }
-            Err(n) => n.into_answer(),
-        }
+        self.records(name, RecordType::TXT, |d| match d {
+            RData::TXT(t) => Some(t.txt_data.concat()),
+            _ => None,
+        })
+        .await
     }
 
     async fn addresses(&self, name: &str, rtype: RecordType) -> Result<Answer<IpAddr>, DnsFailure> {
+        self.records(name, rtype, |d| match d {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The records of `rtype` at `name`, each as `pick` reads it.
+    async fn records<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(RData) -> Option<T>,
+    ) -> Result<Answer<T>, DnsFailure> {
         match self.ask(name, rtype).await {
-            Ok((owner, data)) => {
-                let records = data
-                    .into_iter()
-                    .filter_map(|d| match d {
-                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                        _ => None,
-                    })
-                    .collect();
-                Ok(Answer::Records {
-                    name: owner,
-                    records,
-                })
-            }
+            Ok((owner, data)) => Ok(Answer::Records {
+                name: owner,
+                records: data.into_iter().filter_map(pick).collect(),
+            }),
             Err(n) => n.into_answer(),
         }
     }

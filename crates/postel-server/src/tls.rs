@@ -120,55 +120,59 @@ pub fn client_config(verify: bool, roots: rustls::RootCertStore) -> Arc<ClientCo
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+            .with_custom_certificate_verifier(Arc::new(AcceptAny {
+                provider: provider(),
+                observe: None,
+            }))
             .with_no_client_auth()
     };
     Arc::new(config)
 }
 
 /// A client that accepts any certificate, as opportunistic TLS does, but
-/// notes whether it would have verified against `roots` for the name:
+/// notes whether it would have verified with `verifier` for the name:
 /// MTA-STS testing mode reports what enforcing would have refused (RFC
 /// 8461 section 5). The note is the verification error, if any.
 pub fn observing_client_config(
-    roots: rustls::RootCertStore,
+    verifier: Arc<rustls::client::WebPkiServerVerifier>,
 ) -> (Arc<ClientConfig>, Arc<std::sync::Mutex<Option<String>>>) {
     let seen = Arc::new(std::sync::Mutex::new(None));
-    let inner =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build();
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|_| ClientConfig::builder());
-    let config = match inner {
-        Ok(inner) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Observing {
-                inner,
-                seen: Arc::clone(&seen),
-            }))
-            .with_no_client_auth(),
-        // No anchors at all: every certificate would fail.
-        Err(e) => {
-            *seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
-                .with_no_client_auth()
-        }
+    let accept = AcceptAny {
+        provider: provider(),
+        observe: Some((verifier, Arc::clone(&seen))),
     };
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| ClientConfig::builder())
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(accept))
+        .with_no_client_auth();
     (Arc::new(config), seen)
 }
 
-#[derive(Debug)]
-struct Observing {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    seen: Arc<std::sync::Mutex<Option<String>>>,
+/// The verifier verified TLS uses, for `observing_client_config`.
+pub fn verifier(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, TlsError> {
+    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))
 }
 
-impl ServerCertVerifier for Observing {
+/// Accepts any certificate: opportunistic TLS; with `observe`, notes what
+/// the verifier would have said of it.
+#[derive(Debug)]
+struct AcceptAny {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    observe: Option<Observer>,
+}
+
+type Observer = (
+    Arc<rustls::client::WebPkiServerVerifier>,
+    Arc<std::sync::Mutex<Option<String>>>,
+);
+
+impl ServerCertVerifier for AcceptAny {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -177,15 +181,16 @@ impl ServerCertVerifier for Observing {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Err(e) = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            *self
-                .seen
+        if let Some((verifier, seen)) = &self.observe
+            && let Err(e) = verifier.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )
+        {
+            *seen
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some(format!("invalid peer certificate: {e}"));
@@ -199,50 +204,11 @@ impl ServerCertVerifier for Observing {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate: opportunistic TLS.
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -256,11 +222,13 @@ impl ServerCertVerifier for AcceptAny {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct Delivery {
     /// TLS that verifies the exchanger's certificate (PKIX), whatever
     /// `verify_tls` says: for messages that asked for REQUIRETLS.
     verified: Arc<rustls::ClientConfig>,
+    /// The same anchors as a verifier, for MTA-STS testing's notes.
+    observer: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     /// The MTA-STS policies of the domains mail goes to.
     mta_sts: mta_sts::MtaSts,
     /// The TLS sessions of the reporting period under way.
@@ -52,6 +54,15 @@ pub(crate) struct Delivery {
     worker: String,
     /// Open sessions waiting for the next message to their address.
     parked: Mutex<HashMap<String, Vec<smtp::Parked>>>,
+}
+
+/// The one record of a TXT set that starts with `version` (`v=STSv1`,
+/// `v=TLSRPTv1`): none, or more than one, is no record at all (RFC 8461
+/// section 3.1, RFC 8460 section 3).
+fn versioned_record<'a>(records: &'a [Vec<u8>], version: &[u8]) -> Option<&'a [u8]> {
+    let mut found = records.iter().filter(|r| r.starts_with(version));
+    let one = found.next()?;
+    found.next().is_none().then_some(one.as_slice())
 }
 
 /// A random number in `0.0..1.0` from the kernel.
@@ -121,7 +132,10 @@ impl Delivery {
         } else {
             Some(HickoryResolver::new(&c.dns())?)
         };
-        let verified = crate::tls::client_config(true, trust_anchors(&c));
+        let anchors = trust_anchors(&c);
+        // None without a single anchor: nothing would verify then.
+        let observer = crate::tls::verifier(anchors.clone()).ok();
+        let verified = crate::tls::client_config(true, anchors);
         let tls = if c.verify_tls {
             Arc::clone(&verified)
         } else {
@@ -137,6 +151,7 @@ impl Delivery {
             mta_sts: mta_sts::MtaSts::load(c.data_dir.join("mta-sts.json"), Arc::clone(&verified)),
             tls_rpt: tls_rpt::TlsRpt::new(std::time::SystemTime::now()),
             verified,
+            observer,
             shared,
         }))
     }

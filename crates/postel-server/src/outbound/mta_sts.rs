@@ -135,15 +135,7 @@ fn secs(t: SystemTime) -> u64 {
 /// with `v=STSv1` (RFC 8461 section 3.1), with an `id` of 1 to 32
 /// alphanumerics.
 fn record_id(records: &[Vec<u8>]) -> Option<String> {
-    let sts: Vec<&[u8]> = records
-        .iter()
-        .map(Vec::as_slice)
-        .filter(|r| r.starts_with(b"v=STSv1"))
-        .collect();
-    let [one] = sts[..] else {
-        return None;
-    };
-    let text = std::str::from_utf8(one).ok()?;
+    let text = std::str::from_utf8(super::versioned_record(records, b"v=STSv1")?).ok()?;
     text.split(';').find_map(|field| {
         let (k, v) = field.split_once('=')?;
         let v = v.trim();

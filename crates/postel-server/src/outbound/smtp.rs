@@ -60,9 +60,8 @@ impl Delivery {
         let mut observed = None;
         if choice.verify {
             conn.tls = Arc::clone(&self.verified);
-        } else if choice.observe {
-            let (config, seen) =
-                crate::tls::observing_client_config(super::trust_anchors(&self.shared.config()));
+        } else if let (true, Some(verifier)) = (choice.observe, &self.observer) {
+            let (config, seen) = crate::tls::observing_client_config(Arc::clone(verifier));
             conn.tls = config;
             observed = Some(seen);
         }

@@ -210,12 +210,7 @@ fn report(
 /// The `mailto:` addresses of a `_smtp._tls` record set (RFC 8460 section
 /// 3): exactly one record starting with `v=TLSRPTv1`.
 pub(crate) fn mailto_addresses(records: &[Vec<u8>]) -> Vec<String> {
-    let rpt: Vec<&[u8]> = records
-        .iter()
-        .map(Vec::as_slice)
-        .filter(|r| r.starts_with(b"v=TLSRPTv1"))
-        .collect();
-    let [one] = rpt[..] else {
+    let Some(one) = super::versioned_record(records, b"v=TLSRPTv1") else {
         return Vec::new();
     };
     let text = String::from_utf8_lossy(one);
