@@ -65,6 +65,7 @@ fn main() {
             servers: vec![server.addr],
             timeout: Duration::from_secs(2),
             attempts: 1,
+            ..Default::default()
         };
         Authenticator::new(&dns, "mx.example.net").unwrap()
     });

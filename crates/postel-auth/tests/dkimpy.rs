@@ -136,6 +136,7 @@ fn authenticator(server: &DnsServer) -> Authenticator {
         servers: vec![server.addr],
         timeout: Duration::from_secs(2),
         attempts: 1,
+        ..Default::default()
     };
     Authenticator::new(&dns, "mx.example.net").unwrap()
 }

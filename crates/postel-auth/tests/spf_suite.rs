@@ -189,6 +189,7 @@ async fn rfc7208_test_suite() {
             servers: vec![server.addr],
             timeout: Duration::from_millis(300),
             attempts: 1,
+            ..Default::default()
         };
         let auth = Authenticator::new(&dns, "receiver.example").expect("authenticator");
         for case in cases(doc) {

@@ -5,6 +5,9 @@
 //! hickory's resolver runs on tokio: call it from within a tokio runtime.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use hickory_proto::dnssec::{Proof, TrustAnchors};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
@@ -18,6 +21,7 @@ use crate::resolver::{Answer, DnsFailure, MxRecord, Resolver};
 #[derive(Clone)]
 pub struct HickoryResolver {
     inner: TokioResolver,
+    validates: bool,
 }
 
 impl std::fmt::Debug for HickoryResolver {
@@ -44,6 +48,7 @@ pub struct BuildError(String);
 ///     servers: vec!["127.0.0.1:5353".parse().unwrap()],
 ///     timeout: Duration::from_secs(2),
 ///     attempts: 1,
+///     ..DnsConfig::default()
 /// };
 /// let (servers, options) = config.hickory().unwrap();
 /// assert_eq!(servers.name_servers().len(), 1);
@@ -59,6 +64,49 @@ pub struct DnsConfig {
     pub timeout: std::time::Duration,
     /// How many times to ask (at least once).
     pub attempts: usize,
+    /// Whether [`HickoryResolver`] validates answers under DNSSEC (DANE
+    /// needs it). Other users of the configuration ignore it.
+    pub dnssec: Dnssec,
+}
+
+/// DNSSEC validation of a [`HickoryResolver`]'s answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Dnssec {
+    /// Answers are taken as they come; every one is [`Security::Insecure`].
+    #[default]
+    Off,
+    /// Every answer is validated: one whose signatures do not verify is
+    /// [`DnsFailure::Bogus`], a validated one [`Security::Secure`], one from
+    /// a zone proven unsigned [`Security::Insecure`].
+    Validate {
+        /// A file of DNSKEY records (zone file syntax) to trust; the root
+        /// zone's published keys when `None`. Every key of a zone's
+        /// DNSKEY set must be listed for a zone other than the root.
+        trust_anchor: Option<PathBuf>,
+    },
+}
+
+/// Whether an answer validated under DNSSEC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Every record of the answer validated from a trust anchor.
+    Secure,
+    /// Not validated: the zone is unsigned, or validation is off.
+    Insecure,
+}
+
+/// A TLSA record (RFC 6698 section 2.1): which certificate a TLS server
+/// must present, as four fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlsa {
+    /// Certificate usage: 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
+    pub usage: u8,
+    /// Selector: 0 the whole certificate, 1 its `SubjectPublicKeyInfo`.
+    pub selector: u8,
+    /// Matching type: 0 the selected octets, 1 their SHA-256, 2 SHA-512.
+    pub matching: u8,
+    /// The certificate association data.
+    pub data: Vec<u8>,
 }
 
 impl Default for DnsConfig {
@@ -68,6 +116,7 @@ impl Default for DnsConfig {
             servers: Vec::new(),
             timeout: std::time::Duration::from_secs(5),
             attempts: 2,
+            dnssec: Dnssec::Off,
         }
     }
 }
@@ -103,14 +152,25 @@ impl HickoryResolver {
     /// A resolver with this configuration.
     pub fn new(config: &DnsConfig) -> Result<Self, BuildError> {
         let (servers, options) = config.hickory()?;
-        let inner = TokioResolver::builder_with_config(
+        let mut builder = TokioResolver::builder_with_config(
             servers,
             hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
         )
-        .with_options(options)
-        .build()
-        .map_err(|e| BuildError(e.to_string()))?;
-        Ok(HickoryResolver { inner })
+        .with_options(options);
+        let validates = match &config.dnssec {
+            Dnssec::Off => false,
+            Dnssec::Validate { trust_anchor } => {
+                let anchors = match trust_anchor {
+                    Some(path) => TrustAnchors::from_file(path)
+                        .map_err(|e| BuildError(format!("{}: {e}", path.display())))?,
+                    None => TrustAnchors::default(),
+                };
+                builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
+                true
+            }
+        };
+        let inner = builder.build().map_err(|e| BuildError(e.to_string()))?;
+        Ok(HickoryResolver { inner, validates })
     }
 
     /// Uses the system's configuration (`/etc/resolv.conf`), with no search
@@ -136,6 +196,7 @@ impl HickoryResolver {
             servers: servers.to_vec(),
             timeout,
             attempts,
+            dnssec: Dnssec::Off,
         })
     }
 
@@ -214,6 +275,14 @@ fn negative(e: &NetError, name: &str) -> Negative {
             ResponseCode::FormErr => Negative::Failure(DnsFailure::FormatError),
             other => Negative::Failure(DnsFailure::Other(other.to_string())),
         },
+        NetError::Dns(DnsError::Nsec { response, .. }) => {
+            if response.response_code == ResponseCode::NXDomain {
+                Negative::NoSuchName
+            } else {
+                Negative::NoData(name.to_owned())
+            }
+        }
+        NetError::Dns(DnsError::DnssecBogus) => Negative::Failure(DnsFailure::Bogus),
         NetError::Dns(DnsError::ResponseCode(code)) => Negative::Failure(match *code {
             ResponseCode::ServFail => DnsFailure::ServerFailure,
             ResponseCode::Refused => DnsFailure::Refused,
@@ -313,6 +382,90 @@ impl HickoryResolver {
                 records: data.into_iter().filter_map(pick).collect(),
             }),
             Err(n) => n.into_answer(),
+        }
+    }
+}
+
+impl HickoryResolver {
+    /// Whether answers are validated ([`Dnssec::Validate`]).
+    pub fn validates(&self) -> bool {
+        self.validates
+    }
+
+    /// Whether `name`'s MX records validated; `None` when it has none.
+    pub async fn mx_security(&self, name: &str) -> Result<Option<Security>, DnsFailure> {
+        Ok(self.secured(name, RecordType::MX).await?.map(|(s, _)| s))
+    }
+
+    /// Whether `name`'s address records validated, A if it has any, else
+    /// AAAA; `None` when it has neither.
+    pub async fn address_security(&self, name: &str) -> Result<Option<Security>, DnsFailure> {
+        if let Some((security, _)) = self.secured(name, RecordType::A).await? {
+            return Ok(Some(security));
+        }
+        Ok(self.secured(name, RecordType::AAAA).await?.map(|(s, _)| s))
+    }
+
+    /// The TLSA records at `name` (`_25._tcp.mx.example.net`), with
+    /// whether they validated; none when the name has none. Records whose
+    /// signatures do not verify are [`DnsFailure::Bogus`].
+    pub async fn tlsa(&self, name: &str) -> Result<(Security, Vec<Tlsa>), DnsFailure> {
+        let Some((security, data)) = self.secured(name, RecordType::TLSA).await? else {
+            return Ok((Security::Insecure, Vec::new()));
+        };
+        let records = data
+            .into_iter()
+            .filter_map(|d| match d {
+                RData::TLSA(t) => Some(Tlsa {
+                    usage: t.cert_usage.into(),
+                    selector: t.selector.into(),
+                    matching: t.matching.into(),
+                    data: t.cert_data,
+                }),
+                _ => None,
+            })
+            .collect();
+        Ok((security, records))
+    }
+
+    /// The records of `rtype` at `name` and whether every record of the
+    /// answer (CNAMEs included) validated; `None` for NODATA or NXDOMAIN.
+    async fn secured(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Option<(Security, Vec<RData>)>, DnsFailure> {
+        let absolute = format!("{name}.");
+        match self.inner.lookup(absolute.as_str(), rtype).await {
+            Ok(lookup) => {
+                let answers = lookup.answers();
+                let data: Vec<RData> = answers
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .map(|r| r.data.clone())
+                    .collect();
+                if data.is_empty() {
+                    return Ok(None);
+                }
+                if answers.iter().any(|r| r.proof == Proof::Bogus) {
+                    return Err(DnsFailure::Bogus);
+                }
+                let secure = self.validates
+                    && answers
+                        .iter()
+                        .filter(|r| !matches!(r.data, RData::DNSSEC(_)))
+                        .all(|r| r.proof == Proof::Secure);
+                let security = if secure {
+                    Security::Secure
+                } else {
+                    Security::Insecure
+                };
+                Ok(Some((security, data)))
+            }
+            Err(e) => match negative(&e, name) {
+                Negative::NoData(_) | Negative::NoSuchName => Ok(None),
+                Negative::Failure(f) => Err(f),
+            },
         }
     }
 }

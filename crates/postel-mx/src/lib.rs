@@ -69,6 +69,6 @@ mod hickory;
 pub mod resolver;
 pub mod route;
 
-pub use hickory::{BuildError, DnsConfig, HickoryResolver};
+pub use hickory::{BuildError, DnsConfig, Dnssec, HickoryResolver, Security, Tlsa};
 pub use resolver::{Answer, DnsFailure, MxRecord, Resolver};
 pub use route::{Exchanger, Family, MixedNullMx, Route, RouteError, RouteOptions, route};

@@ -40,6 +40,10 @@ pub enum DnsFailure {
     /// No answer in time.
     #[error("timed out")]
     Timeout,
+    /// DNSSEC validation failed: the answer's signatures do not verify
+    /// from the trust anchor (RFC 4035 section 5.5, "bogus").
+    #[error("DNSSEC validation failed")]
+    Bogus,
     /// A CNAME chain that loops or is too long.
     #[error("CNAME chain loops or is too long")]
     CnameChain,

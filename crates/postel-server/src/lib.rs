@@ -156,6 +156,10 @@ pub async fn tls_policy(
         }
     };
     let mut out = format!("{domain}: {what} ({})", c.why);
+    if resolver.validates() && config.smarthost.is_none() && config.tls_mode(&domain).is_none() {
+        out.push('\n');
+        out.push_str(&outbound::explain_dane(&resolver, &domain).await);
+    }
     if let Some(p) = sts {
         let _ = write!(
             out,

@@ -26,7 +26,7 @@ pub enum TlsError {
     Config(String),
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -162,9 +162,20 @@ pub fn verifier(
 /// Accepts any certificate: opportunistic TLS; with `observe`, notes what
 /// the verifier would have said of it.
 #[derive(Debug)]
-struct AcceptAny {
+pub(crate) struct AcceptAny {
     provider: Arc<rustls::crypto::CryptoProvider>,
     observe: Option<Observer>,
+}
+
+impl AcceptAny {
+    /// Accepts any certificate, notes nothing: what other verifiers use
+    /// for the handshake signatures.
+    pub(crate) fn signatures() -> AcceptAny {
+        AcceptAny {
+            provider: provider(),
+            observe: None,
+        }
+    }
 }
 
 type Observer = (

@@ -519,11 +519,8 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
         .enable_all()
         .build()
         .unwrap();
-    let dns = postel_mx::DnsConfig {
-        servers: vec![nsd.addr],
-        timeout: Duration::from_secs(2),
-        attempts: 1,
-    };
+    let mut dns = postel_mx::DnsConfig::default();
+    (dns.servers, dns.timeout, dns.attempts) = (vec![nsd.addr], Duration::from_secs(2), 1);
     let verdict = runtime.block_on(async {
         let auth = postel_auth::Authenticator::new(&dns, "check.test").unwrap();
         auth.verify(common::without_trace(&bounces[0]), None).await

@@ -15,93 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Nsd, add_user, free_port, installed, local, python, serve, temp_dir, wait_mail};
-
-const PASSWORD: &str = "s3cret-for-tests";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// A CA (`ca.pem`), and the certificates it issued, one per `(file, names)`:
-/// `file.pem` and `file.key`, valid for each name.
-fn issue(dir: &Path, certs: &[(&str, &[&str])]) -> String {
-    if !dir.join("ca.pem").exists() {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Postel Test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        );
-    }
-    for (file, names) in certs {
-        let (key, csr, pem, ext) = (
-            format!("{file}.key"),
-            format!("{file}.csr"),
-            format!("{file}.pem"),
-            format!("{file}.ext"),
-        );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={}", names[0]),
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-            ],
-        );
-        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-        std::fs::write(
-            dir.join(&ext),
-            format!("subjectAltName={}\n", san.join(",")),
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                &pem,
-            ],
-        );
-    }
-    dir.join("ca.pem").display().to_string()
-}
+use common::{
+    Nsd, PASSWORD, add_user, free_port, installed, issue, local, python, serve, submit, temp_dir,
+    wait_mail,
+};
 
 /// (ca.pem, cert, key) for `name`.
 fn issued(dir: &Path, name: &str) -> (String, String, String) {
@@ -128,37 +45,6 @@ fn receiver(
     );
     let process = serve(&dir, &config, addr, tls.is_none());
     (dir, process)
-}
-
-/// Submits one message to `to`, with REQUIRETLS when `require`; what the
-/// server said about the extension after STARTTLS, and before it.
-fn submit(port: u16, to: &str, subject: &str, require: bool) -> String {
-    let script = r#"
-import smtplib, ssl, sys
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-port, password, to, subject, require = sys.argv[1:6]
-with smtplib.SMTP("127.0.0.1", int(port), timeout=20) as s:
-    s.ehlo()
-    before = s.has_extn("requiretls")
-    s.starttls(context=ctx)
-    s.ehlo()
-    after = s.has_extn("requiretls")
-    s.login("alice@a.test", password)
-    msg = ("From: alice@a.test\r\nTo: %s\r\nSubject: %s\r\n\r\nthe confidential body of %s\r\n"
-           % (to, subject, subject)).encode()
-    s.sendmail("alice@a.test", [to], msg, mail_options=["REQUIRETLS"] if require == "1" else [])
-    print("before", before, "after", after)
-"#;
-    python(
-        script,
-        &[
-            &port.to_string(),
-            PASSWORD,
-            to,
-            subject,
-            if require { "1" } else { "0" },
-        ],
-    )
 }
 
 /// B (a certificate from the test CA, which A trusts) and C (self-signed)

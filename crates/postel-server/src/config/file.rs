@@ -195,6 +195,8 @@ impl Default for RelayFile {
 pub(super) struct DnsFile {
     pub(super) servers: Vec<String>,
     pub(super) timeout_secs: Option<u64>,
+    pub(super) dnssec: bool,
+    pub(super) trust_anchor: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

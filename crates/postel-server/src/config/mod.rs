@@ -237,6 +237,9 @@ pub struct Config {
     pub dns_servers: Vec<SocketAddr>,
     /// DNS timeout per attempt.
     pub dns_timeout: Duration,
+    /// DNSSEC validation of outbound DNS answers (`[dns] dnssec`), which
+    /// DANE needs.
+    pub dnssec: postel_mx::Dnssec,
     /// How long a message may stay queued before it bounces.
     pub lifetime: Duration,
     /// Shortest retry interval.
@@ -280,6 +283,7 @@ impl Config {
             servers: self.dns_servers.clone(),
             timeout: self.dns_timeout,
             attempts: 2,
+            dnssec: self.dnssec.clone(),
         }
     }
 
@@ -578,6 +582,13 @@ impl Config {
             connection_idle: Duration::from_secs(file.relay.connection_idle_secs),
             dns_servers,
             dns_timeout: Duration::from_secs(file.dns.timeout_secs.unwrap_or(5).max(1)),
+            dnssec: match (file.dns.dnssec, file.dns.trust_anchor) {
+                (false, None) => postel_mx::Dnssec::Off,
+                (false, Some(_)) => {
+                    return Err(invalid("dns.trust_anchor", "needs dns.dnssec = true"));
+                }
+                (true, trust_anchor) => postel_mx::Dnssec::Validate { trust_anchor },
+            },
             lifetime: Duration::from_secs(file.queue.lifetime_secs),
             min_retry: Duration::from_secs(file.queue.min_retry_secs),
             max_retry: Duration::from_secs(file.queue.max_retry_secs),

@@ -20,10 +20,12 @@ mod lmtp;
 mod local;
 mod reports;
 pub(crate) use lmtp::probe as probe_lmtp;
+mod dane;
 mod mta_sts;
 mod policy;
 mod smtp;
 mod tls_rpt;
+pub(crate) use dane::explain as explain_dane;
 pub(crate) use mta_sts::MtaSts;
 pub(crate) use policy::{TlsChoice, trust_anchors};
 
@@ -113,6 +115,27 @@ fn log_outcomes(
             reply = %detail.reply, "delivery"
         );
     }
+}
+
+/// Each recipient's outcome from the exchanger `label`'s answers.
+fn outcomes_of(
+    indices: &[usize],
+    results: Vec<RecipientResult>,
+    label: &str,
+) -> Vec<(usize, Outcome)> {
+    let at = |stage, r| result(stage, Some(label.to_owned()), r);
+    indices
+        .iter()
+        .zip(results)
+        .map(|(&i, r)| {
+            let outcome = match r {
+                RecipientResult::Delivered(r) => Outcome::Delivered(at(Stage::Data, r)),
+                RecipientResult::Transient(r) => Outcome::Deferred(at(Stage::Rcpt, r)),
+                RecipientResult::Permanent(r) => Outcome::Failed(at(Stage::Rcpt, r)),
+            };
+            (i, outcome)
+        })
+        .collect()
 }
 
 fn result(stage: Stage, host: Option<String>, reply: Reply<'static>) -> AttemptResult {
@@ -540,8 +563,12 @@ impl Delivery {
             Err((false, r)) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),
         };
         let client_message = client_message(message, indices, body);
+        let dane = match self.dane_hosts(domain, &targets).await {
+            Ok(d) => d,
+            Err(r) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),
+        };
         let (choice, targets, sts) = match self
-            .tls_for(domain, message.envelope.requiretls, targets)
+            .tls_for(domain, message.envelope.requiretls, targets, &dane)
             .await
         {
             Ok(t) => t,
@@ -550,10 +577,25 @@ impl Delivery {
         let mut last = reply(451, (4, 4, 1), "No answer from any mail exchanger");
         let mut last_host = None;
         for (name, addrs) in targets {
+            let host_dane = dane.get(&name);
+            if let Some(dane::HostDane::Failed(why)) = host_dane {
+                // RFC 7672 section 2.2: never in cleartext; the next
+                // exchanger, or later.
+                info!(queue_id = %message.id, host = %name, why, "DANE look-up failed");
+                last = reply(451, (4, 7, 5), why);
+                last_host = Some(name.clone());
+                continue;
+            }
+            let choice = host_dane.map_or_else(|| choice.clone(), |d| choice.under_dane(d));
             for addr in addrs {
                 let label = format!("{name} [{}]", addr.ip());
-                let attempt =
-                    self.try_address(addr, (&name, &label), &client_message, choice, &message.id);
+                let attempt = self.try_address(
+                    addr,
+                    (&name, &label),
+                    &client_message,
+                    choice.clone(),
+                    &message.id,
+                );
                 let session = match attempt.await {
                     Ok(session) => session,
                     Err(r) => {
@@ -562,7 +604,12 @@ impl Delivery {
                         continue;
                     }
                 };
-                self.count_tls(domain, sts.as_ref(), (&name, addr), &session);
+                self.count_tls(
+                    domain,
+                    (sts.as_ref(), choice.dane.as_deref()),
+                    (&name, addr),
+                    &session,
+                );
                 match session {
                     Ok(smtp::Sent { results, dsn, .. }) => {
                         // A connection that failed before any recipient got
@@ -586,28 +633,7 @@ impl Delivery {
                                     .map(|(&i, _)| i),
                             );
                         }
-                        return indices
-                            .iter()
-                            .zip(results)
-                            .map(|(&i, r)| {
-                                let outcome = match r {
-                                    RecipientResult::Delivered(r) => Outcome::Delivered(result(
-                                        Stage::Data,
-                                        Some(label.clone()),
-                                        r,
-                                    )),
-                                    RecipientResult::Transient(r) => Outcome::Deferred(result(
-                                        Stage::Rcpt,
-                                        Some(label.clone()),
-                                        r,
-                                    )),
-                                    RecipientResult::Permanent(r) => {
-                                        Outcome::Failed(result(Stage::Rcpt, Some(label.clone()), r))
-                                    }
-                                };
-                                (i, outcome)
-                            })
-                            .collect();
+                        return outcomes_of(indices, results, &label);
                     }
                     Err(e) => {
                         info!(queue_id = %message.id, host = %label, error = %e, "session failed");

@@ -2,7 +2,9 @@
 //! `[[tls_policy]]`, the domain's MTA-STS policy, `verify_tls`, in that
 //! order; and the trust anchors verified TLS uses.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use postel_proto::types::Reply;
 use postel_session::client::TlsPolicy;
@@ -10,7 +12,7 @@ use postel_session::client::TlsPolicy;
 use super::{Delivery, mta_sts, reply};
 
 /// How one delivery uses TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TlsChoice {
     /// What the client does about STARTTLS.
     pub(crate) policy: TlsPolicy,
@@ -22,6 +24,9 @@ pub(crate) struct TlsChoice {
     /// The connection may carry other messages to the same address: it
     /// was opened under the policy every message without an override gets.
     pub(crate) shareable: bool,
+    /// DANE's TLSA records the certificate must match instead of the
+    /// PKIX check (RFC 7672).
+    pub(crate) dane: Option<Arc<Vec<postel_mx::Tlsa>>>,
     /// Why, for the log and `postel tls-policy check`.
     pub(crate) why: &'static str,
 }
@@ -43,6 +48,7 @@ impl TlsChoice {
             verify,
             observe: false,
             shareable,
+            dane: None,
             why,
         };
         if requiretls {
@@ -87,6 +93,40 @@ impl TlsChoice {
     }
 }
 
+impl TlsChoice {
+    /// The choice for an exchanger DANE governs: TLS is mandatory, and
+    /// authenticated by the TLSA records when there are usable ones. DANE
+    /// is verified TLS, as REQUIRETLS asks (RFC 8689 section 4.2.1); a
+    /// REQUIRETLS message keeps the PKIX check where no record is usable.
+    pub(crate) fn under_dane(&self, dane: &super::dane::HostDane) -> TlsChoice {
+        use super::dane::HostDane;
+        match dane {
+            HostDane::Records(records) => TlsChoice {
+                policy: TlsPolicy::Required,
+                verify: false,
+                observe: false,
+                shareable: false,
+                dane: Some(Arc::clone(records)),
+                why: "DANE",
+            },
+            HostDane::Unusable if !self.verify => TlsChoice {
+                policy: TlsPolicy::Required,
+                verify: false,
+                observe: false,
+                shareable: false,
+                dane: None,
+                why: "DANE: no usable TLSA record, TLS unauthenticated",
+            },
+            _ => self.clone(),
+        }
+    }
+}
+
+/// What DANE says of each exchanger of a domain, by name; empty when it
+/// says nothing (validation off, the operator's policy decides, or the
+/// domain's MX records did not validate).
+pub(crate) type DaneHosts = HashMap<String, super::dane::HostDane>;
+
 /// The TLS delivery to a domain uses, the exchangers it may use, and the
 /// MTA-STS policy that applied.
 type TlsFor = (
@@ -124,12 +164,16 @@ impl Delivery {
         domain: &str,
         requiretls: bool,
         mut targets: Vec<(String, Vec<SocketAddr>)>,
+        dane: &DaneHosts,
     ) -> Result<TlsFor, Reply<'static>> {
         let config = self.shared.config();
+        // DANE takes precedence over MTA-STS (RFC 8461 section 2).
+        let dane_applies = dane.values().any(super::dane::HostDane::applies);
         let sts = match &self.resolver {
             Some(resolver)
                 if config.smarthost.is_none()
                     && !requiretls
+                    && !dane_applies
                     && config.tls_mode(domain).is_none() =>
             {
                 self.mta_sts.policy(resolver, domain).await
@@ -145,5 +189,38 @@ impl Delivery {
         }
         let choice = TlsChoice::decide(&config, domain, requiretls, sts.as_ref());
         Ok((choice, targets, sts))
+    }
+}
+
+impl Delivery {
+    /// What DANE says of each of `domain`'s exchangers (see [`DaneHosts`]);
+    /// the reply to defer with when the domain's DNSSEC status cannot be
+    /// had.
+    pub(super) async fn dane_hosts(
+        &self,
+        domain: &str,
+        targets: &[(String, Vec<SocketAddr>)],
+    ) -> Result<DaneHosts, Reply<'static>> {
+        let config = self.shared.config();
+        let mut hosts = DaneHosts::new();
+        let Some(resolver) = self.resolver.as_ref().filter(|r| r.validates()) else {
+            return Ok(hosts);
+        };
+        if config.smarthost.is_some() || config.tls_mode(domain).is_some() {
+            return Ok(hosts);
+        }
+        match super::dane::domain_secure(resolver, domain).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(hosts),
+            Err(e) => {
+                let why = format!("DNSSEC status of {domain} unknown: {e}");
+                return Err(reply(451, (4, 7, 5), &why));
+            }
+        }
+        for (name, _) in targets {
+            let dane = super::dane::for_host(resolver, name).await;
+            hosts.insert(name.clone(), dane);
+        }
+        Ok(hosts)
     }
 }

@@ -58,7 +58,9 @@ impl Delivery {
         }
         let mut conn = self.open(Stream::Plain(tcp), name, label, policy, false);
         let mut observed = None;
-        if choice.verify {
+        if let Some(records) = &choice.dane {
+            conn.tls = super::dane::DaneVerifier::client_config(Arc::clone(records));
+        } else if choice.verify {
             conn.tls = Arc::clone(&self.verified);
         } else if let (true, Some(verifier)) = (choice.observe, &self.observer) {
             let (config, seen) = crate::tls::observing_client_config(Arc::clone(verifier));

@@ -31,6 +31,8 @@ pub(crate) enum ResultType {
     CertificateNotTrusted,
     /// Any other failure of the handshake or of validation.
     ValidationFailure,
+    /// The certificate matches none of DANE's TLSA records.
+    TlsaInvalid,
 }
 
 impl ResultType {
@@ -41,6 +43,7 @@ impl ResultType {
             ResultType::CertificateExpired => "certificate-expired",
             ResultType::CertificateNotTrusted => "certificate-not-trusted",
             ResultType::ValidationFailure => "validation-failure",
+            ResultType::TlsaInvalid => "tlsa-invalid",
         }
     }
 
@@ -63,11 +66,11 @@ impl ResultType {
 /// The policy a domain's sessions ran under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PolicyDesc {
-    /// `sts` or `no-policy-found`.
+    /// `sts`, `tlsa` or `no-policy-found`.
     pub(crate) kind: &'static str,
     /// The policy's lines (for `sts`).
     pub(crate) lines: Vec<String>,
-    /// The exchanger patterns (for `sts`).
+    /// The exchanger patterns (for `sts`), the exchanger (for `tlsa`).
     pub(crate) mx: Vec<String>,
 }
 
@@ -180,7 +183,9 @@ fn report(
         "policy-type": policy.kind,
         "policy-domain": domain,
     });
-    if policy.kind == "sts" {
+    // RFC 8460 section 4.4: the policy's lines or the TLSA records, and
+    // the exchanger patterns or the exchanger.
+    if matches!(policy.kind, "sts" | "tlsa") {
         policy_json["policy-string"] = json!(policy.lines);
         policy_json["mx-host"] = json!(policy.mx);
     }
@@ -267,7 +272,10 @@ impl super::Delivery {
     pub(super) fn count_tls(
         &self,
         domain: &str,
-        sts: Option<&super::mta_sts::Policy>,
+        (sts, dane): (
+            Option<&super::mta_sts::Policy>,
+            Option<&Vec<postel_mx::Tlsa>>,
+        ),
         (name, addr): (&str, SocketAddr),
         session: &Result<super::smtp::Sent, super::smtp::SessionFailure>,
     ) {
@@ -275,13 +283,18 @@ impl super::Delivery {
         if config.tls_rpt.is_none() || config.smarthost.is_some() {
             return;
         }
-        let policy = match sts {
-            Some(p) => PolicyDesc {
+        let policy = match (dane, sts) {
+            (Some(records), _) => PolicyDesc {
+                kind: "tlsa",
+                lines: super::dane::describe(records),
+                mx: vec![name.to_owned()],
+            },
+            (None, Some(p)) => PolicyDesc {
                 kind: "sts",
                 lines: p.lines(),
                 mx: p.mx.clone(),
             },
-            None => PolicyDesc {
+            (None, None) => PolicyDesc {
                 kind: "no-policy-found",
                 lines: Vec::new(),
                 mx: Vec::new(),
@@ -297,9 +310,12 @@ impl super::Delivery {
             Err(_) => return,
         };
         match (handshake, session) {
+            (Some(e), _) if dane.is_some() && e.contains("TLSA") => failed(ResultType::TlsaInvalid),
             (Some(e), _) => failed(ResultType::of_tls_error(e)),
             (None, Ok(sent)) if sent.tls => self.tls_rpt.success(domain, policy.clone()),
-            (None, _) if sts.is_some() => failed(ResultType::StarttlsNotSupported),
+            (None, _) if sts.is_some() || dane.is_some() => {
+                failed(ResultType::StarttlsNotSupported);
+            }
             (None, _) => {}
         }
     }
