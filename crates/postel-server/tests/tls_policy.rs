@@ -180,7 +180,8 @@ fn operator_tls_policies_verify_defer_and_none() {
 }
 
 /// Serves `dir/HOST.txt` as `https://HOST/.well-known/mta-sts.txt` on
-/// `ip`:443, with a certificate from the test CA.
+/// `ip`:443, with a certificate from the test CA; takes TLS reports
+/// posted to `/tlsrpt` into `dir/posted-N.HOST.gz`.
 fn policy_server(ip: &str, dir: &Path, cert: &str, key: &str) -> common::Process {
     let script = r#"
 import http.server, os, ssl, sys
@@ -197,6 +198,17 @@ class Policy(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_POST(self):
+        host = (self.headers.get("Host") or "").split(":")[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if self.path != "/tlsrpt" or self.headers.get("Content-Type") != "application/tlsrpt+gzip":
+            self.send_error(400); return
+        n = len([f for f in os.listdir(root) if f.startswith("posted-")])
+        open(os.path.join(root, "posted-%d.%s.gz" % (n, host)), "wb").write(body)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
     def log_message(self, *args):
         pass
 server = http.server.HTTPServer((ip, 443), Policy)
@@ -222,8 +234,13 @@ d IN MX 10 mx.d\nmx.d IN A 127.0.0.5\n_mta-sts.d IN TXT \"v=STSv1; id=1\"\nmta-s
 e IN MX 10 mx.e\nmx.e IN A 127.0.0.3\n_mta-sts.e IN TXT \"v=STSv1; id=1\"\nmta-sts.e IN A 127.0.0.4\n\
 f IN MX 10 other.f\nother.f IN A 127.0.0.2\n_mta-sts.f IN TXT \"v=STSv1; id=1\"\nmta-sts.f IN A 127.0.0.4\n\
 _smtp._tls.b IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n_smtp._tls.c IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n\
-_smtp._tls.d IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test,https://reports.example/tlsrpt\"\n\
-_smtp._tls.e IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n";
+_smtp._tls.d IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test,https://reports.test/tlsrpt\"\n\
+reports IN A 127.0.0.4\n\
+_smtp._tls.e IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n\
+g IN MX 10 mx.g\nmx.g IN A 127.0.0.3\n_mta-sts.g IN TXT \"v=STSv1; id=1\"\nmta-sts.g IN A 127.0.0.4\n\
+_smtp._tls.g IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n\
+h IN MX 10 mx.h\nmx.h IN A 127.0.0.3\n_mta-sts.h IN TXT \"v=STSv1; id=1\"\nmta-sts.h IN A 127.0.0.4\n\
+_smtp._tls.h IN TXT \"v=TLSRPTv1; rua=mailto:reports@a.test\"\n";
 
 fn enforce(mx: &str) -> String {
     format!("version: STSv1\nmode: enforce\nmx: {mx}\nmax_age: 86400\n")
@@ -255,6 +272,8 @@ fn mta_sts_policies_are_fetched_cached_and_enforced() {
                     "mta-sts.d.test",
                     "mta-sts.e.test",
                     "mta-sts.f.test",
+                    "mta-sts.h.test",
+                    "reports.test",
                 ],
             ),
         ],
@@ -288,6 +307,7 @@ fn mta_sts_policies_are_fetched_cached_and_enforced() {
     let c_config = format!(
         "hostname = \"mx.c.test\"\ndata_dir = \"data\"\n[[listener]]\naddress = \"{c_addr}\"\nrole = \"mx\"\n\
 [[domain]]\nname = \"c.test\"\nmailboxes = [\"bob\"]\n[[domain]]\nname = \"e.test\"\nmailboxes = [\"bob\"]\n\
+[[domain]]\nname = \"g.test\"\nmailboxes = [\"bob\"]\n[[domain]]\nname = \"h.test\"\nmailboxes = [\"bob\"]\n\
 [tls]\ncert = \"{}\"\nkey = \"{}\"\n",
         pem("wrong.pem"),
         pem("wrong.key")
@@ -328,6 +348,20 @@ fn mta_sts_policies_are_fetched_cached_and_enforced() {
     submit(submission, "bob@e.test", "sts-testing", false);
     let mail = wait_mail(&c_dir, "e.test", "bob", 1, Duration::from_secs(20));
     assert_eq!(mail.len(), 1, "testing does not enforce");
+    // The record says a policy exists, but none can be had: the policy
+    // host's certificate is not for its name (g), there is no policy file
+    // (h, 404). Delivered as without one, and the failed fetch reported.
+    for domain in ["g", "h"] {
+        submit(
+            submission,
+            &format!("bob@{domain}.test"),
+            "sts-unfetchable",
+            false,
+        );
+        let d = format!("{domain}.test");
+        let mail = wait_mail(&c_dir, &d, "bob", 1, Duration::from_secs(20));
+        assert_eq!(mail.len(), 1, "{d}: no policy, opportunistic TLS");
+    }
     // Enforced: a certificate for another name, no STARTTLS, an exchanger
     // the policy does not name: each deferred, never sent.
     submit(submission, "bob@c.test", "sts-wrong-name", false);
@@ -380,13 +414,16 @@ for path in sys.argv[1:]:
         assert key in r, key
     assert r["date-range"]["start-datetime"].endswith("Z") and r["date-range"]["end-datetime"].endswith("Z")
     p = r["policies"][0]
-    assert p["policy"]["policy-type"] == "sts", p
-    assert isinstance(p["policy"]["policy-string"], list) and isinstance(p["policy"]["mx-host"], list)
+    assert p["policy"]["policy-type"] in ("sts", "no-policy-found"), p
+    if p["policy"]["policy-type"] == "sts":
+        assert isinstance(p["policy"]["policy-string"], list) and isinstance(p["policy"]["mx-host"], list)
     s = p["summary"]
     assert isinstance(s["total-successful-session-count"], int) and isinstance(s["total-failure-session-count"], int)
     kinds = sorted({d["result-type"] for d in p.get("failure-details", [])})
     for d in p.get("failure-details", []):
-        assert d["receiving-mx-hostname"] and d["receiving-ip"] and d["failed-session-count"] > 0
+        assert d["failed-session-count"] > 0
+        if not d["result-type"].startswith("sts-"):
+            assert d["receiving-mx-hostname"] and d["receiving-ip"]
     assert m["TLS-Report-Domain"] == p["policy"]["policy-domain"]
     # A domain whose sessions fell in two periods has two reports: merged.
     ok, failed, seen = out.get(p["policy"]["policy-domain"], (False, False, []))
@@ -414,7 +451,7 @@ print(json.dumps(out, sort_keys=True))
         } else {
             python(script, &args)
         };
-        if ["b.test", "c.test", "d.test", "e.test"]
+        if ["b.test", "c.test", "d.test", "e.test", "g.test", "h.test"]
             .iter()
             .all(|d| seen.contains(d))
             || started.elapsed() > Duration::from_secs(40)
@@ -425,8 +462,23 @@ print(json.dumps(out, sort_keys=True))
     };
     assert_eq!(
         seen.trim(),
-        r#"{"b.test": [true, false, []], "c.test": [false, true, ["certificate-host-mismatch"]], "d.test": [false, true, ["starttls-not-supported"]], "e.test": [false, true, ["certificate-host-mismatch"]]}"#
+        r#"{"b.test": [true, false, []], "c.test": [false, true, ["certificate-host-mismatch"]], "d.test": [false, true, ["starttls-not-supported"]], "e.test": [false, true, ["certificate-host-mismatch"]], "g.test": [true, true, ["sts-webpki-invalid"]], "h.test": [true, true, ["sts-policy-fetch-error"]]}"#
     );
+
+    // d.test's record also names an https: address: the same report,
+    // POSTed there.
+    let posted: Vec<_> = std::fs::read_dir(&policies)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("posted-"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(!posted.is_empty(), "a report was posted");
+    let domains = python(
+        "import gzip, json, sys\nprint(sorted({json.loads(gzip.decompress(open(p, 'rb').read()))['policies'][0]['policy']['policy-domain'] for p in sys.argv[1:]}))",
+        &posted.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(domains.trim(), "['d.test']", "{posted:?}");
 
     // The policy server goes away and A restarts: the cached policy holds.
     https.terminate(Duration::from_secs(2));

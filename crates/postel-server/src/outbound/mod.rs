@@ -21,6 +21,7 @@ mod local;
 mod reports;
 pub(crate) use lmtp::probe as probe_lmtp;
 mod dane;
+mod https;
 mod mta_sts;
 mod policy;
 mod smtp;

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use postel_mx::{Answer, HickoryResolver, Resolver as _};
+use postel_mx::{Answer, HickoryResolver};
+
+use super::tls_rpt::ResultType;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::{info, warn};
 
 /// Longest policy body read (RFC 8461 section 3.3 suggests 64 KiB).
@@ -190,6 +191,16 @@ impl MtaSts {
     /// published one, a fresh fetch when the id changed, and the cached one
     /// again when the record or the fetch fails (RFC 8461 section 5.1).
     pub(crate) async fn policy(&self, resolver: &HickoryResolver, domain: &str) -> Option<Policy> {
+        self.policy_reporting(resolver, domain).await.0
+    }
+
+    /// [`MtaSts::policy`], and how a fetch that was due failed, for
+    /// TLS-RPT (RFC 8460 section 4.3.2).
+    pub(crate) async fn policy_reporting(
+        &self,
+        resolver: &HickoryResolver,
+        domain: &str,
+    ) -> (Option<Policy>, Option<ResultType>) {
         let now = secs(SystemTime::now());
         let cached = self.cached(domain, now);
         let id = match resolver.txt(&format!("_mta-sts.{domain}")).await {
@@ -197,12 +208,12 @@ impl MtaSts {
             _ => None,
         };
         let Some(id) = id else {
-            return cached.map(|c| c.policy);
+            return (cached.map(|c| c.policy), None);
         };
         if let Some(c) = &cached
             && c.id == id
         {
-            return Some(c.policy.clone());
+            return (Some(c.policy.clone()), None);
         }
         match self.fetch(resolver, domain).await {
             Ok(policy) => {
@@ -215,92 +226,58 @@ impl MtaSts {
                         expires: now + policy.max_age,
                     },
                 );
-                Some(policy)
+                (Some(policy), None)
             }
-            Err(e) => {
+            Err((kind, e)) => {
                 warn!(domain, error = %e, "MTA-STS policy fetch failed");
-                cached.map(|c| c.policy)
+                (cached.map(|c| c.policy), Some(kind))
             }
         }
     }
 
     /// GET `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`, bounded in
     /// size and time, no redirects, the certificate verified.
-    async fn fetch(&self, resolver: &HickoryResolver, domain: &str) -> Result<Policy, String> {
-        tokio::time::timeout(FETCH_TIMEOUT, self.get(resolver, domain))
+    async fn fetch(
+        &self,
+        resolver: &HickoryResolver,
+        domain: &str,
+    ) -> Result<Policy, (ResultType, String)> {
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, self.get(resolver, domain))
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| "timed out".to_owned());
+        match fetched {
+            Ok(Ok(body)) => Policy::parse(&body).map_err(|e| (ResultType::StsPolicyInvalid, e)),
+            Ok(Err(e)) if e.contains("certificate") => Err((ResultType::StsWebpkiInvalid, e)),
+            Ok(Err(e)) | Err(e) => Err((ResultType::StsPolicyFetchError, e)),
+        }
     }
 
-    async fn get(&self, resolver: &HickoryResolver, domain: &str) -> Result<Policy, String> {
+    /// The policy body.
+    async fn get(&self, resolver: &HickoryResolver, domain: &str) -> Result<String, String> {
         let host = format!("mta-sts.{domain}");
-        let mut addrs = Vec::new();
-        for answer in [resolver.ipv4(&host).await, resolver.ipv6(&host).await] {
-            if let Ok(Answer::Records { records, .. }) = answer {
-                addrs.extend(records);
-            }
+        let response = super::https::request(
+            resolver,
+            &self.tls,
+            (&host, 443),
+            ("GET", "/.well-known/mta-sts.txt", ""),
+            &[],
+            MAX_POLICY + 16 * 1024,
+        )
+        .await?;
+        if response.status != 200 {
+            return Err(format!("HTTP status {}", response.status));
         }
-        let addr = addrs
-            .first()
-            .ok_or_else(|| format!("{host} has no address"))?;
-        let tcp = tokio::net::TcpStream::connect((*addr, 443))
-            .await
-            .map_err(|e| format!("{host}: {e}"))?;
-        let name =
-            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("{host}: {e}"))?;
-        let request = format!(
-            "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: {host}\r\nUser-Agent: postel\r\n\r\n"
-        );
-        tls.write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        let read = (&mut tls)
-            .take((MAX_POLICY + 16 * 1024) as u64)
-            .read_to_end(&mut response)
-            .await;
-        match read {
-            Ok(_) => {}
-            // Many HTTP servers close without TLS's close_notify; with
-            // HTTP/1.0 the end of the connection is the end of the body.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-            Err(e) => return Err(e.to_string()),
-        }
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or("no end of the response header")?;
-        let mut lines = head.lines();
-        let status = lines.next().unwrap_or_default();
-        if status.split_whitespace().nth(1) != Some("200") {
-            return Err(format!("{status:?}"));
-        }
-        let (mut text_plain, mut length) = (false, None);
-        for line in lines {
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            if k.eq_ignore_ascii_case("content-type") {
-                text_plain = v.trim().to_ascii_lowercase().starts_with("text/plain");
-            } else if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse::<usize>().ok();
-            }
-        }
+        let text_plain = response
+            .field("content-type")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/plain"));
         if !text_plain {
             return Err("not text/plain".into());
         }
-        // A connection cut short is not a policy.
-        if length.is_some_and(|n| n != body.len()) {
-            return Err("the body is shorter or longer than its Content-Length".into());
-        }
+        let body = String::from_utf8_lossy(&response.body);
         if body.len() > MAX_POLICY {
             return Err("policy too long".into());
         }
-        Policy::parse(body)
+        Ok(body.into_owned())
     }
 }
 

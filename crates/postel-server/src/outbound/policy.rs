@@ -176,7 +176,11 @@ impl Delivery {
                     && !dane_applies
                     && config.tls_mode(domain).is_none() =>
             {
-                self.mta_sts.policy(resolver, domain).await
+                let (policy, failed) = self.mta_sts.policy_reporting(resolver, domain).await;
+                if let Some(why) = failed {
+                    self.count_fetch_failure(domain, policy.as_ref(), why);
+                }
+                policy
             }
             _ => None,
         };

@@ -33,6 +33,12 @@ pub(crate) enum ResultType {
     ValidationFailure,
     /// The certificate matches none of DANE's TLSA records.
     TlsaInvalid,
+    /// The MTA-STS policy could not be fetched.
+    StsPolicyFetchError,
+    /// The MTA-STS policy fetched is not a policy.
+    StsPolicyInvalid,
+    /// The policy host's certificate did not verify.
+    StsWebpkiInvalid,
 }
 
 impl ResultType {
@@ -44,6 +50,9 @@ impl ResultType {
             ResultType::CertificateNotTrusted => "certificate-not-trusted",
             ResultType::ValidationFailure => "validation-failure",
             ResultType::TlsaInvalid => "tlsa-invalid",
+            ResultType::StsPolicyFetchError => "sts-policy-fetch-error",
+            ResultType::StsPolicyInvalid => "sts-policy-invalid",
+            ResultType::StsWebpkiInvalid => "sts-webpki-invalid",
         }
     }
 
@@ -171,12 +180,16 @@ fn report(
         .failures
         .iter()
         .map(|((why, mx, ip), n)| {
-            json!({
+            let mut detail = json!({
                 "result-type": why.as_str(),
-                "receiving-mx-hostname": mx,
-                "receiving-ip": ip,
                 "failed-session-count": n,
-            })
+            });
+            // A policy fetch that failed involved no exchanger.
+            if !mx.is_empty() {
+                detail["receiving-mx-hostname"] = json!(mx);
+                detail["receiving-ip"] = json!(ip);
+            }
+            detail
         })
         .collect();
     let mut policy_json = json!({
@@ -212,9 +225,42 @@ fn report(
     .to_string()
 }
 
+/// The policy of sessions under `sts`, or under none.
+fn describe_sts(sts: Option<&super::mta_sts::Policy>) -> PolicyDesc {
+    match sts {
+        Some(p) => PolicyDesc {
+            kind: "sts",
+            lines: p.lines(),
+            mx: p.mx.clone(),
+        },
+        None => PolicyDesc {
+            kind: "no-policy-found",
+            lines: Vec::new(),
+            mx: Vec::new(),
+        },
+    }
+}
+
 /// The `mailto:` addresses of a `_smtp._tls` record set (RFC 8460 section
 /// 3): exactly one record starting with `v=TLSRPTv1`.
 pub(crate) fn mailto_addresses(records: &[Vec<u8>]) -> Vec<String> {
+    report_uris(records, "mailto:")
+        .into_iter()
+        .map(|a| a.split('!').next().unwrap_or(&a).to_owned())
+        .filter(|a| a.contains('@'))
+        .collect()
+}
+
+/// The `https:` addresses of a `_smtp._tls` record set.
+pub(crate) fn https_addresses(records: &[Vec<u8>]) -> Vec<String> {
+    report_uris(records, "https:")
+        .into_iter()
+        .map(|u| format!("https:{u}"))
+        .collect()
+}
+
+/// The `rua` URIs with `scheme`, the scheme taken off.
+fn report_uris(records: &[Vec<u8>], scheme: &str) -> Vec<String> {
     let Some(one) = super::versioned_record(records, b"v=TLSRPTv1") else {
         return Vec::new();
     };
@@ -222,10 +268,16 @@ pub(crate) fn mailto_addresses(records: &[Vec<u8>]) -> Vec<String> {
     text.split(';')
         .filter_map(|f| f.trim().strip_prefix("rua="))
         .flat_map(|v| v.split(','))
-        .filter_map(|uri| uri.trim().strip_prefix("mailto:"))
-        .map(|a| a.split('!').next().unwrap_or(a).to_owned())
-        .filter(|a| a.contains('@'))
+        .filter_map(|uri| uri.trim().strip_prefix(scheme))
+        .map(str::to_owned)
         .collect()
+}
+
+/// The report gzipped, as both ways of sending it carry it.
+fn gzip(report: &str) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = gz.write_all(report.as_bytes());
+    gz.finish().unwrap_or_default()
 }
 
 /// The report as mail (RFC 8460 section 5.3): multipart/report with the
@@ -238,10 +290,7 @@ pub(crate) fn message(
     report: &str,
     now: SystemTime,
 ) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let _ = gz.write_all(report.as_bytes());
-    let gzipped = gz.finish().unwrap_or_default();
-    let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &gzipped);
+    let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, gzip(report));
     let lines: Vec<String> = body
         .as_bytes()
         .chunks(76)
@@ -289,16 +338,7 @@ impl super::Delivery {
                 lines: super::dane::describe(records),
                 mx: vec![name.to_owned()],
             },
-            (None, Some(p)) => PolicyDesc {
-                kind: "sts",
-                lines: p.lines(),
-                mx: p.mx.clone(),
-            },
-            (None, None) => PolicyDesc {
-                kind: "no-policy-found",
-                lines: Vec::new(),
-                mx: Vec::new(),
-            },
+            (None, sts) => describe_sts(sts),
         };
         let ip = addr.ip().to_string();
         let failed = |why| self.tls_rpt.failure(domain, policy.clone(), why, name, &ip);
@@ -320,6 +360,21 @@ impl super::Delivery {
         }
     }
 
+    /// A policy fetch for `domain` that failed, counted under the policy
+    /// its sessions then use (`sts` from the cache, or none).
+    pub(super) fn count_fetch_failure(
+        &self,
+        domain: &str,
+        sts: Option<&super::mta_sts::Policy>,
+        why: ResultType,
+    ) {
+        let config = self.shared.config();
+        if config.tls_rpt.is_none() || config.smarthost.is_some() {
+            return;
+        }
+        self.tls_rpt.failure(domain, describe_sts(sts), why, "", "");
+    }
+
     /// TLS-RPT: at the end of each `period`, its reports.
     pub(super) async fn report_tls_every(self: Arc<Self>, period: Duration) {
         let mut tick = tokio::time::interval(period);
@@ -330,9 +385,10 @@ impl super::Delivery {
         }
     }
 
-    /// Sends the reports of the period that ended: to each domain whose
-    /// `_smtp._tls` record names `mailto:` addresses, a report through the
-    /// queue, from the null sender, DKIM-signed when our keys allow.
+    /// Sends the reports of the period that ended, to each domain whose
+    /// `_smtp._tls` record asks: to its `mailto:` addresses through the
+    /// queue, from the null sender, DKIM-signed when our keys allow; to
+    /// its `https:` addresses by POST (RFC 8460 section 5.3).
     async fn report_tls(&self) {
         let config = self.shared.config();
         let host = config.hostname.to_string();
@@ -347,43 +403,87 @@ impl super::Delivery {
             else {
                 continue;
             };
-            let to = mailto_addresses(&records);
-            let recipients: Vec<NewRecipient> = to
-                .iter()
-                .filter_map(|a| postel_proto::types::Mailbox::try_from(a.as_str()).ok())
-                .map(|m| NewRecipient {
-                    address: postel_proto::types::ForwardPath::Mailbox(m.into_owned()),
-                    orcpt: None,
-                    notify: Some(postel_proto::types::Notify::NEVER),
-                })
-                .collect();
-            if recipients.is_empty() {
-                continue;
-            }
-            let from = format!("TLS reports <postmaster@{host}>");
-            let bytes = message(&from, &to.join(", "), &domain, &host, &report, now);
-            let envelope = NewMessage {
-                return_path: postel_proto::types::ReversePath::Null,
-                envid: None,
-                ret: None,
-                body_type: postel_proto::types::BodyType::SevenBit,
-                smtputf8: false,
-                requiretls: false,
-                arrival: postel_queue::model::Arrival::default(),
-                recipients,
-            };
-            match self
-                .shared
-                .queue
-                .enqueue(envelope, self.signed(bytes), now)
-                .await
-            {
-                Ok(id) => {
-                    info!(domain, report = %id, "TLS report queued");
-                    self.shared.wake.notify_one();
+            for url in https_addresses(&records) {
+                match self.post_report(resolver, &url, &report).await {
+                    Ok(()) => info!(domain, url, "TLS report posted"),
+                    Err(e) => warn!(domain, url, error = %e, "cannot post the TLS report"),
                 }
-                Err(e) => warn!(domain, error = %e, "cannot queue the TLS report"),
             }
+            self.mail_report(&domain, &mailto_addresses(&records), &report, now)
+                .await;
+        }
+    }
+
+    /// POSTs the gzipped report to `url` (RFC 8460 section 5.3.2), over
+    /// TLS whose certificate verifies; any 2xx status is taken.
+    async fn post_report(
+        &self,
+        resolver: &postel_mx::HickoryResolver,
+        url: &str,
+        report: &str,
+    ) -> Result<(), String> {
+        let (host, port, path) = super::https::parse_url(url).ok_or("not an https URL")?;
+        let body = gzip(report);
+        let extra = format!(
+            "Content-Type: application/tlsrpt+gzip\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        let posted = super::https::request(
+            resolver,
+            &self.verified,
+            (&host, port),
+            ("POST", &path, &extra),
+            &body,
+            64 * 1024,
+        );
+        let response = tokio::time::timeout(Duration::from_secs(30), posted)
+            .await
+            .map_err(|_| "timed out".to_owned())??;
+        if (200..300).contains(&response.status) {
+            Ok(())
+        } else {
+            Err(format!("HTTP status {}", response.status))
+        }
+    }
+
+    /// Queues the report as mail to `to`.
+    async fn mail_report(&self, domain: &str, to: &[String], report: &str, now: SystemTime) {
+        let host = self.shared.config().hostname.to_string();
+        let recipients: Vec<NewRecipient> = to
+            .iter()
+            .filter_map(|a| postel_proto::types::Mailbox::try_from(a.as_str()).ok())
+            .map(|m| NewRecipient {
+                address: postel_proto::types::ForwardPath::Mailbox(m.into_owned()),
+                orcpt: None,
+                notify: Some(postel_proto::types::Notify::NEVER),
+            })
+            .collect();
+        if recipients.is_empty() {
+            return;
+        }
+        let from = format!("TLS reports <postmaster@{host}>");
+        let bytes = message(&from, &to.join(", "), domain, &host, report, now);
+        let envelope = NewMessage {
+            return_path: postel_proto::types::ReversePath::Null,
+            envid: None,
+            ret: None,
+            body_type: postel_proto::types::BodyType::SevenBit,
+            smtputf8: false,
+            requiretls: false,
+            arrival: postel_queue::model::Arrival::default(),
+            recipients,
+        };
+        match self
+            .shared
+            .queue
+            .enqueue(envelope, self.signed(bytes), now)
+            .await
+        {
+            Ok(id) => {
+                info!(domain, report = %id, "TLS report queued");
+                self.shared.wake.notify_one();
+            }
+            Err(e) => warn!(domain, error = %e, "cannot queue the TLS report"),
         }
     }
 }
@@ -397,6 +497,12 @@ mod tests {
         assert_eq!(
             mailto_addresses(&[b"v=TLSRPTv1; rua=mailto:a@example.com,https://r.example/x, mailto:b@example.com!10m".to_vec()]),
             ["a@example.com", "b@example.com"]
+        );
+        assert_eq!(
+            https_addresses(&[
+                b"v=TLSRPTv1; rua=mailto:a@example.com, https://r.example/x".to_vec()
+            ]),
+            ["https://r.example/x"]
         );
         assert!(
             mailto_addresses(&[
