@@ -204,6 +204,111 @@ fn replies(c: &mut Criterion) {
     g.finish();
 }
 
+/// A transaction as Postfix pipelines it to a server with many recipients
+/// at one domain: MAIL, 50 RCPT, DATA, in one buffer.
+fn postfix_transaction() -> (Vec<u8>, usize) {
+    let mut t = b"MAIL FROM:<newsletter@lists.example.org> SIZE=48213 BODY=8BITMIME\r\n".to_vec();
+    for i in 0..50 {
+        t.extend_from_slice(format!("RCPT TO:<subscriber.{i:03}@example.net>\r\n").as_bytes());
+    }
+    t.extend_from_slice(b"DATA\r\n");
+    (t, 52)
+}
+
+/// Four BDAT chunks of 1 MiB, the last with LAST (RFC 3030), as one stream.
+fn bdat_stream() -> (Vec<u8>, usize) {
+    const CHUNK: usize = 1 << 20;
+    let body = data_body(4 * CHUNK, false);
+    let mut s = Vec::with_capacity(body.len() + 100);
+    for (i, chunk) in body.chunks(CHUNK).take(4).enumerate() {
+        let last = if i == 3 { " LAST" } else { "" };
+        s.extend_from_slice(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes());
+        s.extend_from_slice(chunk);
+    }
+    (s, 4 * CHUNK)
+}
+
+fn transactions(c: &mut Criterion) {
+    let opts = ParserOptions::STRICT;
+    let (txn, commands) = postfix_transaction();
+    let mut g = c.benchmark_group("transaction-50-rcpt");
+    g.throughput(Throughput::Bytes(txn.len() as u64));
+    g.bench_function(OURS, |b| {
+        b.iter(|| {
+            let mut rest = black_box(&txn[..]);
+            let mut n = 0;
+            while let Ok(Status::Complete { value, consumed }) = parse_command(rest, &opts) {
+                black_box(&value);
+                rest = &rest[consumed..];
+                n += 1;
+            }
+            assert_eq!(n, commands);
+        });
+    });
+    g.bench_function(SMTP_PROTO, |b| {
+        b.iter(|| {
+            let mut it = black_box(&txn[..]).iter();
+            let mut n = 0;
+            while it.len() > 0 {
+                let r = smtp_proto::Request::parse(&mut it);
+                assert!(r.is_ok());
+                black_box(r).ok();
+                n += 1;
+            }
+            assert_eq!(n, commands);
+        });
+    });
+    g.finish();
+
+    // Each crate's BDAT command parser and chunk reader, copying the chunks
+    // into one message buffer.
+    let (stream, size) = bdat_stream();
+    let mut g = c.benchmark_group("bdat-4x1MiB");
+    g.throughput(Throughput::Bytes(stream.len() as u64));
+    g.sample_size(30);
+    let mut out = Vec::with_capacity(size);
+    g.bench_function(OURS, |b| {
+        b.iter(|| {
+            out.clear();
+            let mut rest = black_box(&stream[..]);
+            while !rest.is_empty() {
+                let Ok(Status::Complete { value, consumed }) = parse_command(rest, &opts) else {
+                    panic!("not a command");
+                };
+                let postel_proto::types::Command::Bdat { size, .. } = value else {
+                    panic!("not BDAT");
+                };
+                rest = &rest[consumed..];
+                let mut chunk = postel_proto::framing::BdatReader::new(size);
+                let (data, done) = chunk.read(rest);
+                assert!(done);
+                out.extend_from_slice(data);
+                rest = &rest[data.len()..];
+            }
+            assert_eq!(out.len(), size);
+        });
+    });
+    g.bench_function(SMTP_PROTO, |b| {
+        b.iter(|| {
+            out.clear();
+            let mut it = black_box(&stream[..]).iter();
+            while it.len() > 0 {
+                let Ok(smtp_proto::Request::Bdat {
+                    chunk_size,
+                    is_last,
+                }) = smtp_proto::Request::parse(&mut it)
+                else {
+                    panic!("not BDAT");
+                };
+                let mut rx = smtp_proto::request::receiver::BdatReceiver::new(chunk_size, is_last);
+                assert!(rx.ingest(&mut it, &mut out));
+            }
+            assert_eq!(out.len(), size);
+        });
+    });
+    g.finish();
+}
+
 fn data(c: &mut Criterion) {
     const SIZE: usize = 4 << 20;
     for (name, dotted) in [("data-4MiB-plain", false), ("data-4MiB-dotted", true)] {
@@ -269,6 +374,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     commands(&mut c);
     replies(&mut c);
+    transactions(&mut c);
     data(&mut c);
     c.final_summary();
 
@@ -278,6 +384,8 @@ fn main() {
         .collect();
     rows.push(("command-pipelined".into(), OURS, vec![SMTP_PROTO]));
     rows.push(("command-chunked-16".into(), OURS, vec![SMTP_PROTO]));
+    rows.push(("transaction-50-rcpt".into(), OURS, vec![SMTP_PROTO]));
+    rows.push(("bdat-4x1MiB".into(), OURS, vec![SMTP_PROTO]));
     for r in [
         "reply-single",
         "reply-code-only-334",
