@@ -2,6 +2,8 @@
 
 use memchr::{memchr, memchr2};
 
+use crate::grammar::{HI, octets_equal};
+
 use crate::error::{Invalid, LineError, Status};
 
 /// A framed line.
@@ -31,15 +33,69 @@ pub fn frame_line(
     max: usize,
     allow_bare_lf: bool,
 ) -> Result<Status<Line<'_>>, Invalid<LineError>> {
-    let window = &input[..input.len().min(max)];
-    // One search finds the line end, or the first CR or LF out of place. Short
-    // lines (DATA, QUIT, a code-only reply) end before a SIMD search pays off.
-    const SHORT: usize = 16;
+    frame_line_ascii(input, max, allow_bare_lf).map(|s| match s {
+        Status::Complete { value, consumed } => Status::Complete {
+            value: value.0,
+            consumed,
+        },
+        Status::Incomplete => Status::Incomplete,
+    })
+}
+
+/// Octets of a line scanned word by word before a SIMD search pays off.
+const SHORT: usize = 64;
+
+/// The first CR or LF in `window[..SHORT]`, with whether every octet before
+/// it is ASCII; `None` when there is none there (the ASCII flag then covers
+/// the octets scanned). Eight octets at a time.
+#[inline]
+fn scan_short(window: &[u8]) -> (Option<usize>, bool) {
     let head = &window[..window.len().min(SHORT)];
-    let found = match head.iter().position(|&b| b == b'\r' || b == b'\n') {
-        Some(p) => Some(p),
-        None if window.len() > SHORT => memchr2(b'\r', b'\n', &window[SHORT..]).map(|p| p + SHORT),
-        None => None,
+    let mut high = 0u64;
+    let mut words = head.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let ends = octets_equal(w, b'\r') | octets_equal(w, b'\n');
+        if ends != 0 {
+            let k = (ends.trailing_zeros() / 8) as usize;
+            // The octets below the line end.
+            let below = (1u64 << (k * 8)) - 1;
+            return (Some(at + k), (high | (w & below)) & HI == 0);
+        }
+        high |= w;
+        at += 8;
+    }
+    let mut ascii = high & HI == 0;
+    for (k, &b) in words.remainder().iter().enumerate() {
+        if b == b'\r' || b == b'\n' {
+            return (Some(at + k), ascii);
+        }
+        ascii &= b < 0x80;
+    }
+    (None, ascii)
+}
+
+/// [`frame_line`], and whether the line is ASCII: the command parser then
+/// needs no UTF-8 validation. One pass finds the line end and the high bits
+/// for lines of up to 64 octets; longer ones take a SIMD search and an ASCII
+/// check of the line.
+#[inline]
+pub(crate) fn frame_line_ascii(
+    input: &[u8],
+    max: usize,
+    allow_bare_lf: bool,
+) -> Result<Status<(Line<'_>, bool)>, Invalid<LineError>> {
+    let window = &input[..input.len().min(max)];
+    let (found, ascii) = match scan_short(window) {
+        (Some(p), ascii) => (Some(p), Some(ascii)),
+        (None, _) if window.len() > SHORT => (
+            memchr2(b'\r', b'\n', &window[SHORT..]).map(|p| p + SHORT),
+            None,
+        ),
+        (None, _) => (None, None),
     };
     let Some(end) = found else {
         if input.len() < max {
@@ -57,9 +113,7 @@ pub fn frame_line(
     if input[end] == b'\r' {
         return match input.get(end + 1) {
             Some(b'\n') if end + 2 <= max => Ok(Status::Complete {
-                value: Line {
-                    content: &input[..end],
-                },
+                value: line(&input[..end], ascii),
                 consumed: end + 2,
             }),
             Some(b'\n') => Err(Invalid::line(LineError::TooLong { max }, end + 2)),
@@ -85,11 +139,18 @@ pub fn frame_line(
         return Err(Invalid::line(LineError::TooLong { max }, consumed));
     }
     Ok(Status::Complete {
-        value: Line {
-            content: &input[..end],
-        },
+        value: line(&input[..end], ascii),
         consumed,
     })
+}
+
+/// A framed line and whether it is ASCII, checking only when the scan did not.
+#[inline]
+fn line(content: &[u8], ascii: Option<bool>) -> (Line<'_>, bool) {
+    (
+        Line { content },
+        ascii.unwrap_or_else(|| content.is_ascii()),
+    )
 }
 
 /// Octets up to and including the next LF, or `None` when there is none yet.
@@ -101,6 +162,52 @@ pub fn skip_line(input: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The flag that lets the command parser skip UTF-8 validation is
+        /// exactly `is_ascii` of the framed line, on any input.
+        #[test]
+        fn the_ascii_flag_is_is_ascii(input in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::strategy::Just(b'\r'),
+                proptest::strategy::Just(b'\n'),
+                proptest::strategy::Just(b'a'),
+            ],
+            0..200,
+        ), max in 1usize..160, lf: bool) {
+            if let Ok(Status::Complete { value: (line, ascii), .. }) = frame_line_ascii(&input, max, lf) {
+                proptest::prop_assert_eq!(ascii, line.content.is_ascii());
+                let plain = frame_line(&input, max, lf);
+                let same = matches!(plain, Ok(Status::Complete { value, .. }) if value == line);
+                proptest::prop_assert!(same, "frame_line disagrees");
+            }
+        }
+    }
+
+    #[test]
+    fn the_scan_finds_each_line_end_and_high_octet() {
+        for len in 0..80usize {
+            for end in [b'\r', b'\n'] {
+                for high in [None, Some(0), Some(len / 2), Some(len.saturating_sub(1))] {
+                    let mut line = vec![b'a'; len];
+                    if let Some(h) = high.filter(|&h| h < len) {
+                        line[h] = 0xc3;
+                    }
+                    let mut input = line.clone();
+                    input.push(end);
+                    input.extend_from_slice(b"\n\xc3tail");
+                    let (found, ascii) = scan_short(&input);
+                    if len < SHORT {
+                        assert_eq!(found, Some(len), "{len}");
+                        assert_eq!(ascii, line.is_ascii(), "{len} {high:?}");
+                    } else {
+                        assert_eq!(found, None);
+                    }
+                }
+            }
+        }
+    }
 
     fn err(input: &[u8], max: usize) -> Invalid<LineError> {
         frame_line(input, max, false).unwrap_err()

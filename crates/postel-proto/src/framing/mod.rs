@@ -7,7 +7,7 @@
 
 mod bdat;
 mod data;
-mod line;
+pub(crate) mod line;
 mod reader;
 mod trace;
 
