@@ -78,18 +78,7 @@ pub fn parse_command_line<'a>(
 /// ASCII, with UTF-8 validation otherwise.
 #[inline]
 fn as_text<'a>(rest: &'a [u8], ascii: bool, verb: &'static str) -> Result<&'a str, CommandError> {
-    if ascii {
-        debug_assert!(rest.is_ascii());
-        // SAFETY: `ascii` is true only when every octet of the line is below
-        // 0x80 (`frame_line_ascii`, or `is_ascii` in `parse_command_line`),
-        // and ASCII is valid UTF-8. The one unsafe block of the command
-        // parser: UTF-8 validation was an eighth of a RCPT's parse time (perf
-        // on the command benchmarks); tests/roundtrip.rs checks that the
-        // framer's flag agrees with `is_ascii` on arbitrary input.
-        #[allow(unsafe_code)]
-        return Ok(unsafe { std::str::from_utf8_unchecked(rest) });
-    }
-    std::str::from_utf8(rest).map_err(|_| CommandError::NotUtf8 { verb })
+    super::text_of(rest, ascii).map_err(|_| CommandError::NotUtf8 { verb })
 }
 
 /// [`parse_command_line`] of a line whose ASCII-ness is known.

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::error::{Invalid, ReplyError, Status};
-use crate::framing::frame_line;
+use crate::framing::line::frame_line_ascii;
 use crate::grammar;
 use crate::limits::ParserOptions;
 use crate::types::{Capabilities, Capability, Mechanism, Reply};
@@ -47,19 +47,19 @@ pub fn parse_ehlo_reply<'a>(
     let mut pos = 0;
     let mut first = true;
     loop {
-        let (content, used) =
-            match frame_line(&input[pos..], opts.limits.reply_line, opts.allow_bare_lf) {
-                Ok(Status::Complete { value, consumed }) => (value.content, consumed),
-                Ok(Status::Incomplete) => return Ok(Status::Incomplete),
-                Err(_) => return map_refused(input, opts),
-            };
+        let framed = frame_line_ascii(&input[pos..], opts.limits.reply_line, opts.allow_bare_lf);
+        let ((content, ascii), used) = match framed {
+            Ok(Status::Complete { value, consumed }) => ((value.0.content, value.1), consumed),
+            Ok(Status::Incomplete) => return Ok(Status::Incomplete),
+            Err(_) => return map_refused(input, opts),
+        };
         pos += used;
         let (last, text) = match content {
             [b'2', b'5', b'0'] => (true, ""),
             [b'2', b'5', b'0', sep @ (b' ' | b'-'), text @ ..]
                 if super::reply::is_textstring(text) =>
             {
-                match std::str::from_utf8(text) {
+                match super::text_of(text, ascii) {
                     Ok(t) => (*sep == b' ', t),
                     // Invalid UTF-8 is replaced; the general parser owns that.
                     Err(_) => return map_refused(input, opts),
