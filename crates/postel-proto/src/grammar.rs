@@ -179,6 +179,24 @@ pub(crate) fn octets_below(w: u64, n: u8) -> u64 {
     w.wrapping_sub(LO * u64::from(n)) & !w & HI
 }
 
+/// `span(input, |b| is(b, XCHAR_UTF8))`, eight octets at a time: an xchar
+/// is anything but the controls, SP, `+`, `=` and DEL (UTF-8 included).
+pub(crate) fn span_xchar(input: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(chunk) = input.get(pos..).and_then(<[u8]>::first_chunk::<8>) {
+        let w = u64::from_le_bytes(*chunk);
+        let stop = octets_below(w, 33)
+            | octets_equal(w, b'=')
+            | octets_equal(w, b'+')
+            | octets_equal(w, 0x7f);
+        if stop != 0 {
+            return pos + (stop.trailing_zeros() / 8) as usize;
+        }
+        pos += 8;
+    }
+    pos + span(&input[pos..], |b| is(b, XCHAR_UTF8))
+}
+
 /// `span(input, is_esmtp_value)`, eight octets at a time: an esmtp-value
 /// octet is anything but the controls, SP, `=` and DEL.
 pub(crate) fn span_esmtp_value(input: &[u8]) -> usize {
@@ -257,7 +275,7 @@ pub(crate) fn scan_quoted_string(input: &[u8]) -> Option<usize> {
 pub(crate) fn scan_xtext(input: &[u8]) -> usize {
     let mut pos = 0;
     loop {
-        pos += span(&input[pos..], |b| is(b, XCHAR_UTF8));
+        pos += span_xchar(&input[pos..]);
         if input.get(pos) == Some(&b'+')
             && input.get(pos + 1).is_some_and(|&b| is_upper_hex(b))
             && input.get(pos + 2).is_some_and(|&b| is_upper_hex(b))
@@ -375,6 +393,7 @@ mod tests {
                 })
                 .collect();
             assert_eq!(span_esmtp_value(&v), span(&v, is_esmtp_value), "{v:?}");
+            assert_eq!(span_xchar(&v), span(&v, |b| is(b, XCHAR_UTF8)), "{v:?}");
         }
     }
 }
