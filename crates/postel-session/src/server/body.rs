@@ -5,6 +5,10 @@
 use std::ops::ControlFlow;
 
 use bytes::Bytes;
+
+/// Decoded body octets held before they are handed out as one
+/// [`Event::Body`]: the most a session holds of a DATA body.
+const BODY_CHUNK: usize = 16 * 1024;
 use postel_proto::framing::{BdatReader, BodyOptions, BodyViolation, DotDecoder};
 use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
 
@@ -173,12 +177,13 @@ impl Server {
         let Phase::Data(decoder) = &mut self.phase else {
             return ControlFlow::Continue(());
         };
-        let mut body = std::mem::take(&mut self.body);
+        let body = &mut self.body;
+        let held = body.len();
         let end = decoder.decode(&self.input, &mut |d| body.extend_from_slice(d));
         let used = end.map_or(self.input.len(), |e| e.consumed);
         self.input.drain(..used);
         if let Some(t) = self.transaction.as_mut() {
-            t.trace.feed(&body);
+            t.trace.feed(&self.body[held..]);
             if let Some(end) = end {
                 t.size = end.size;
             }
@@ -186,7 +191,11 @@ impl Server {
         if let Some(end) = end {
             self.phase = Phase::DataEnd(end.violation);
         }
-        if !body.is_empty() {
+        // Decoded octets are handed out in chunks of at least BODY_CHUNK
+        // (and the rest at the end): a body that arrives a line at a time
+        // costs an event and an allocation per chunk, not per line.
+        if !self.body.is_empty() && (end.is_some() || self.body.len() >= BODY_CHUNK) {
+            let body = std::mem::take(&mut self.body);
             return ControlFlow::Break(Some(Event::Body(Bytes::from(body))));
         }
         match end {
