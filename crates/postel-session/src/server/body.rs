@@ -13,8 +13,7 @@ use postel_proto::framing::{BdatReader, BodyOptions, BodyViolation, DotDecoder};
 use postel_proto::types::{EnhancedStatus, Reply, ReplyCode};
 
 use super::{
-    DataRequest, Event, LmtpMessageRequest, MessageRequest, Pending, Phase, Server, Transaction,
-    reply,
+    DataRequest, Event, LmtpMessageRequest, MessageRequest, Pending, Phase, Server, reply,
 };
 
 impl Server {
@@ -218,7 +217,7 @@ impl Server {
         let n = chunk.len();
         let mut event = None;
         if discard.is_none() && n > 0 {
-            let t = self.transaction.get_or_insert_with(Transaction::default);
+            let t = self.transaction.get_or_insert_with(Box::default);
             t.size += n as u64;
             if self.config.max_message_size.is_some_and(|max| t.size > max) {
                 t.too_large = true;

@@ -89,7 +89,7 @@ pub enum Event {
 /// Commands handled per verb: a fixed table, so a session's memory does not
 /// grow with what the client sends.
 #[derive(Debug, Default)]
-struct CommandCounts([u64; VERBS.len()]);
+struct CommandCounts([u32; VERBS.len()]);
 
 /// The verbs counted, in `CommandCounts` order.
 const VERBS: [&str; 16] = [
@@ -100,7 +100,7 @@ const VERBS: [&str; 16] = [
 impl CommandCounts {
     fn count(&mut self, verb: &str) {
         if let Some(i) = VERBS.iter().position(|v| *v == verb) {
-            self.0[i] += 1;
+            self.0[i] = self.0[i].saturating_add(1);
         }
     }
 
@@ -109,7 +109,7 @@ impl CommandCounts {
             .iter()
             .zip(self.0)
             .filter(|(_, n)| *n > 0)
-            .map(|(v, n)| (*v, n))
+            .map(|(v, n)| (*v, u64::from(n)))
     }
 }
 
@@ -199,7 +199,8 @@ pub struct Server {
     extended: bool,
     tls: bool,
     authenticated: bool,
-    transaction: Option<Transaction>,
+    /// Boxed: an idle session holds only the pointer's room.
+    transaction: Option<Box<Transaction>>,
     errors: usize,
     body: Vec<u8>,
     /// Whether the MAIL being decided asked for BODY=BINARYMIME.
@@ -207,7 +208,7 @@ pub struct Server {
     /// Whether the MAIL being decided asked for SMTPUTF8.
     mail_smtputf8: bool,
     /// LMTP: the recipient being decided.
-    rcpt_pending: Option<ForwardPath<'static>>,
+    rcpt_pending: Option<Box<ForwardPath<'static>>>,
     /// LMTP: the accepted recipient whose message decision is open.
     lmtp_next: usize,
     /// Events produced together, handed out one per poll.
@@ -485,17 +486,17 @@ impl Server {
         self.send(&text);
         match (pending, accepted) {
             (Pending::Mail, true) => {
-                self.transaction = Some(Transaction {
+                self.transaction = Some(Box::new(Transaction {
                     binary: self.mail_binary,
                     smtputf8: self.mail_smtputf8,
                     ..Transaction::default()
-                });
+                }));
             }
             (Pending::Rcpt, true) => {
                 let to = self.rcpt_pending.take();
                 if let Some(t) = self.transaction.as_mut() {
                     t.recipients += 1;
-                    t.accepted.extend(to);
+                    t.accepted.extend(to.map(|to| *to));
                 }
             }
             (Pending::Data, true) => self.start_data(),
@@ -696,7 +697,7 @@ impl Server {
             return None;
         }
         if self.config.lmtp {
-            self.rcpt_pending = Some(to.clone());
+            self.rcpt_pending = Some(Box::new(to.clone()));
         }
         let token = self.ask(Pending::Rcpt);
         Some(Event::Rcpt(RcptRequest { to, params, token }))
