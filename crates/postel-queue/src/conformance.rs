@@ -12,7 +12,8 @@
 //! # }
 //! ```
 
-// The suite reports failures by panicking, as tests do.
+// ok: the suite reports failures by panicking, as tests do; it is test
+// support, run by backends' tests, never by a server handling a peer.
 #![allow(
     clippy::panic,
     clippy::unwrap_used,

@@ -10,7 +10,8 @@
 //! fail when `POSTEL_REQUIRE_PEERS` is set; `.ci/run` installs them and sets
 //! it, so in CI nothing is skipped.
 
-// Test support panics on purpose: a panic is a failed test.
+// ok: test support (a dev-dependency only) panics on purpose: a panic is a
+// failed test; no server handling a peer runs this code.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
