@@ -49,7 +49,8 @@ use postel_queue::{Claim, Lease, Queue, QueueError, RecoveryReport};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE SEQUENCE postel_queue_seq;
 CREATE TABLE postel_messages (
     id       text PRIMARY KEY,
@@ -77,7 +78,42 @@ CREATE TABLE postel_schedule (
     lease_token   bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX postel_schedule_due ON postel_schedule (next_due) WHERE NOT held;
-"];
+",
+    "
+CREATE TABLE postel_body_chunks (
+    id   text NOT NULL,
+    seq  integer NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (id, seq)
+);
+ALTER TABLE postel_messages ADD COLUMN chunked boolean NOT NULL DEFAULT false;
+",
+];
+
+/// How much of a body is stored per row: appends are gathered to this
+/// size, so a body is never one giant value in memory or in a row.
+const CHUNK: usize = 256 * 1024;
+
+/// A message being received into a [`PostgresQueue`]: its body goes to
+/// the database a chunk at a time, under the id it will have.
+#[derive(Debug)]
+pub struct PostgresIncoming {
+    id: QueueId,
+    /// The next chunk's number; 0 is the prefix, written at the commit.
+    seq: i32,
+    pending: Vec<u8>,
+}
+
+/// A body being read from a [`PostgresQueue`], a stored chunk at a time.
+#[derive(Debug)]
+pub struct PostgresBody {
+    id: String,
+    /// The stored chunks come next from this number; `None` for a body
+    /// stored whole (before chunks) and already in `current`.
+    next: Option<i32>,
+    current: Vec<u8>,
+    at: usize,
+}
 
 /// An arbitrary key for the migration lock.
 const MIGRATION_LOCK: i64 = 0x706f_7374_656c;
@@ -331,6 +367,10 @@ impl PostgresQueue {
                 .execute("DELETE FROM postel_messages WHERE id = $1", &[&id])
                 .await
                 .map_err(db("removing a finished message"))?;
+            client
+                .execute("DELETE FROM postel_body_chunks WHERE id = $1", &[&id])
+                .await
+                .map_err(db("removing a finished body"))?;
             return Ok(());
         };
         for &i in changed {
@@ -393,11 +433,144 @@ impl PostgresQueue {
     }
 }
 
+impl PostgresQueue {
+    async fn store_chunk(&self, id: &str, seq: i32, data: &[u8]) -> Result<(), QueueError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "INSERT INTO postel_body_chunks (id, seq, data) VALUES ($1, $2, $3)",
+                &[&id, &seq, &data],
+            )
+            .await
+            .map_err(db("storing a body chunk"))?;
+        Ok(())
+    }
+}
+
 impl Queue for PostgresQueue {
-    async fn enqueue(
+    type Incoming = PostgresIncoming;
+    type Body = PostgresBody;
+
+    async fn begin(&self, now: SystemTime) -> Result<PostgresIncoming, QueueError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let seq: i64 = client
+            .query_one("SELECT nextval('postel_queue_seq')", &[])
+            .await
+            .map_err(db("numbering a message"))?
+            .get(0);
+        Ok(PostgresIncoming {
+            id: QueueId::new(now, u32::try_from(seq & 0x00ff_ffff).unwrap_or(0)),
+            seq: 1,
+            pending: Vec::new(),
+        })
+    }
+
+    async fn append(
         &self,
+        incoming: &mut PostgresIncoming,
+        mut chunk: &[u8],
+    ) -> Result<(), QueueError> {
+        while !chunk.is_empty() {
+            let room = CHUNK - incoming.pending.len();
+            let (now, later) = chunk.split_at(room.min(chunk.len()));
+            incoming.pending.extend_from_slice(now);
+            chunk = later;
+            if incoming.pending.len() == CHUNK {
+                self.store_chunk(incoming.id.as_str(), incoming.seq, &incoming.pending)
+                    .await?;
+                incoming.seq += 1;
+                incoming.pending.clear();
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(&self, incoming: PostgresIncoming) -> Result<(), QueueError> {
+        if incoming.seq > 1 {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "DELETE FROM postel_body_chunks WHERE id = $1",
+                    &[&incoming.id.as_str()],
+                )
+                .await
+                .map_err(db("removing an aborted body"))?;
+        }
+        Ok(())
+    }
+
+    async fn open_body(&self, id: &QueueId) -> Result<PostgresBody, QueueError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let key = id.to_string();
+        let chunked: bool = client
+            .query_opt("SELECT chunked FROM postel_messages WHERE id = $1", &[&key])
+            .await
+            .map_err(db("opening a body"))?
+            .map(|row| row.get(0))
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        if chunked {
+            return Ok(PostgresBody {
+                id: key,
+                next: Some(0),
+                current: Vec::new(),
+                at: 0,
+            });
+        }
+        let whole: Vec<u8> = client
+            .query_opt("SELECT body FROM postel_bodies WHERE id = $1", &[&key])
+            .await
+            .map_err(db("reading a body"))?
+            .map(|row| row.get(0))
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        Ok(PostgresBody {
+            id: key,
+            next: None,
+            current: whole,
+            at: 0,
+        })
+    }
+
+    async fn read_body(
+        &self,
+        body: &mut PostgresBody,
+        buf: &mut [u8],
+    ) -> Result<usize, QueueError> {
+        while body.at >= body.current.len() {
+            let Some(next) = body.next else {
+                return Ok(0);
+            };
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_opt(
+                    "SELECT seq, data FROM postel_body_chunks WHERE id = $1 AND seq >= $2 \
+                     ORDER BY seq LIMIT 1",
+                    &[&body.id, &next],
+                )
+                .await
+                .map_err(db("reading a body chunk"))?;
+            let Some(row) = row else {
+                body.next = None;
+                return Ok(0);
+            };
+            let seq: i32 = row.get(0);
+            body.current = row.get(1);
+            body.at = 0;
+            body.next = Some(seq + 1);
+        }
+        let rest = body.current.get(body.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        body.at += n;
+        Ok(n)
+    }
+
+    async fn commit(
+        &self,
+        incoming: PostgresIncoming,
         message: NewMessage,
-        body: Vec<u8>,
+        prefix: Vec<u8>,
         now: SystemTime,
     ) -> Result<QueueId, QueueError> {
         if message.recipients.is_empty() {
@@ -408,12 +581,7 @@ impl Queue for PostgresQueue {
             .transaction()
             .await
             .map_err(db("starting an enqueue"))?;
-        let seq: i64 = tx
-            .query_one("SELECT nextval('postel_queue_seq')", &[])
-            .await
-            .map_err(db("numbering a message"))?
-            .get(0);
-        let id = QueueId::new(now, u32::try_from(seq & 0x00ff_ffff).unwrap_or(0));
+        let id = incoming.id.clone();
         let recipients = postel_queue::new_recipients(&message.recipients, now);
         let stored = Message {
             id: id.clone(),
@@ -426,7 +594,8 @@ impl Queue for PostgresQueue {
         };
         let key = id.to_string();
         tx.execute(
-            "INSERT INTO postel_messages (id, envelope, created, expires) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO postel_messages (id, envelope, created, expires, chunked) \
+             VALUES ($1, $2, $3, $4, true)",
             &[
                 &key,
                 &record::encode_envelope(&stored),
@@ -436,12 +605,15 @@ impl Queue for PostgresQueue {
         )
         .await
         .map_err(db("storing an envelope"))?;
-        tx.execute(
-            "INSERT INTO postel_bodies (id, body) VALUES ($1, $2)",
-            &[&key, &body],
-        )
-        .await
-        .map_err(db("storing a body"))?;
+        let insert = "INSERT INTO postel_body_chunks (id, seq, data) VALUES ($1, $2, $3)";
+        tx.execute(insert, &[&key, &0i32, &prefix])
+            .await
+            .map_err(db("storing a body"))?;
+        if !incoming.pending.is_empty() {
+            tx.execute(insert, &[&key, &incoming.seq, &incoming.pending])
+                .await
+                .map_err(db("storing a body"))?;
+        }
         let indices: Vec<i32> = (0..stored.recipients.len())
             .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
             .collect();
@@ -616,19 +788,6 @@ impl Queue for PostgresQueue {
         .await
     }
 
-    async fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        client
-            .query_opt(
-                "SELECT body FROM postel_bodies WHERE id = $1",
-                &[&id.to_string()],
-            )
-            .await
-            .map_err(db("reading a body"))?
-            .map(|row| row.get(0))
-            .ok_or_else(|| QueueError::NotFound(id.clone()))
-    }
-
     async fn list(&self) -> Result<Vec<Message>, QueueError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let ids: Vec<String> = client
@@ -673,6 +832,13 @@ impl Queue for PostgresQueue {
         if n == 0 {
             return Err(QueueError::NotFound(id.clone()));
         }
+        client
+            .execute(
+                "DELETE FROM postel_body_chunks WHERE id = $1",
+                &[&id.to_string()],
+            )
+            .await
+            .map_err(db("deleting a body"))?;
         Ok(())
     }
 
@@ -713,6 +879,20 @@ impl Queue for PostgresQueue {
             }
         }
         .map_err(db("releasing leases"))?;
+        // Chunks of a body whose message never committed (a server that
+        // crashed mid-message): old enough that no server still writes it.
+        let day_ago = now
+            .checked_sub(Duration::from_secs(24 * 3600))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = QueueId::new(day_ago, 0).to_string();
+        client
+            .execute(
+                "DELETE FROM postel_body_chunks c WHERE c.id < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM postel_messages m WHERE m.id = c.id)",
+                &[&cutoff],
+            )
+            .await
+            .map_err(db("removing unfinished bodies"))?;
         let messages: i64 = client
             .query_one("SELECT count(*) FROM postel_messages", &[])
             .await

@@ -92,6 +92,50 @@ fn quarantined_on_arrival() {
 }
 
 #[test]
+fn streamed_body_round_trips() {
+    run("streamed", |q| async move {
+        conformance::streamed_body_round_trips(&q).await;
+    });
+}
+
+#[test]
+fn aborted_body_leaves_nothing() {
+    let Some(url) = postel_testkit::fresh_database("aborted") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let q = PostgresQueue::connect(&url, 4, RetrySchedule::default())
+            .await
+            .unwrap();
+        conformance::aborted_body_leaves_nothing(&q).await;
+        // The 300 KiB body was more than one chunk: the first was stored
+        // before the abort, and must be gone.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM postel_body_chunks", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "an aborted body left chunks");
+    });
+}
+
+#[test]
+fn large_body_round_trips() {
+    run("large", |q| async move {
+        conformance::large_body_round_trips(&q).await;
+    });
+}
+
+#[test]
 fn migrations_are_idempotent_and_concurrent_starts_are_safe() {
     let Some(url) = postel_testkit::fresh_database("migrate") else {
         return;

@@ -463,6 +463,135 @@ pub async fn recovery<Q: Queue>(q: &Q) {
     );
 }
 
+/// Reads a stored body to its end through [`Queue::read_body`], `step`
+/// octets at a time.
+async fn read_all<Q: Queue>(q: &Q, id: &crate::model::QueueId, step: usize) -> Vec<u8> {
+    let mut body = q.open_body(id).await.unwrap();
+    let mut all = Vec::new();
+    let mut chunk = vec![0u8; step];
+    loop {
+        let n = q.read_body(&mut body, &mut chunk).await.unwrap();
+        if n == 0 {
+            return all;
+        }
+        all.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A body appended in pieces comes back whole, the prefix ahead of it,
+/// through small reads and through [`Queue::body`].
+pub async fn streamed_body_round_trips<Q: Queue>(q: &Q) {
+    let mut incoming = q.begin(t(0)).await.unwrap();
+    let pieces: [&[u8]; 4] = [
+        b"Subject: streamed\r\n",
+        b"\r\n",
+        b"line one\r\n",
+        b"line two\r\n",
+    ];
+    for piece in pieces {
+        q.append(&mut incoming, piece).await.unwrap();
+    }
+    let id = q
+        .commit(
+            incoming,
+            message(&["a@example.net"]),
+            b"Received: by test\r\n".to_vec(),
+            t(0),
+        )
+        .await
+        .unwrap();
+    let want = b"Received: by test\r\nSubject: streamed\r\n\r\nline one\r\nline two\r\n";
+    assert_eq!(read_all(q, &id, 7).await, want, "read 7 octets at a time");
+    assert_eq!(q.body(&id).await.unwrap(), want);
+    assert_eq!(q.claim("w", t(1), LEASE, 10).await.unwrap().len(), 1);
+    // An empty body, no prefix: nothing to read.
+    let empty = q.begin(t(2)).await.unwrap();
+    let id = q
+        .commit(empty, message(&["b@example.net"]), Vec::new(), t(2))
+        .await
+        .unwrap();
+    assert!(read_all(q, &id, 64).await.is_empty());
+}
+
+/// An aborted message leaves nothing: not in the queue, not claimable,
+/// and the next one is unaffected. One without recipients is refused.
+pub async fn aborted_body_leaves_nothing<Q: Queue>(q: &Q) {
+    let mut incoming = q.begin(t(0)).await.unwrap();
+    q.append(&mut incoming, &vec![b'x'; 300 * 1024])
+        .await
+        .unwrap();
+    q.abort(incoming).await.unwrap();
+    assert!(q.list().await.unwrap().is_empty(), "aborted message listed");
+    assert!(q.claim("w", t(1), LEASE, 10).await.unwrap().is_empty());
+    let mut incoming = q.begin(t(1)).await.unwrap();
+    q.append(&mut incoming, b"body\r\n").await.unwrap();
+    let mut nobody = message(&["a@example.net"]);
+    nobody.recipients.clear();
+    assert_eq!(
+        q.commit(incoming, nobody, Vec::new(), t(1)).await,
+        Err(QueueError::NoRecipients)
+    );
+    assert!(q.list().await.unwrap().is_empty());
+    assert_eq!(q.stats(t(1)).await.unwrap().messages, 0);
+}
+
+/// A 100 MB body goes in 64 KiB pieces and comes back byte for byte.
+pub async fn large_body_round_trips<Q: Queue>(q: &Q) {
+    const SIZE: usize = 100 * 1000 * 1000;
+    let piece = |i: usize| -> Vec<u8> {
+        // Every piece differs, so a reordered or repeated one shows.
+        let mut p = format!("{i:08}:").into_bytes();
+        p.resize(64 * 1024, b'a' + u8::try_from(i % 26).unwrap());
+        p
+    };
+    let pieces = SIZE.div_ceil(64 * 1024);
+    let mut incoming = q.begin(t(0)).await.unwrap();
+    for i in 0..pieces {
+        q.append(&mut incoming, &piece(i)).await.unwrap();
+    }
+    let id = q
+        .commit(
+            incoming,
+            message(&["a@example.net"]),
+            b"P\r\n".to_vec(),
+            t(0),
+        )
+        .await
+        .unwrap();
+    let mut body = q.open_body(&id).await.unwrap();
+    let mut chunk = vec![0u8; 100 * 1024];
+    let mut expected = b"P\r\n".to_vec();
+    let mut next = 0;
+    let mut read = 0usize;
+    loop {
+        let n = q.read_body(&mut body, &mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        read += n;
+        let mut got = &chunk[..n];
+        while !got.is_empty() {
+            if expected.is_empty() {
+                expected = piece(next);
+                next += 1;
+            }
+            let k = got.len().min(expected.len());
+            assert_eq!(
+                &got[..k],
+                &expected[..k],
+                "octets differ before offset {read}"
+            );
+            got = &got[k..];
+            expected.drain(..k);
+        }
+    }
+    assert!(
+        expected.is_empty() && next == pieces,
+        "body cut short at {read}"
+    );
+    assert_eq!(read, 3 + pieces * 64 * 1024);
+}
+
 /// Runs every check, each on a fresh queue from `make`.
 pub async fn run_all<Q: Queue, F: Fn() -> Q>(make: F) {
     enqueue_and_claim(&make()).await;
@@ -474,4 +603,7 @@ pub async fn run_all<Q: Queue, F: Fn() -> Q>(make: F) {
     requiretls_is_kept(&make()).await;
     recovery(&make()).await;
     stats(&make()).await;
+    streamed_body_round_trips(&make()).await;
+    aborted_body_leaves_nothing(&make()).await;
+    large_body_round_trips(&make()).await;
 }

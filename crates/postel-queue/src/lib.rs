@@ -29,9 +29,9 @@ pub mod record;
 pub mod schedule;
 mod spool;
 
-pub use memory::MemoryQueue;
+pub use memory::{MemoryBody, MemoryIncoming, MemoryQueue};
 pub use queue::{
     Bounce, Claim, Lease, Queue, QueueError, QueueStats, RecoveryReport, apply_outcomes, bounce,
     delay_warning, new_recipients, report_failures, report_failures_with, success_report,
 };
-pub use spool::{SpoolQueue, WriteStep};
+pub use spool::{SpoolBody, SpoolIncoming, SpoolQueue, WriteStep};

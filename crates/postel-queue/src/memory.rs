@@ -2,7 +2,7 @@
 //! durability. Everything is lost when the process ends.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::model::{Message, NewMessage, QueueId, Recipient, RecipientState};
@@ -12,7 +12,7 @@ use crate::schedule::RetrySchedule;
 #[derive(Debug)]
 struct Entry {
     message: Message,
-    body: Vec<u8>,
+    body: Arc<Vec<u8>>,
     /// (token, expiry) of the live or last lease.
     lease: Option<(u64, SystemTime)>,
 }
@@ -54,16 +54,74 @@ impl MemoryQueue {
     }
 }
 
+/// A message being received into a [`MemoryQueue`].
+#[derive(Debug, Default)]
+pub struct MemoryIncoming(Vec<u8>);
+
+/// A body being read from a [`MemoryQueue`].
+#[derive(Debug)]
+pub struct MemoryBody {
+    body: Arc<Vec<u8>>,
+    at: usize,
+}
+
 impl Queue for MemoryQueue {
-    async fn enqueue(
+    type Incoming = MemoryIncoming;
+    type Body = MemoryBody;
+
+    async fn begin(&self, _now: SystemTime) -> Result<MemoryIncoming, QueueError> {
+        Ok(MemoryIncoming::default())
+    }
+
+    async fn append(&self, incoming: &mut MemoryIncoming, chunk: &[u8]) -> Result<(), QueueError> {
+        incoming.0.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    async fn abort(&self, _incoming: MemoryIncoming) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn open_body(&self, id: &QueueId) -> Result<MemoryBody, QueueError> {
+        self.with(|s| {
+            let entry = s
+                .entries
+                .get(id)
+                .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+            Ok(MemoryBody {
+                body: Arc::clone(&entry.body),
+                at: 0,
+            })
+        })
+    }
+
+    async fn read_body(&self, body: &mut MemoryBody, buf: &mut [u8]) -> Result<usize, QueueError> {
+        let rest = body.body.get(body.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        body.at += n;
+        Ok(n)
+    }
+
+    async fn commit(
         &self,
+        incoming: MemoryIncoming,
         message: NewMessage,
-        body: Vec<u8>,
+        prefix: Vec<u8>,
         now: SystemTime,
     ) -> Result<QueueId, QueueError> {
         if message.recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
+        let body = if prefix.is_empty() {
+            incoming.0
+        } else {
+            let mut all = prefix;
+            all.extend_from_slice(&incoming.0);
+            all
+        };
         self.with(|s| {
             s.seq = s.seq.wrapping_add(1);
             let mut id = QueueId::new(now, s.seq);
@@ -85,7 +143,7 @@ impl Queue for MemoryQueue {
                 id.clone(),
                 Entry {
                     message: stored,
-                    body,
+                    body: Arc::new(body),
                     lease: None,
                 },
             );
@@ -210,7 +268,7 @@ impl Queue for MemoryQueue {
         self.with(|s| {
             s.entries
                 .get(id)
-                .map(|e| e.body.clone())
+                .map(|e| e.body.as_ref().clone())
                 .ok_or_else(|| QueueError::NotFound(id.clone()))
         })
     }

@@ -76,15 +76,128 @@ pub enum QueueError {
 
 /// The operations every backend provides. Methods take the time as an
 /// argument; no backend reads a clock.
+///
+/// A body goes in as a stream: [`Queue::begin`] a message, hand each piece
+/// to [`Queue::append`] as it arrives, then [`Queue::commit`] it with its
+/// envelope (durable once that returns) or [`Queue::abort`] it (nothing of
+/// it stays). It comes out the same way, through [`Queue::open_body`] and
+/// [`Queue::read_body`]. [`Queue::enqueue`] and [`Queue::body`] do all of
+/// it at once for a body already in memory.
+///
+/// ```
+/// # futures_lite_block_on(async {
+/// use std::time::SystemTime;
+/// use postel_queue::{MemoryQueue, Queue};
+/// use postel_queue::model::{Arrival, NewMessage, NewRecipient};
+/// use postel_proto::types::{BodyType, ForwardPath, Mailbox, ReversePath};
+///
+/// let queue = MemoryQueue::default();
+/// let now = SystemTime::now();
+/// let mut incoming = queue.begin(now).await?;
+/// queue.append(&mut incoming, b"Subject: hi\r\n\r\n").await?;
+/// queue.append(&mut incoming, b"Hello.\r\n").await?;
+/// let to = Mailbox::try_from("b@example.org").expect("an address");
+/// let message = NewMessage {
+///     return_path: ReversePath::Null,
+///     envid: None,
+///     ret: None,
+///     body_type: BodyType::SevenBit,
+///     smtputf8: false,
+///     requiretls: false,
+///     arrival: Arrival::default(),
+///     recipients: vec![NewRecipient { address: ForwardPath::Mailbox(to), orcpt: None, notify: None }],
+/// };
+/// let id = queue.commit(incoming, message, b"Received: by us\r\n".to_vec(), now).await?;
+///
+/// let mut body = queue.open_body(&id).await?;
+/// let mut chunk = [0u8; 8];
+/// let mut all = Vec::new();
+/// loop {
+///     let n = queue.read_body(&mut body, &mut chunk).await?;
+///     if n == 0 { break; }
+///     all.extend_from_slice(&chunk[..n]);
+/// }
+/// assert_eq!(all, b"Received: by us\r\nSubject: hi\r\n\r\nHello.\r\n");
+/// # Ok::<(), postel_queue::QueueError>(())
+/// # }).unwrap();
+/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let waker = std::task::Waker::noop();
+/// #     let mut cx = std::task::Context::from_waker(&waker);
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// ```
 pub trait Queue: Send + Sync {
-    /// Stores a message durably; only once this returns may the server answer
-    /// 250 to the end of data.
+    /// A message being received: what [`Queue::begin`] returns.
+    type Incoming: Send + 'static;
+    /// A stored body being read: what [`Queue::open_body`] returns.
+    type Body: Send + 'static;
+
+    /// Starts a message whose body arrives in pieces.
+    fn begin(
+        &self,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Self::Incoming, QueueError>> + Send;
+
+    /// Appends the next piece of the body. Nothing of it is in the queue
+    /// until [`Queue::commit`]; a crash before then leaves nothing behind
+    /// once the queue is opened again.
+    fn append(
+        &self,
+        incoming: &mut Self::Incoming,
+        chunk: &[u8],
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Stores the message durably, with `prefix` (the trace fields this
+    /// server writes, known only at the end) ahead of the appended body;
+    /// only once this returns may the server answer 250 to the end of data.
+    fn commit(
+        &self,
+        incoming: Self::Incoming,
+        message: NewMessage,
+        prefix: Vec<u8>,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<QueueId, QueueError>> + Send;
+
+    /// Throws away a message being received.
+    fn abort(
+        &self,
+        incoming: Self::Incoming,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Opens a stored body (the prefix, then what was appended) for reading.
+    fn open_body(
+        &self,
+        id: &QueueId,
+    ) -> impl Future<Output = Result<Self::Body, QueueError>> + Send;
+
+    /// Reads the next octets of a body into `buf`; 0 at its end.
+    fn read_body(
+        &self,
+        body: &mut Self::Body,
+        buf: &mut [u8],
+    ) -> impl Future<Output = Result<usize, QueueError>> + Send;
+
+    /// Stores a message whose body is in memory: [`Queue::begin`],
+    /// one [`Queue::append`] and [`Queue::commit`] with no prefix.
     fn enqueue(
         &self,
         message: NewMessage,
         body: Vec<u8>,
         now: SystemTime,
-    ) -> impl Future<Output = Result<QueueId, QueueError>> + Send;
+    ) -> impl Future<Output = Result<QueueId, QueueError>> + Send {
+        async move {
+            if message.recipients.is_empty() {
+                return Err(QueueError::NoRecipients);
+            }
+            let mut incoming = self.begin(now).await?;
+            if let Err(e) = self.append(&mut incoming, &body).await {
+                let _ = self.abort(incoming).await;
+                return Err(e);
+            }
+            self.commit(incoming, message, Vec::new(), now).await
+        }
+    }
 
     /// Claims up to `limit` messages that are due at `now` (a pending
     /// recipient due, or a failure not yet reported), not held, and not under
@@ -122,8 +235,21 @@ pub trait Queue: Send + Sync {
         recipients: &[usize],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
-    /// The message body.
-    fn body(&self, id: &QueueId) -> impl Future<Output = Result<Vec<u8>, QueueError>> + Send;
+    /// The whole message body, read into memory.
+    fn body(&self, id: &QueueId) -> impl Future<Output = Result<Vec<u8>, QueueError>> + Send {
+        async move {
+            let mut body = self.open_body(id).await?;
+            let mut all = Vec::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = self.read_body(&mut body, &mut chunk).await?;
+                if n == 0 {
+                    return Ok(all);
+                }
+                all.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            }
+        }
+    }
 
     /// Every message, oldest first.
     fn list(&self) -> impl Future<Output = Result<Vec<Message>, QueueError>> + Send;

@@ -57,6 +57,21 @@ fn quarantined_on_arrival() {
 
 /// The same suite against the filesystem spool, each check in a fresh
 /// directory.
+#[test]
+fn streamed_body_round_trips() {
+    conformance::block_on(conformance::streamed_body_round_trips(&queue()));
+}
+
+#[test]
+fn aborted_body_leaves_nothing() {
+    conformance::block_on(conformance::aborted_body_leaves_nothing(&queue()));
+}
+
+#[test]
+fn large_body_round_trips() {
+    conformance::block_on(conformance::large_body_round_trips(&queue()));
+}
+
 mod spool {
     use postel_queue::schedule::RetrySchedule;
     use postel_queue::{SpoolQueue, conformance};
@@ -114,5 +129,31 @@ mod spool {
     #[test]
     fn quarantined_on_arrival() {
         conformance::block_on(conformance::quarantined_on_arrival(&queue("quarantine")));
+    }
+
+    #[test]
+    fn streamed_body_round_trips() {
+        conformance::block_on(conformance::streamed_body_round_trips(&queue("streamed")));
+    }
+
+    #[test]
+    fn aborted_body_leaves_nothing() {
+        let q = queue("aborted");
+        conformance::block_on(conformance::aborted_body_leaves_nothing(&q));
+        let dir = std::env::temp_dir().join(format!("postel-spool-{}-aborted", std::process::id()));
+        let left: Vec<_> = std::fs::read_dir(dir.join("tmp")).expect("tmp/").collect();
+        assert!(left.is_empty(), "files left in tmp/: {left:?}");
+        let files = std::fs::read_dir(&dir)
+            .expect("spool")
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .count();
+        assert_eq!(files, 0, "an aborted message left a file");
+    }
+
+    #[test]
+    fn large_body_round_trips() {
+        let q = queue("large");
+        conformance::block_on(conformance::large_body_round_trips(&q));
     }
 }

@@ -45,6 +45,10 @@ fn body(n: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+fn prefix(n: u64) -> Vec<u8> {
+    format!("X-Crash: {n}\r\n").into_bytes()
+}
+
 /// The child: enqueue, and deliver every other message, reporting each step
 /// only after it returned.
 #[test]
@@ -73,7 +77,13 @@ fn crash_child() {
     let mut out = std::io::stdout();
     for n in start.. {
         let now = SystemTime::now();
-        let id = block_on(q.enqueue(message(n), body(n), now)).unwrap();
+        // Streamed in two pieces, with a prefix, as the server stores mail.
+        let whole = body(n);
+        let (head, tail) = whole.split_at(whole.len() / 2);
+        let mut incoming = block_on(q.begin(now)).unwrap();
+        block_on(q.append(&mut incoming, head)).unwrap();
+        block_on(q.append(&mut incoming, tail)).unwrap();
+        let id = block_on(q.commit(incoming, message(n), prefix(n), now)).unwrap();
         writeln!(out, "E {id} {n}").unwrap();
         out.flush().unwrap();
         if n % 2 == 0 {
@@ -208,7 +218,7 @@ fn check(
         let parsed = postel_queue::model::QueueId::parse(id).unwrap();
         assert_eq!(
             block_on(q.body(&parsed)).unwrap(),
-            body(*n),
+            [prefix(*n), body(*n)].concat(),
             "message {id} is whole"
         );
     }

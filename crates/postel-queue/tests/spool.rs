@@ -113,7 +113,12 @@ fn damaged_and_half_written_files_are_set_aside() {
     let good = block_on(q.enqueue(message(), b"good\r\n".to_vec(), t(0))).unwrap();
     let bad = block_on(q.enqueue(message(), b"bad\r\n".to_vec(), t(0))).unwrap();
     drop(q);
-    std::fs::write(d.join(format!("{bad}.env")), b"not an envelope").unwrap();
+    // A message file cut short: its footer is gone.
+    let path = d.join(format!("{bad}.msg"));
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
+    // A message that never got its 250, left in tmp/.
+    std::fs::write(d.join("tmp").join("0000000000000a000002.msg"), b"partial").unwrap();
     // A body whose envelope never landed: an enqueue that did not complete.
     std::fs::write(d.join("0000000000000a000001.body"), b"orphan").unwrap();
     // A torn journal line from a crash mid-append.
@@ -124,10 +129,11 @@ fn damaged_and_half_written_files_are_set_aside() {
     assert_eq!(report.messages, 1);
     assert_eq!(report.quarantined, [bad.to_string()]);
     assert!(
-        d.join("corrupt").join(format!("{bad}.env")).exists(),
+        d.join("corrupt").join(format!("{bad}.msg")).exists(),
         "kept for the operator"
     );
     assert!(!d.join("0000000000000a000001.body").exists());
+    assert!(!d.join("tmp").join("0000000000000a000002.msg").exists());
     assert_eq!(
         block_on(q.show(&good)).unwrap().recipients[0].state,
         RecipientState::Pending
@@ -164,11 +170,41 @@ fn a_finished_message_whose_removal_was_cut_short_is_removed_at_open() {
         block_on(q.complete(claim.lease, m.recipients, false))
     }));
     assert!(crashed.is_err(), "stopped at the fault");
-    assert!(d.join(format!("{id}.env")).exists(), "files left behind");
+    assert!(d.join(format!("{id}.msg")).exists(), "files left behind");
     drop(q);
 
     let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
     assert!(block_on(q.list()).unwrap().is_empty(), "not queued again");
-    assert!(!d.join(format!("{id}.env")).exists(), "removal finished");
+    assert!(!d.join(format!("{id}.msg")).exists(), "removal finished");
+    assert!(!d.join(format!("{id}.log")).exists());
+}
+
+#[test]
+fn a_spool_in_the_older_layout_is_read_and_delivered_from() {
+    let d = dir("older");
+    std::fs::create_dir_all(&d).unwrap();
+    let id = postel_queue::model::QueueId::new(t(0), 7);
+    let stored = postel_queue::model::Message {
+        id: id.clone(),
+        recipients: postel_queue::new_recipients(&message().recipients, t(0)),
+        held: false,
+        envelope: message(),
+        created: t(0),
+        expires: t(5 * 86_400),
+        warned: false,
+    };
+    std::fs::write(
+        d.join(format!("{id}.env")),
+        postel_queue::record::encode_envelope(&stored),
+    )
+    .unwrap();
+    std::fs::write(d.join(format!("{id}.body")), b"old body\r\n").unwrap();
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let listed = block_on(q.list()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].envelope, message());
+    assert_eq!(block_on(q.body(&id)).unwrap(), b"old body\r\n");
+    block_on(q.delete(&id)).unwrap();
+    assert!(!d.join(format!("{id}.env")).exists());
     assert!(!d.join(format!("{id}.body")).exists());
 }

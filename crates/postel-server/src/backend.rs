@@ -4,8 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use postel_queue::model::{Message, NewMessage, QueueId, Recipient};
-use postel_queue::{Claim, Lease, Queue, QueueError, RecoveryReport, SpoolQueue};
-use postel_queue_postgres::PostgresQueue;
+use postel_queue::{
+    Claim, Lease, Queue, QueueError, RecoveryReport, SpoolBody, SpoolIncoming, SpoolQueue,
+};
+use postel_queue_postgres::{PostgresBody, PostgresIncoming, PostgresQueue};
 
 use crate::config::{Config, QueueBackend};
 
@@ -43,14 +45,87 @@ macro_rules! each {
     };
 }
 
+/// A message being received into either backend.
+#[derive(Debug)]
+pub enum AnyIncoming {
+    /// Into the spool.
+    Spool(SpoolIncoming),
+    /// Into PostgreSQL.
+    Postgres(PostgresIncoming),
+}
+
+/// A body being read from either backend.
+#[derive(Debug)]
+pub enum AnyBody {
+    /// From the spool.
+    Spool(SpoolBody),
+    /// From PostgreSQL.
+    Postgres(PostgresBody),
+}
+
+fn mismatch() -> QueueError {
+    QueueError::Storage {
+        context: "matching a message to its backend",
+        message: "a message of one backend handed to the other".into(),
+    }
+}
+
 impl Queue for AnyQueue {
-    async fn enqueue(
+    type Incoming = AnyIncoming;
+    type Body = AnyBody;
+
+    async fn begin(&self, now: SystemTime) -> Result<AnyIncoming, QueueError> {
+        match self {
+            AnyQueue::Spool(q) => q.begin(now).await.map(AnyIncoming::Spool),
+            AnyQueue::Postgres(q) => q.begin(now).await.map(AnyIncoming::Postgres),
+        }
+    }
+
+    async fn append(&self, incoming: &mut AnyIncoming, chunk: &[u8]) -> Result<(), QueueError> {
+        match (self, incoming) {
+            (AnyQueue::Spool(q), AnyIncoming::Spool(i)) => q.append(i, chunk).await,
+            (AnyQueue::Postgres(q), AnyIncoming::Postgres(i)) => q.append(i, chunk).await,
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn commit(
         &self,
+        incoming: AnyIncoming,
         message: NewMessage,
-        body: Vec<u8>,
+        prefix: Vec<u8>,
         now: SystemTime,
     ) -> Result<QueueId, QueueError> {
-        each!(self, q => q.enqueue(message, body, now).await)
+        match (self, incoming) {
+            (AnyQueue::Spool(q), AnyIncoming::Spool(i)) => q.commit(i, message, prefix, now).await,
+            (AnyQueue::Postgres(q), AnyIncoming::Postgres(i)) => {
+                q.commit(i, message, prefix, now).await
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn abort(&self, incoming: AnyIncoming) -> Result<(), QueueError> {
+        match (self, incoming) {
+            (AnyQueue::Spool(q), AnyIncoming::Spool(i)) => q.abort(i).await,
+            (AnyQueue::Postgres(q), AnyIncoming::Postgres(i)) => q.abort(i).await,
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn open_body(&self, id: &QueueId) -> Result<AnyBody, QueueError> {
+        match self {
+            AnyQueue::Spool(q) => q.open_body(id).await.map(AnyBody::Spool),
+            AnyQueue::Postgres(q) => q.open_body(id).await.map(AnyBody::Postgres),
+        }
+    }
+
+    async fn read_body(&self, body: &mut AnyBody, buf: &mut [u8]) -> Result<usize, QueueError> {
+        match (self, body) {
+            (AnyQueue::Spool(q), AnyBody::Spool(b)) => q.read_body(b, buf).await,
+            (AnyQueue::Postgres(q), AnyBody::Postgres(b)) => q.read_body(b, buf).await,
+            _ => Err(mismatch()),
+        }
     }
 
     async fn claim(
@@ -83,10 +158,6 @@ impl Queue for AnyQueue {
 
     async fn mark_reported(&self, id: &QueueId, recipients: &[usize]) -> Result<(), QueueError> {
         each!(self, q => q.mark_reported(id, recipients).await)
-    }
-
-    async fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
-        each!(self, q => q.body(id).await)
     }
 
     async fn list(&self) -> Result<Vec<Message>, QueueError> {
