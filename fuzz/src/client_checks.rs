@@ -47,7 +47,7 @@ pub fn check_client(data: &[u8]) {
                 (ForwardPath::Mailbox(to.clone()), RcptParameters::default());
                 recipients
             ],
-            data: b"Subject: fuzz\r\n\r\n.body\r\n".to_vec(),
+            data: b"Subject: fuzz\r\n\r\n.body\r\n".to_vec().into(),
         });
     }
     client.finish();

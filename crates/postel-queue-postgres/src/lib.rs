@@ -113,6 +113,7 @@ pub struct PostgresBody {
     next: Option<i32>,
     current: Vec<u8>,
     at: usize,
+    size: u64,
 }
 
 /// An arbitrary key for the migration lock.
@@ -509,11 +510,21 @@ impl Queue for PostgresQueue {
             .map(|row| row.get(0))
             .ok_or_else(|| QueueError::NotFound(id.clone()))?;
         if chunked {
+            let size: i64 = client
+                .query_one(
+                    "SELECT COALESCE(sum(length(data)), 0)::bigint FROM postel_body_chunks \
+                     WHERE id = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(db("measuring a body"))?
+                .get(0);
             return Ok(PostgresBody {
                 id: key,
                 next: Some(0),
                 current: Vec::new(),
                 at: 0,
+                size: u64::try_from(size).unwrap_or(0),
             });
         }
         let whole: Vec<u8> = client
@@ -525,9 +536,14 @@ impl Queue for PostgresQueue {
         Ok(PostgresBody {
             id: key,
             next: None,
+            size: whole.len() as u64,
             current: whole,
             at: 0,
         })
+    }
+
+    fn body_size(&self, body: &PostgresBody) -> u64 {
+        body.size
     }
 
     async fn read_body(

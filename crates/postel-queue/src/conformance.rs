@@ -501,6 +501,8 @@ pub async fn streamed_body_round_trips<Q: Queue>(q: &Q) {
         .await
         .unwrap();
     let want = b"Received: by test\r\nSubject: streamed\r\n\r\nline one\r\nline two\r\n";
+    let opened = q.open_body(&id).await.unwrap();
+    assert_eq!(q.body_size(&opened), want.len() as u64);
     assert_eq!(read_all(q, &id, 7).await, want, "read 7 octets at a time");
     assert_eq!(q.body(&id).await.unwrap(), want);
     assert_eq!(q.claim("w", t(1), LEASE, 10).await.unwrap().len(), 1);
@@ -559,6 +561,7 @@ pub async fn large_body_round_trips<Q: Queue>(q: &Q) {
         .await
         .unwrap();
     let mut body = q.open_body(&id).await.unwrap();
+    assert_eq!(q.body_size(&body), (3 + pieces * 64 * 1024) as u64);
     let mut chunk = vec![0u8; 100 * 1024];
     let mut expected = b"P\r\n".to_vec();
     let mut next = 0;

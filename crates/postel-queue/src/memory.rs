@@ -95,6 +95,10 @@ impl Queue for MemoryQueue {
         })
     }
 
+    fn body_size(&self, body: &MemoryBody) -> u64 {
+        body.body.len() as u64
+    }
+
     async fn read_body(&self, body: &mut MemoryBody, buf: &mut [u8]) -> Result<usize, QueueError> {
         let rest = body.body.get(body.at..).unwrap_or_default();
         let n = rest.len().min(buf.len());

@@ -171,6 +171,9 @@ pub trait Queue: Send + Sync {
         id: &QueueId,
     ) -> impl Future<Output = Result<Self::Body, QueueError>> + Send;
 
+    /// The length in octets of an opened body, prefix included.
+    fn body_size(&self, body: &Self::Body) -> u64;
+
     /// Reads the next octets of a body into `buf`; 0 at its end.
     fn read_body(
         &self,

@@ -150,6 +150,8 @@ pub struct SpoolBody {
     file: File,
     /// (offset, length) still to read, in order.
     parts: [(u64, u64); 2],
+    /// The whole length.
+    size: u64,
 }
 
 /// The fault hook: called at each [`WriteStep`].
@@ -534,6 +536,7 @@ impl Queue for SpoolQueue {
                 Ok(SpoolBody {
                     file,
                     parts: [(body, prefix), (0, body)],
+                    size: body + prefix,
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -542,10 +545,15 @@ impl Queue for SpoolQueue {
                 Ok(SpoolBody {
                     file,
                     parts: [(0, 0), (0, len)],
+                    size: len,
                 })
             }
             Err(e) => Err(storage("opening a message file")(e)),
         }
+    }
+
+    fn body_size(&self, body: &SpoolBody) -> u64 {
+        body.size
     }
 
     async fn read_body(&self, body: &mut SpoolBody, buf: &mut [u8]) -> Result<usize, QueueError> {

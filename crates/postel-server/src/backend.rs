@@ -120,6 +120,14 @@ impl Queue for AnyQueue {
         }
     }
 
+    fn body_size(&self, body: &AnyBody) -> u64 {
+        match (self, body) {
+            (AnyQueue::Spool(q), AnyBody::Spool(b)) => q.body_size(b),
+            (AnyQueue::Postgres(q), AnyBody::Postgres(b)) => q.body_size(b),
+            _ => 0,
+        }
+    }
+
     async fn read_body(&self, body: &mut AnyBody, buf: &mut [u8]) -> Result<usize, QueueError> {
         match (self, body) {
             (AnyQueue::Spool(q), AnyBody::Spool(b)) => q.read_body(b, buf).await,

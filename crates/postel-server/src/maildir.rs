@@ -6,7 +6,7 @@
 //! and writes no second copy.
 
 use std::fs::{self, File};
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -51,6 +51,19 @@ pub fn deliver(
     naming: Naming<'_>,
     parts: &[&[u8]],
 ) -> std::io::Result<PathBuf> {
+    deliver_with(dir, hostname, naming, &mut |file| {
+        parts.iter().try_for_each(|part| file.write_all(part))
+    })
+}
+
+/// [`deliver`], with the file's contents written by `write`: a message
+/// read from the queue a piece at a time.
+pub fn deliver_with(
+    dir: &Path,
+    hostname: &str,
+    naming: Naming<'_>,
+    write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<PathBuf> {
     for sub in ["tmp", "new", "cur"] {
         fs::create_dir_all(dir.join(sub))?;
     }
@@ -85,11 +98,11 @@ pub fn deliver(
     let result = (|| {
         // A left-over from a delivery that crashed before its rename is
         // written over.
-        let mut file = File::create(&tmp)?;
-        for part in parts {
-            file.write_all(part)?;
-        }
-        file.sync_all()
+        let mut file = std::io::BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
+        write(&mut file)?;
+        file.into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?
+            .sync_all()
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
@@ -126,6 +139,22 @@ pub fn delivered_before(delivered_to: &[String], address: &str) -> bool {
     delivered_to
         .iter()
         .any(|v| v.trim_matches(['<', '>']).eq_ignore_ascii_case(address))
+}
+
+/// [`deliver_for`], with the message written by `write` after the trace
+/// fields (Return-Path, Delivered-To, then `trace`), from `fields`.
+pub fn deliver_from(
+    dir: &Path,
+    hostname: &str,
+    naming: Naming<'_>,
+    (return_path, address, trace): (&str, &str, &str),
+    write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<PathBuf> {
+    let fields = format!("Return-Path: {return_path}\r\nDelivered-To: {address}\r\n{trace}");
+    deliver_with(dir, hostname, naming, &mut |file| {
+        file.write_all(fields.as_bytes())?;
+        write(file)
+    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ fn message(to: &str) -> Message {
             ForwardPath::Mailbox(Mailbox::try_from(to).unwrap().into_owned()),
             RcptParameters::default(),
         )],
-        data: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+        data: b"Subject: hi\r\n\r\nhello\r\n".to_vec().into(),
     }
 }
 

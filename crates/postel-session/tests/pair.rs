@@ -9,7 +9,8 @@ use postel_proto::types::{
     ReversePath, Secret,
 };
 use postel_session::client::{
-    Client, ClientConfig, ClientError, ClientEvent, Message, Outcome, RecipientResult, TlsPolicy,
+    Client, ClientConfig, ClientError, ClientEvent, Message, MessageBody, Outcome, RecipientResult,
+    TlsPolicy,
 };
 use postel_session::server::{Event, Server, ServerConfig};
 
@@ -29,7 +30,7 @@ fn message(recipients: &[&'static str], data: &[u8]) -> Message {
         from: ReversePath::Mailbox(Mailbox::try_from("sender@example.org").unwrap()),
         params: MailParameters::default(),
         recipients: recipients.iter().map(|r| to(r)).collect(),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
     }
 }
 
@@ -44,6 +45,8 @@ struct Pair {
     failures: Vec<ClientError>,
     closed: bool,
     wire: Vec<u8>,
+    /// The pieces a message in pieces is fed in, on each `BodyWanted`.
+    pieces: Vec<Vec<u8>>,
 }
 
 impl Pair {
@@ -57,6 +60,7 @@ impl Pair {
             failures: Vec::new(),
             closed: false,
             wire: Vec::new(),
+            pieces: Vec::new(),
         }
     }
 
@@ -73,6 +77,14 @@ impl Pair {
                     ClientEvent::Delivered(o) => self.outcomes.push(o),
                     ClientEvent::Failed(e) => self.failures.push(e),
                     ClientEvent::Closed => self.closed = true,
+                    ClientEvent::BodyWanted => {
+                        assert!(self.client.wants_body());
+                        for piece in &self.pieces {
+                            self.client.send_body(piece);
+                        }
+                        self.client.end_body();
+                        assert!(!self.client.wants_body());
+                    }
                     other => panic!("{other:?}"),
                 }
             }
@@ -421,4 +433,84 @@ fn rfc5321_timeouts_follow_the_dialogue() {
         Some(std::time::Duration::from_secs(300)),
         "EHLO"
     );
+}
+
+/// A message in pieces cut at the awkward places (between CR and LF, just
+/// before a leading dot), by DATA and by BDAT.
+fn streamed(chunking: bool, max: Option<u64>, body: &[u8], cuts: &[usize]) -> Pair {
+    let mut server = server_config();
+    server.chunking = chunking;
+    server.max_message_size = max;
+    let mut pair = Pair::new(client_config(), Server::new(server));
+    let mut at = 0;
+    for &cut in cuts.iter().chain([&body.len()]) {
+        pair.pieces.push(body[at..cut].to_vec());
+        at = cut;
+    }
+    let mut m = message(&["a@example.net", "b@example.net"], b"");
+    // Without SIZE when there is a limit: the refusal must come from the
+    // body, not from MAIL.
+    m.data = MessageBody::Streamed {
+        size: max.is_none().then_some(body.len() as u64),
+        utf8_header: false,
+    };
+    pair.client.send(m);
+    pair.client.finish();
+    pair.run();
+    pair
+}
+
+#[test]
+fn a_message_in_pieces_arrives_whole_by_data_and_by_bdat() {
+    let body = b"Subject: pieces\r\n\r\n.leading dot\r\n..two\r\nend\r\n";
+    // Cut between CR and LF, right before a leading dot, inside a line.
+    let cuts = [16, 17, 19, 20, 33, 34, 40];
+    for chunking in [false, true] {
+        let p = streamed(chunking, None, body, &cuts);
+        assert_eq!(
+            p.results(0),
+            ["delivered", "delivered"],
+            "chunking {chunking}"
+        );
+        assert_eq!(p.bodies, [body.to_vec()], "chunking {chunking}");
+        let wire = String::from_utf8_lossy(&p.wire);
+        assert!(wire.contains(&format!("SIZE={}", body.len())), "{wire}");
+        if chunking {
+            assert_eq!(wire.matches("BDAT ").count(), cuts.len() + 2, "{wire}");
+            assert!(wire.contains("BDAT 0 LAST\r\n"), "{wire}");
+        } else {
+            assert!(wire.contains("\r\n...two\r\n"), "{wire}");
+        }
+        assert!(p.closed && p.failures.is_empty());
+    }
+}
+
+#[test]
+fn a_message_in_pieces_too_large_for_the_server_fails_without_hanging() {
+    let body = vec![b'x'; 5000];
+    for chunking in [false, true] {
+        let mut with_lines = Vec::new();
+        for line in body.chunks(70) {
+            with_lines.extend_from_slice(line);
+            with_lines.extend_from_slice(b"\r\n");
+        }
+        let p = streamed(chunking, Some(1000), &with_lines, &[100, 2000, 4000]);
+        assert_eq!(
+            p.results(0),
+            ["permanent", "permanent"],
+            "chunking {chunking}"
+        );
+        assert!(p.bodies.is_empty());
+        assert!(p.closed, "QUIT after the refusal, chunking {chunking}");
+        let wire = String::from_utf8_lossy(&p.wire);
+        assert!(!wire.contains("SIZE="), "{wire}");
+        assert!(
+            wire.contains(if chunking {
+                "BDAT 0 LAST"
+            } else {
+                "xx\r\n.\r\n"
+            }),
+            "{wire}"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use crate::config::AuthAction;
 impl Connection {
     /// The checks this session's mail gets: none for an authenticated
     /// client or a listener whose role is not checked.
-    fn checked(&self) -> Option<Authenticator> {
+    pub(super) fn checked(&self) -> Option<Authenticator> {
         if self.peer.user.is_some() || !self.config.authentication.checks(self.role) {
             return None;
         }
@@ -72,10 +72,10 @@ impl Connection {
         let Some(auth) = self.checked() else {
             return Ok(());
         };
-        let verdict = auth.verify(&txn.body, txn.spf.as_ref()).await;
-        if let Some(kept) = postel_auth::strip_own_results(&txn.body, auth.authserv_id()) {
+        let verdict = auth.verify(txn.body.held(), txn.spf.as_ref()).await;
+        if let Some(kept) = postel_auth::strip_own_results(txn.body.held(), auth.authserv_id()) {
             info!(client = %self.peer.addr, "forged Authentication-Results removed");
-            txn.body = kept;
+            txn.body = super::body::Body::Held(kept);
         }
         let policy = &self.config.authentication;
         let dmarc = &verdict.dmarc;
@@ -122,7 +122,7 @@ impl Connection {
         if self.peer.user.is_none() {
             return Ok(());
         }
-        match self.config.dkim.sign(&txn.body) {
+        match self.config.dkim.sign(txn.body.held()) {
             Ok(signatures) => {
                 txn.signatures = signatures;
                 Ok(())

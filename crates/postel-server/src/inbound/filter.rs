@@ -131,7 +131,7 @@ impl Connection {
         if txn.discard {
             return MessageVerdict::Discard;
         }
-        let mut message = Edited::parse(&txn.body);
+        let mut message = Edited::parse(txn.body.held());
         let mut macros = self.base_macros();
         self.auth_macros(&mut macros);
         let MessageOutcome {
@@ -152,7 +152,7 @@ impl Connection {
             info!(client = %self.peer.addr, "filters removed every recipient: message discarded");
             return MessageVerdict::Discard;
         }
-        txn.body = message.to_bytes();
+        txn.body = super::body::Body::Held(message.to_bytes());
         txn.quarantine = quarantine;
         MessageVerdict::Store(Box::new(txn))
     }

@@ -18,6 +18,7 @@ use crate::state::Shared;
 use crate::stream::Stream;
 
 mod auth;
+mod body;
 mod filter;
 mod rcpt;
 mod store;
@@ -85,7 +86,7 @@ struct Transaction {
     destinations: std::collections::HashSet<String>,
     /// The local ones of those, which a `Delivered-To` loop check looks at.
     local_mailboxes: std::collections::HashSet<String>,
-    body: Vec<u8>,
+    body: body::Body,
     /// A filter discarded the message: answer 250, store nothing.
     discard: bool,
     /// A filter quarantined it, for this reason.
@@ -232,6 +233,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             .await;
         Err(std::io::Error::other("session panicked"))
     };
+    // A connection that ended mid-message leaves nothing in the queue.
+    conn.txn.body.discard(&shared.queue).await;
     shared.metrics.commands_of(&server);
     Box::pin(conn.filters.quit()).await;
     stream.shutdown().await;
@@ -323,7 +326,7 @@ impl Connection {
             Event::Hello { name, extended } => {
                 self.peer.helo = Some(name.to_string());
                 self.peer.extended = extended;
-                self.txn = Transaction::default();
+                self.reset_transaction().await;
                 if !self.filters.is_empty() {
                     self.filters.abort().await;
                     match self.filter_helo(&name.to_string()).await {
@@ -357,7 +360,10 @@ impl Connection {
                     Outcome::Close(r) => server.shutdown_with(&r),
                 }
             }
-            Event::Body(data) => self.txn.body.extend_from_slice(&data),
+            Event::Body(data) if !self.txn.discard => {
+                let hold = matches!(self.txn.body, body::Body::Empty) && self.holds_whole();
+                self.txn.body.push(&self.shared.queue, hold, &data).await;
+            }
             Event::Message(m) => self.message(server, m).await?,
             Event::MessageAborted(why) => {
                 info!(client = %self.peer.addr, reason = %why, "message refused");
@@ -368,11 +374,11 @@ impl Connection {
                     BodyViolation::TooManyHops { .. } => "loop",
                     _ => "line_length",
                 });
-                self.txn = Transaction::default();
+                self.reset_transaction().await;
                 self.filters.abort().await;
             }
             Event::Reset => {
-                self.txn = Transaction::default();
+                self.reset_transaction().await;
                 self.filters.abort().await;
             }
             Event::StartTls => self.start_tls(server, stream).await?,
@@ -380,6 +386,20 @@ impl Connection {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Forgets the transaction, and what of its body the queue has.
+    async fn reset_transaction(&mut self) {
+        self.txn.body.discard(&self.shared.queue).await;
+        self.txn = Transaction::default();
+    }
+
+    /// Whether this session's messages are held whole in memory, for a
+    /// check that reads the whole message: a milter, the DKIM, ARC and
+    /// DMARC checks, or DKIM signing of what a user sends. Otherwise the
+    /// body streams to the queue.
+    fn holds_whole(&self) -> bool {
+        !self.filters.is_empty() || self.peer.user.is_some() || self.checked().is_some()
     }
 
     /// MAIL: the connection's refusal, the rates, the filters.
@@ -413,6 +433,7 @@ impl Connection {
                 }
             }
         }
+        self.txn.body.discard(&self.shared.queue).await;
         self.txn = Transaction {
             from: Some(m.from.clone()),
             // The parser takes only printable US-ASCII (RFC 3461
@@ -484,7 +505,7 @@ impl Connection {
         if let Err(refusal) = self.sign(&mut txn) {
             return m.reject(server, refusal).map_err(|e| misuse(e.to_string()));
         }
-        let answer = self.enqueue(txn);
+        let answer = self.enqueue(txn).await;
         m.accept_with(server, answer)
             .map_err(|e| misuse(e.to_string()))?;
         Ok(())

@@ -13,7 +13,7 @@ use super::{Connection, Transaction, reply};
 
 impl Connection {
     /// Stores the message; the reply to the end of data.
-    pub(super) fn enqueue(&mut self, txn: Transaction) -> Reply<'static> {
+    pub(super) async fn enqueue(&mut self, txn: Transaction) -> Reply<'static> {
         let Some(from) = txn.from else {
             return reply(503, (5, 5, 1), "No transaction");
         };
@@ -23,12 +23,9 @@ impl Connection {
         // trace field, then the message as it came.
         let results = txn.auth_results.as_deref().unwrap_or_default();
         let signatures = txn.signatures.as_deref().unwrap_or_default();
-        let mut body =
-            Vec::with_capacity(results.len() + signatures.len() + received.len() + txn.body.len());
-        body.extend_from_slice(results.as_bytes());
-        body.extend_from_slice(signatures.as_bytes());
-        body.extend_from_slice(received.as_bytes());
-        body.extend_from_slice(&txn.body);
+        let prefix = [results, signatures, received.as_str()]
+            .concat()
+            .into_bytes();
         let size = txn.body.len();
         let rcpts: Vec<String> = txn
             .recipients
@@ -51,12 +48,16 @@ impl Connection {
             },
             recipients: txn.recipients,
         };
-        // The spool writes and fsyncs synchronously: keep that off the
-        // threads that drive the other connections.
         let queue = &self.shared.queue;
-        let stored = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(queue.enqueue(message, body, now))
-        });
+        let stored = match txn.body.finish(queue).await {
+            // The spool writes and fsyncs synchronously: keep that off the
+            // threads that drive the other connections.
+            Ok(incoming) => tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(queue.commit(incoming, message, prefix, now))
+            }),
+            Err(e) => Err(e),
+        };
         match stored {
             Ok(id) => {
                 self.messages += 1;

@@ -28,7 +28,7 @@ impl Delivery {
         message: &Message,
         target: &LmtpTarget,
         recipients: &Batch,
-        body: &[u8],
+        body: &super::source::Source<'_>,
     ) -> Vec<(usize, Outcome)> {
         let label = target.to_string();
         let indices: Vec<usize> = recipients.iter().map(|(i, _)| *i).collect();
@@ -46,12 +46,16 @@ impl Delivery {
             }
         }
         out.recipients = rcpts;
+        let out = super::smtp::Outgoing {
+            message: out,
+            source: body,
+        };
         let sent = match self.reuse(&label, &out, &message.id).await {
             Some(sent) => Ok(sent),
             None => match connect(target).await {
                 Ok(stream) => {
                     let mut conn = self.open(stream, "localhost", &label, TlsPolicy::Never, true);
-                    let sent = send_on(&mut conn, out).await;
+                    let sent = send_on(&mut conn, &out).await;
                     if sent.is_ok() {
                         self.park_or_close(&label, conn).await;
                     }

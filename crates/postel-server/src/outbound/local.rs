@@ -13,7 +13,7 @@ impl Delivery {
         message: &Message,
         domain: &crate::config::LocalDomain,
         local_part: &str,
-        body: &[u8],
+        body: &super::source::Source<'_>,
         written: &mut std::collections::HashSet<String>,
     ) -> Outcome {
         let extra = self.shared.users().local_parts(&domain.name);
@@ -45,8 +45,13 @@ impl Delivery {
                     .duration_since(std::time::SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
             };
-            let delivered =
-                crate::maildir::deliver_for(&dir, &host, naming, &return_path, &address, "", body);
+            let delivered = crate::maildir::deliver_from(
+                &dir,
+                &host,
+                naming,
+                (&return_path, &address, ""),
+                &mut |out| body.write_blocking(out),
+            );
             if let Err(e) = delivered {
                 warn!(queue_id = %message.id, mailbox = %dir.display(), error = %e, "local delivery failed");
                 return Outcome::Deferred(result(

@@ -25,6 +25,7 @@ mod https;
 mod mta_sts;
 mod policy;
 mod smtp;
+mod source;
 mod tls_rpt;
 pub(crate) use dane::explain as explain_dane;
 pub(crate) use mta_sts::MtaSts;
@@ -247,12 +248,12 @@ impl Delivery {
             .collect();
         let mut outcomes = Vec::new();
         let mut relayed = Vec::new();
-        let mut body = None;
+        let mut head = None;
         if !due.is_empty() {
-            match self.shared.queue.body(&message.id).await {
-                Ok(b) => {
-                    outcomes = self.attempt(&message, &due, &b, &mut relayed).await;
-                    body = Some(b);
+            match source::Source::open(&self.shared.queue, &message.id).await {
+                Ok(body) => {
+                    outcomes = self.attempt(&message, &due, &body, &mut relayed).await;
+                    head = Some(body.head().to_vec());
                 }
                 Err(e) => warn!(queue_id = %message.id, error = %e, "cannot read the body"),
             }
@@ -265,8 +266,8 @@ impl Delivery {
             finished,
             random_unit(),
         );
-        if let Some(body) = &body {
-            self.report_success(&message, &outcomes, &relayed, body, finished);
+        if let Some(head) = &head {
+            self.report_success(&message, &outcomes, &relayed, head, finished);
         }
         log_outcomes(&message, &outcomes, &self.shared.metrics);
         let mut warned = message.warned;
@@ -356,7 +357,7 @@ impl Delivery {
         &self,
         message: &Message,
         due: &[usize],
-        body: &[u8],
+        body: &source::Source<'_>,
         relayed: &mut Vec<usize>,
     ) -> Vec<(usize, Outcome)> {
         let config = self.shared.config();
@@ -406,7 +407,8 @@ impl Delivery {
         }
         let received = {
             let mut trace = postel_proto::framing::TraceScanner::new();
-            trace.feed(body);
+            // Received fields are in the header section.
+            trace.feed(body.head());
             trace.received()
         };
         let max_hops = self.shared.config().max_received;
@@ -530,7 +532,7 @@ impl Delivery {
         &self,
         addr: SocketAddr,
         (name, label): (&str, &str),
-        client_message: &postel_session::client::Message,
+        client_message: &smtp::Outgoing<'_, '_>,
         choice: TlsChoice,
         queue_id: &postel_queue::model::QueueId,
     ) -> Result<Result<smtp::Sent, smtp::SessionFailure>, Reply<'static>> {
@@ -554,7 +556,7 @@ impl Delivery {
         message: &Message,
         domain: &str,
         indices: &[usize],
-        body: &[u8],
+        body: &source::Source<'_>,
         relayed: &mut Vec<usize>,
     ) -> Vec<(usize, Outcome)> {
         let all = |o: Outcome| indices.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
@@ -563,7 +565,10 @@ impl Delivery {
             Err((true, r)) => return all(Outcome::Failed(result(Stage::Dns, None, r))),
             Err((false, r)) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),
         };
-        let client_message = client_message(message, indices, body);
+        let client_message = smtp::Outgoing {
+            message: client_message(message, indices, body),
+            source: body,
+        };
         let dane = match self.dane_hosts(domain, &targets).await {
             Ok(d) => d,
             Err(r) => return all(Outcome::Deferred(result(Stage::Dns, None, r))),

@@ -35,6 +35,15 @@ pub(super) struct Connection {
     stage: (u64, tokio::time::Instant),
 }
 
+/// A message to send: the client's form of it, and the queued body that
+/// feeds it when it goes in pieces.
+pub(super) struct Outgoing<'s, 'q> {
+    /// The envelope and the body as the client takes it.
+    pub(super) message: ClientMessage,
+    /// The queued body.
+    pub(super) source: &'s super::source::Source<'q>,
+}
+
 /// Where a parked connection is asked to hand itself over.
 pub(super) type Parked = oneshot::Sender<oneshot::Sender<Connection>>;
 
@@ -48,7 +57,7 @@ impl Delivery {
         addr: SocketAddr,
         tcp: TcpStream,
         (name, label): (&str, &str),
-        client_message: &ClientMessage,
+        client_message: &Outgoing<'_, '_>,
         choice: super::TlsChoice,
         queue_id: &postel_queue::model::QueueId,
     ) -> Result<Sent, SessionFailure> {
@@ -67,18 +76,15 @@ impl Delivery {
             conn.tls = config;
             observed = Some(seen);
         }
-        let mut session =
-            send_on(&mut conn, client_message.clone())
-                .await
-                .map(
-                    |sent| match observed.as_ref().and_then(|o| o.lock().ok()?.clone()) {
-                        Some(e) if sent.tls => Sent {
-                            tls_failed: Some(e),
-                            ..sent
-                        },
-                        _ => sent,
-                    },
-                );
+        let mut session = send_on(&mut conn, client_message).await.map(|sent| {
+            match observed.as_ref().and_then(|o| o.lock().ok()?.clone()) {
+                Some(e) if sent.tls => Sent {
+                    tls_failed: Some(e),
+                    ..sent
+                },
+                _ => sent,
+            }
+        });
         if let Err(SessionFailure::Tls(e)) = &session
             && policy == TlsPolicy::Opportunistic
         {
@@ -90,12 +96,10 @@ impl Delivery {
             session = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => {
                     conn = self.open(Stream::Plain(tcp), name, label, TlsPolicy::Never, false);
-                    send_on(&mut conn, client_message.clone())
-                        .await
-                        .map(|sent| Sent {
-                            tls_failed: Some(failed),
-                            ..sent
-                        })
+                    send_on(&mut conn, client_message).await.map(|sent| Sent {
+                        tls_failed: Some(failed),
+                        ..sent
+                    })
                 }
                 Ok(Err(e)) => Err(SessionFailure::Io(e)),
                 Err(_) => Err(SessionFailure::Timeout("the connection")),
@@ -115,11 +119,11 @@ impl Delivery {
     pub(super) async fn reuse(
         &self,
         addr: &str,
-        client_message: &ClientMessage,
+        client_message: &Outgoing<'_, '_>,
         queue_id: &postel_queue::model::QueueId,
     ) -> Option<Sent> {
         while let Some(mut conn) = self.take_parked(addr).await {
-            match send_on(&mut conn, client_message.clone()).await {
+            match send_on(&mut conn, client_message).await {
                 Ok(results) => {
                     info!(queue_id = %queue_id, host = %conn.label, messages = conn.sent, "connection reused");
                     self.park_or_close(addr, conn).await;
@@ -237,18 +241,20 @@ impl Delivery {
 /// message has its outcome: a result per recipient, in order.
 pub(super) async fn send_on(
     conn: &mut Connection,
-    message: ClientMessage,
+    out: &Outgoing<'_, '_>,
 ) -> Result<Sent, SessionFailure> {
     let index = conn.sent;
     conn.sent += 1;
-    conn.client.send(message);
+    conn.client.send(out.message.clone());
     // The stage deadline starts when the new message is sent.
     conn.stage.0 = u64::MAX;
-    let results = drive(conn, Some(index)).await?.ok_or_else(|| {
-        SessionFailure::Io(std::io::Error::other(
-            "connection closed before the message was done",
-        ))
-    })?;
+    let results = drive(conn, Some((index, out.source)))
+        .await?
+        .ok_or_else(|| {
+            SessionFailure::Io(std::io::Error::other(
+                "connection closed before the message was done",
+            ))
+        })?;
     let dsn = conn.client.capabilities().is_some_and(|c| c.dsn);
     Ok(Sent {
         results,
@@ -284,8 +290,9 @@ async fn close(conn: &mut Connection) {
 /// the server trickles it, and the connection as a whole has one too.
 async fn drive(
     conn: &mut Connection,
-    want: Option<usize>,
+    message: Option<(usize, &super::source::Source<'_>)>,
 ) -> Result<Option<Vec<RecipientResult>>, SessionFailure> {
+    let want = message.map(|(i, _)| i);
     let mut results = None;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -307,6 +314,23 @@ async fn drive(
                     conn.stream = Stream::Tls(Box::new(tls));
                     conn.client.tls_established();
                 }
+                ClientEvent::BodyWanted => {
+                    let Some((_, source)) = message else {
+                        conn.client.end_body();
+                        continue;
+                    };
+                    flush(conn).await?;
+                    let mut pieces = source.pieces();
+                    while let Some(piece) = pieces
+                        .next()
+                        .await
+                        .map_err(|e| SessionFailure::Io(std::io::Error::other(e.to_string())))?
+                    {
+                        conn.client.send_body(piece);
+                        flush(conn).await?;
+                    }
+                    conn.client.end_body();
+                }
                 ClientEvent::Delivered(outcome) if Some(outcome.message) == want => {
                     results = Some(outcome.recipients.into_iter().map(|(_, r)| r).collect());
                 }
@@ -324,15 +348,7 @@ async fn drive(
                 _ => {}
             }
         }
-        let out = conn.client.transmit();
-        for piece in out.chunks(64 * 1024) {
-            // RFC 5321 section 4.5.3.2.5: each write has its own limit.
-            let deadline = conn.total.min(tokio::time::Instant::now() + conn.block);
-            tokio::time::timeout_at(deadline, conn.stream.write_all(piece))
-                .await
-                .map_err(|_| SessionFailure::Timeout("a write to the server"))?
-                .map_err(SessionFailure::Io)?;
-        }
+        flush(conn).await?;
         if results.is_some() || conn.client.is_closed() {
             return Ok(results);
         }
@@ -354,6 +370,20 @@ async fn drive(
         }
         conn.client.receive(&buf[..n]);
     }
+}
+
+/// Writes what the client has to send.
+async fn flush(conn: &mut Connection) -> Result<(), SessionFailure> {
+    let out = conn.client.transmit();
+    for piece in out.chunks(64 * 1024) {
+        // RFC 5321 section 4.5.3.2.5: each write has its own limit.
+        let deadline = conn.total.min(tokio::time::Instant::now() + conn.block);
+        tokio::time::timeout_at(deadline, conn.stream.write_all(piece))
+            .await
+            .map_err(|_| SessionFailure::Timeout("a write to the server"))?
+            .map_err(SessionFailure::Io)?;
+    }
+    Ok(())
 }
 
 /// Why a session delivered nothing.
@@ -387,7 +417,11 @@ fn tls_server_name(host: &str) -> std::io::Result<rustls::pki_types::ServerName<
 }
 
 /// The message as the client sends it, for the given recipients.
-pub(super) fn client_message(message: &Message, indices: &[usize], body: &[u8]) -> ClientMessage {
+pub(super) fn client_message(
+    message: &Message,
+    indices: &[usize],
+    body: &super::source::Source<'_>,
+) -> ClientMessage {
     let e = &message.envelope;
     let mut params = MailParameters::default();
     params.body = match e.body_type {
@@ -418,6 +452,6 @@ pub(super) fn client_message(message: &Message, indices: &[usize], body: &[u8]) 
         from: e.return_path.clone(),
         params,
         recipients,
-        data: body.to_vec(),
+        data: body.message_body(),
     }
 }

@@ -4,7 +4,7 @@
 
 use postel_proto::types::{BodyType, Capabilities, EnhancedStatus, Reply, ReplyCode};
 
-use super::Message;
+use super::{Message, MessageBody};
 
 /// Fits `message`'s parameters to `caps`, or says why the message cannot be
 /// sent to this server at all (a permanent local refusal).
@@ -89,8 +89,14 @@ fn needs_smtputf8(message: &Message) -> bool {
         .recipients
         .iter()
         .any(|(r, _)| r.mailbox().is_some_and(|m| !m.is_ascii()));
-    let end = memchr::memmem::find(&message.data, b"\r\n\r\n").unwrap_or(message.data.len());
-    from || to || !message.data[..end].is_ascii()
+    let header = match &message.data {
+        MessageBody::Whole(data) => {
+            let end = memchr::memmem::find(data, b"\r\n\r\n").unwrap_or(data.len());
+            !data.get(..end).unwrap_or_default().is_ascii()
+        }
+        MessageBody::Streamed { utf8_header, .. } => *utf8_header,
+    };
+    from || to || header
 }
 
 fn refusal(code: u16, status: (u8, u16, u16), text: &'static str) -> Reply<'static> {

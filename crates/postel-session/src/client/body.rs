@@ -4,7 +4,7 @@
 use postel_proto::framing::dot_stuff;
 use postel_proto::types::{Command, Reply};
 
-use super::{Client, Expect, RecipientResult};
+use super::{Client, ClientEvent, Expect, MessageBody, RecipientResult, Streaming};
 
 impl Client {
     /// Sends the body with BDAT, if any recipient was accepted.
@@ -14,13 +14,69 @@ impl Client {
             return;
         }
         if let Some(c) = &self.current {
-            let bdat = Command::Bdat {
-                size: c.message.data.len() as u64,
+            match &c.message.data {
+                MessageBody::Whole(data) => {
+                    let bdat = Command::Bdat {
+                        size: data.len() as u64,
+                        last: true,
+                    };
+                    bdat.write(&mut self.output);
+                    self.output.extend_from_slice(data);
+                    self.expect_final_replies();
+                }
+                MessageBody::Streamed { .. } => {
+                    self.streaming = Some(Streaming::Bdat);
+                    self.events.push_back(ClientEvent::BodyWanted);
+                }
+            }
+        }
+    }
+
+    /// True while the client waits for the pieces of a message
+    /// ([`ClientEvent::BodyWanted`] until [`Client::end_body`]).
+    pub fn wants_body(&self) -> bool {
+        self.streaming.is_some()
+    }
+
+    /// The next piece of a message in pieces, after
+    /// [`ClientEvent::BodyWanted`]: dot-stuffed after DATA, or sent as a
+    /// BDAT chunk of its own. Ignored when no body is wanted (the
+    /// connection failed, say).
+    pub fn send_body(&mut self, piece: &[u8]) {
+        match &mut self.streaming {
+            Some(Streaming::Data(encoder)) => encoder.encode(piece, &mut self.output),
+            Some(Streaming::Bdat) if !piece.is_empty() => {
+                let bdat = Command::Bdat {
+                    size: piece.len() as u64,
+                    last: false,
+                };
+                bdat.write(&mut self.output);
+                self.output.extend_from_slice(piece);
+                self.expect.push_back(Expect::Chunk);
+            }
+            Some(Streaming::Bdat) | None => {}
+        }
+    }
+
+    /// Ends a message in pieces: the end of data, or the last BDAT.
+    pub fn end_body(&mut self) {
+        match self.streaming.take() {
+            Some(Streaming::Data(mut encoder)) => encoder.finish(&mut self.output),
+            Some(Streaming::Bdat) => Command::Bdat {
+                size: 0,
                 last: true,
-            };
-            bdat.write(&mut self.output);
-            self.output.extend_from_slice(&c.message.data);
-            self.expect_final_replies();
+            }
+            .write(&mut self.output),
+            None => return,
+        }
+        self.expect_final_replies();
+    }
+
+    /// The reply to a BDAT chunk before the last: a refusal is every
+    /// accepted recipient's result, and stays so whatever the last says.
+    pub(super) fn on_chunk(&mut self, reply: &Reply<'static>) {
+        if !reply.code().is_positive() {
+            self.finish_accepted(reply);
         }
     }
 
@@ -71,7 +127,15 @@ impl Client {
         }
         if self.any_accepted() {
             if let Some(c) = &self.current {
-                self.output.extend_from_slice(&dot_stuff(&c.message.data));
+                match &c.message.data {
+                    MessageBody::Whole(data) => self.output.extend_from_slice(&dot_stuff(data)),
+                    MessageBody::Streamed { .. } => {
+                        self.streaming =
+                            Some(Streaming::Data(postel_proto::framing::DotEncoder::new()));
+                        self.events.push_back(ClientEvent::BodyWanted);
+                        return;
+                    }
+                }
             }
         } else {
             // RFC 2920 section 3.1: 354 after every RCPT failed; end the empty

@@ -145,8 +145,65 @@ pub struct Message {
     pub params: MailParameters<'static>,
     /// RCPT TO, each with its parameters.
     pub recipients: Vec<(ForwardPath<'static>, RcptParameters<'static>)>,
-    /// The message.
-    pub data: Vec<u8>,
+    /// The message, whole or in pieces.
+    pub data: MessageBody,
+}
+
+/// The octets of a [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageBody {
+    /// The whole message, in memory.
+    Whole(Vec<u8>),
+    /// The driver hands the message over in pieces when the client asks
+    /// ([`ClientEvent::BodyWanted`]): each through [`Client::send_body`],
+    /// then [`Client::end_body`]. Nothing of it need be in memory at once.
+    ///
+    /// ```
+    /// use postel_session::client::{Client, ClientConfig, ClientEvent, Message, MessageBody};
+    /// use postel_proto::types::{Domain, ForwardPath, Mailbox, ReversePath};
+    ///
+    /// let mut client = Client::new(ClientConfig::new(Domain::try_from("client.example").unwrap()));
+    /// client.send(Message {
+    ///     from: ReversePath::Null,
+    ///     params: Default::default(),
+    ///     recipients: vec![(ForwardPath::Mailbox(Mailbox::try_from("b@example.org").unwrap()), Default::default())],
+    ///     data: MessageBody::Streamed { size: Some(12), utf8_header: false },
+    /// });
+    /// client.finish();
+    /// for reply in ["220 mx ready\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n"] {
+    ///     client.receive(reply.as_bytes());
+    ///     while let Some(_) = client.poll() {}
+    /// }
+    /// assert!(client.wants_body());
+    /// client.transmit();
+    /// client.send_body(b"\r\n.hidden");
+    /// client.send_body(b"\r\n");
+    /// client.end_body();
+    /// assert_eq!(client.transmit(), b"\r\n..hidden\r\n.\r\n");
+    /// ```
+    Streamed {
+        /// The length in octets, for SIZE (RFC 1870), when known.
+        size: Option<u64>,
+        /// Whether the header section holds octets that are not ASCII,
+        /// which a server without SMTPUTF8 must not get (RFC 6531).
+        utf8_header: bool,
+    },
+}
+
+impl From<Vec<u8>> for MessageBody {
+    fn from(whole: Vec<u8>) -> Self {
+        MessageBody::Whole(whole)
+    }
+}
+
+/// How the body in pieces is being sent.
+#[derive(Debug)]
+enum Streaming {
+    /// After DATA's 354: dot-stuffed across the pieces.
+    Data(postel_proto::framing::DotEncoder),
+    /// As BDAT chunks, one per piece.
+    Bdat,
 }
 
 /// What happened to one recipient.
@@ -275,6 +332,11 @@ pub enum ClientEvent {
     Failed(ClientError),
     /// QUIT was answered: close the connection.
     Closed,
+    /// The message in pieces ([`MessageBody::Streamed`]) is to be sent
+    /// now: hand each piece to [`Client::send_body`], writing out what
+    /// [`Client::transmit`] gives as you go, then call
+    /// [`Client::end_body`].
+    BodyWanted,
 }
 
 /// One reply, parsed for what it answers.
@@ -294,6 +356,8 @@ enum Expect {
     Rcpt(usize),
     Data,
     Body,
+    /// The reply to a BDAT chunk that is not the last.
+    Chunk,
     /// LMTP: the reply after the message for accepted recipient `usize`.
     LmtpBody(usize),
     Rset,
@@ -333,6 +397,8 @@ pub struct Client {
     waiting_tls: bool,
     framer: ReplyFramer,
     replies_read: u64,
+    /// A message in pieces is being sent.
+    streaming: Option<Streaming>,
 }
 
 impl Client {
@@ -354,6 +420,7 @@ impl Client {
             waiting_tls: false,
             framer: ReplyFramer::default(),
             replies_read: 0,
+            streaming: None,
         }
     }
 
@@ -397,6 +464,7 @@ impl Client {
             Expect::Rcpt(_) => t.rcpt,
             Expect::Data => t.data,
             Expect::Body | Expect::LmtpBody(_) => t.final_dot,
+            Expect::Chunk => t.data_block,
             _ => t.other,
         })
     }
@@ -420,6 +488,7 @@ impl Client {
             Expect::Rcpt(_) => "the reply to RCPT",
             Expect::Data => "the reply to DATA",
             Expect::Body | Expect::LmtpBody(_) => "the reply to the end of the message",
+            Expect::Chunk => "the reply to BDAT",
             Expect::Rset => "the reply to RSET",
             Expect::Quit => "the reply to QUIT",
         })
@@ -602,7 +671,10 @@ impl Client {
         };
         let mut params = message.params.clone();
         if caps.size.is_some() && params.size.is_none() {
-            params.size = Some(message.data.len() as u64);
+            params.size = match &message.data {
+                MessageBody::Whole(data) => Some(data.len() as u64),
+                MessageBody::Streamed { size, .. } => *size,
+            };
         }
         let mail = Command::Mail {
             from: message.from.clone(),
@@ -685,6 +757,7 @@ impl Client {
             Expect::Rcpt(i) => self.on_rcpt(i, reply),
             Expect::Data => self.on_data(&reply),
             Expect::Body => self.on_body(&reply),
+            Expect::Chunk => self.on_chunk(&reply),
             Expect::LmtpBody(i) => self.on_lmtp_body(i, reply),
             Expect::Rset => self.next(),
             Expect::Quit => {
@@ -805,6 +878,7 @@ impl Client {
             ClientError::LoopsBack(_) => None,
             _ => Some(()),
         };
+        self.streaming = None;
         let reply = error.diagnosis();
         let result = if transient.is_some() {
             RecipientResult::Transient(reply)
