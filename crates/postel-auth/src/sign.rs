@@ -166,6 +166,11 @@ impl Signer {
         self.add(domain, selector, &pem)
     }
 
+    /// Whether there is no key at all: nothing is ever signed.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Whether any key signs for `domain`.
     pub fn signs_for(&self, domain: &str) -> bool {
         self.keys

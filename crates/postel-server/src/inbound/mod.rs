@@ -399,7 +399,9 @@ impl Connection {
     /// DMARC checks, or DKIM signing of what a user sends. Otherwise the
     /// body streams to the queue.
     fn holds_whole(&self) -> bool {
-        !self.filters.is_empty() || self.peer.user.is_some() || self.checked().is_some()
+        !self.filters.is_empty()
+            || (self.peer.user.is_some() && !self.config.dkim.is_empty())
+            || self.checked().is_some()
     }
 
     /// MAIL: the connection's refusal, the rates, the filters.
