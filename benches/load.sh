@@ -100,6 +100,8 @@ postel_n=$(find "$postel_box" -type f | wc -l)
 PF=$work/postfix
 PF_PORT=$(free_port)
 mkdir -p "$PF/conf" "$PF/queue" "$PF/data" "$PF/mail"
+# mktemp's directory is private; Postfix's own users must reach theirs.
+chmod 755 "$work"
 chown postfix "$PF/data"
 chown nobody "$PF/mail"
 cp /etc/postfix/master.cf /etc/postfix/dynamicmaps.cf "$PF/conf/"
@@ -126,7 +128,10 @@ virtual_mailbox_maps = static:postmaster/
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 CF
-postfix -c "$PF/conf" start >/dev/null 2>&1 || { echo "postfix did not start" >&2; exit 1; }
+# postfix writes why it did not start only to a terminal.
+script -qc "postfix -c $PF/conf start" /dev/null >"$PF/start.log" 2>&1 || true
+if [ ! -s "$PF/queue/pid/master.pid" ]; then sleep 1; fi
+[ -s "$PF/queue/pid/master.pid" ] || { echo "postfix did not start:" >&2; cat "$PF/start.log" >&2; exit 1; }
 trap 'postfix -c "$PF/conf" stop >/dev/null 2>&1 || true; kill "${PIDS[@]}" 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 wait_port "$PF_PORT"
 PF_MASTER=$(cat "$PF/queue/pid/master.pid" | tr -d ' ')

@@ -28,6 +28,7 @@ mod queue;
 pub mod record;
 pub mod schedule;
 mod spool;
+mod sync;
 
 pub use memory::{MemoryBody, MemoryIncoming, MemoryQueue};
 pub use queue::{
@@ -35,3 +36,4 @@ pub use queue::{
     delay_warning, new_recipients, report_failures, report_failures_with, success_report,
 };
 pub use spool::{SpoolBody, SpoolIncoming, SpoolQueue, WriteStep};
+pub use sync::GroupSync;

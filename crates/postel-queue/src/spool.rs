@@ -14,7 +14,10 @@
 //! place and fsyncs the directory, shared with every commit that renamed
 //! while the previous directory fsync ran (group commit); only then does
 //! it return. A second file, `<id>.log`, is the append-only journal of
-//! recipient states, created at the first delivery attempt. Files that
+//! recipient states, created at the first attempt that leaves a recipient
+//! to retry or a failure to report; a message that is finished at once
+//! needs none: its files are removed, and the removal is made durable by a
+//! directory fsync shared the same way. Files that
 //! cannot be read are moved to `corrupt/` at startup, with a line on
 //! standard error naming them; the spool never starts empty in their
 //! place. What is left in `tmp/` at startup is a message that never got
@@ -32,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::model::{Message, NewMessage, QueueId, Recipient, RecipientState};
@@ -46,7 +49,7 @@ pub struct SpoolQueue {
     dir: PathBuf,
     schedule: RetrySchedule,
     state: Mutex<State>,
-    commit: GroupCommit,
+    commit: crate::GroupSync,
     hook: FaultHook,
 }
 
@@ -70,17 +73,21 @@ pub enum WriteStep {
     JournalWritten,
     /// The journal entry is synced.
     JournalSynced,
+    /// A finished message's files are removed; the removal is durable once
+    /// the directory is synced.
+    Removed,
 }
 
 impl WriteStep {
     /// Every step, in write order.
-    pub const ALL: [WriteStep; 6] = [
+    pub const ALL: [WriteStep; 7] = [
         WriteStep::BodyWritten,
         WriteStep::BodySynced,
         WriteStep::BodyRenamed,
         WriteStep::DirectorySynced,
         WriteStep::JournalWritten,
         WriteStep::JournalSynced,
+        WriteStep::Removed,
     ];
 }
 
@@ -168,25 +175,6 @@ impl std::fmt::Debug for FaultHook {
     }
 }
 
-/// Group commit of the spool directory: enqueues that finish their renames
-/// while a directory fsync runs share the next one, so concurrent writers
-/// pay for fewer fsyncs than messages.
-#[derive(Debug, Default)]
-struct GroupCommit {
-    state: Mutex<CommitState>,
-    done: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct CommitState {
-    /// Renames registered so far.
-    requested: u64,
-    /// Renames known durable.
-    durable: u64,
-    /// A directory fsync is running.
-    running: bool,
-}
-
 #[derive(Debug, Default)]
 struct State {
     messages: BTreeMap<QueueId, Message>,
@@ -223,7 +211,7 @@ impl SpoolQueue {
             dir,
             schedule,
             state: Mutex::new(State::default()),
-            commit: GroupCommit::default(),
+            commit: crate::GroupSync::default(),
             hook: FaultHook::default(),
         };
         let quarantined = spool.load()?;
@@ -243,44 +231,12 @@ impl SpoolQueue {
         }
     }
 
-    /// Makes every rename done before this call durable, sharing the
-    /// directory fsync with concurrent callers (group commit).
+    /// Makes every rename and removal done before this call durable,
+    /// sharing the directory fsync with concurrent callers (group commit).
     fn commit_dir(&self) -> Result<(), QueueError> {
-        let mut s = self.commit_state();
-        s.requested += 1;
-        let mine = s.requested;
-        loop {
-            if s.durable >= mine {
-                return Ok(());
-            }
-            if s.running {
-                s = self
-                    .commit
-                    .done
-                    .wait(s)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                continue;
-            }
-            // Every rename registered so far happened before this fsync.
-            let covers = s.requested;
-            s.running = true;
-            drop(s);
-            let result = sync_dir(&self.dir);
-            s = self.commit_state();
-            s.running = false;
-            if result.is_ok() {
-                s.durable = s.durable.max(covers);
-            }
-            self.commit.done.notify_all();
-            result?;
-        }
-    }
-
-    fn commit_state(&self) -> std::sync::MutexGuard<'_, CommitState> {
         self.commit
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sync(&self.dir)
+            .map_err(storage("syncing the spool directory"))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -666,20 +622,33 @@ impl Queue for SpoolQueue {
             }
             lines
         };
+        let finished = recipients.iter().all(|r| {
+            matches!(
+                r.state,
+                RecipientState::Delivered
+                    | RecipientState::Failed { reported: true }
+                    | RecipientState::Expired { reported: true }
+            )
+        });
+        if finished {
+            // Nothing more to say about it: its removal, made durable with
+            // a directory fsync shared with concurrent commits and
+            // removals, is the record (one file fewer created per message).
+            self.lock().messages.remove(&lease.id);
+            self.remove(&lease.id, false)?;
+            self.step(WriteStep::Removed);
+            self.commit_dir()?;
+            self.step(WriteStep::DirectorySynced);
+            return Ok(());
+        }
         self.append_journal(&lease.id, &lines)?;
         let mut state = self.lock();
         if let Some((_, until)) = state.leases.get_mut(&lease.id) {
             *until = SystemTime::UNIX_EPOCH;
         }
-        let done = state.messages.get_mut(&lease.id).is_some_and(|m| {
+        if let Some(m) = state.messages.get_mut(&lease.id) {
             m.recipients = recipients;
             m.warned |= warned;
-            m.is_done()
-        });
-        if done {
-            state.messages.remove(&lease.id);
-            drop(state);
-            self.remove(&lease.id, false)?;
         }
         Ok(())
     }

@@ -86,25 +86,33 @@ fn crash_child() {
         let id = block_on(q.commit(incoming, message(n), prefix(n), now)).unwrap();
         writeln!(out, "E {id} {n}").unwrap();
         out.flush().unwrap();
-        if n % 2 == 0 {
+        // Every other message is delivered (its files removed), every
+        // fourth deferred (a journal entry written).
+        if n % 2 == 0 || n % 4 == 1 {
+            let delivered = n % 2 == 0;
             for claim in block_on(q.claim("child", now, Duration::from_secs(600), 1)).unwrap() {
                 let mut m = claim.message.clone();
                 let result = AttemptResult {
                     stage: Stage::Data,
                     remote_host: None,
-                    reply: Reply::OK,
+                    reply: if delivered {
+                        Reply::OK
+                    } else {
+                        Reply::TRANSIENT_PROTOCOL_ERROR
+                    },
                 };
-                apply_outcomes(
-                    &mut m,
-                    &[(0, Outcome::Delivered(result))],
-                    &RetrySchedule::default(),
-                    now,
-                    0.5,
-                );
+                let outcome = if delivered {
+                    Outcome::Delivered(result)
+                } else {
+                    Outcome::Deferred(result)
+                };
+                apply_outcomes(&mut m, &[(0, outcome)], &RetrySchedule::default(), now, 0.5);
                 let id = claim.lease.id.clone();
                 block_on(q.complete(claim.lease, m.recipients, false)).unwrap();
-                writeln!(out, "D {id}").unwrap();
-                out.flush().unwrap();
+                if delivered {
+                    writeln!(out, "D {id}").unwrap();
+                    out.flush().unwrap();
+                }
             }
         }
     }

@@ -144,11 +144,53 @@ fn damaged_and_half_written_files_are_set_aside() {
 fn a_finished_message_whose_removal_was_cut_short_is_removed_at_open() {
     let d = dir("finished");
     let mut q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
-    // The process stops right after the journal records the delivery,
-    // before the files are removed.
-    q.set_fault_hook(|step| {
-        assert!(step != postel_queue::WriteStep::JournalSynced, "stop here");
+    // Both recipients fail; the process stops right after the journal
+    // records that their bounce is queued, before the files are removed.
+    let reported = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let armed = std::sync::Arc::clone(&reported);
+    q.set_fault_hook(move |step| {
+        let stop = armed.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            !(stop && step == postel_queue::WriteStep::JournalSynced),
+            "stop here"
+        );
     });
+    let id = block_on(q.enqueue(message(), b"body\r\n".to_vec(), t(0))).unwrap();
+    let claim = block_on(q.claim("w", t(1), Duration::from_secs(60), 1))
+        .unwrap()
+        .remove(0);
+    let mut m = claim.message.clone();
+    let failed = Outcome::Failed(AttemptResult {
+        stage: Stage::Data,
+        remote_host: None,
+        reply: Reply::new(ReplyCode::new(550).unwrap(), None, "no").unwrap(),
+    });
+    apply_outcomes(
+        &mut m,
+        &[(0, failed.clone()), (1, failed)],
+        &RetrySchedule::default(),
+        t(2),
+        0.5,
+    );
+    block_on(q.complete(claim.lease, m.recipients, false)).unwrap();
+    reported.store(true, std::sync::atomic::Ordering::SeqCst);
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(q.mark_reported(&id, &[0, 1]))
+    }));
+    assert!(crashed.is_err(), "stopped at the fault");
+    assert!(d.join(format!("{id}.msg")).exists(), "files left behind");
+    drop(q);
+
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    assert!(block_on(q.list()).unwrap().is_empty(), "not queued again");
+    assert!(!d.join(format!("{id}.msg")).exists(), "removal finished");
+    assert!(!d.join(format!("{id}.log")).exists());
+}
+
+#[test]
+fn a_message_delivered_at_once_leaves_no_journal() {
+    let d = dir("at-once");
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
     let id = block_on(q.enqueue(message(), b"body\r\n".to_vec(), t(0))).unwrap();
     let claim = block_on(q.claim("w", t(1), Duration::from_secs(60), 1))
         .unwrap()
@@ -166,16 +208,20 @@ fn a_finished_message_whose_removal_was_cut_short_is_removed_at_open() {
         t(2),
         0.5,
     );
-    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        block_on(q.complete(claim.lease, m.recipients, false))
-    }));
-    assert!(crashed.is_err(), "stopped at the fault");
-    assert!(d.join(format!("{id}.msg")).exists(), "files left behind");
-    drop(q);
-
-    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
-    assert!(block_on(q.list()).unwrap().is_empty(), "not queued again");
-    assert!(!d.join(format!("{id}.msg")).exists(), "removal finished");
+    block_on(q.complete(claim.lease, m.recipients, false)).unwrap();
+    let left: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(block_on(q.list()).unwrap().is_empty());
+    let again = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    assert!(
+        block_on(again.list()).unwrap().is_empty(),
+        "not back after a restart"
+    );
     assert!(!d.join(format!("{id}.log")).exists());
 }
 

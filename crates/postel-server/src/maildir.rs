@@ -110,8 +110,30 @@ pub fn deliver_with(
     }
     let new = dir.join("new").join(&name);
     fs::rename(&tmp, &new)?;
-    File::open(dir.join("new"))?.sync_all()?;
+    sync_new(&dir.join("new"))?;
     Ok(new)
+}
+
+/// Makes a rename into a Maildir's `new/` durable, with one directory
+/// fsync shared by the deliveries into that Maildir that run at the same
+/// time.
+fn sync_new(new: &Path) -> std::io::Result<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+    static GROUPS: OnceLock<Mutex<HashMap<PathBuf, Arc<postel_queue::GroupSync>>>> =
+        OnceLock::new();
+    let group = {
+        let mut groups = GROUPS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if groups.len() > 10_000 {
+            // Only sharing is lost: a fresh group syncs on its own.
+            groups.retain(|_, g| Arc::strong_count(g) > 1);
+        }
+        Arc::clone(groups.entry(new.to_path_buf()).or_default())
+    };
+    group.sync(new)
 }
 
 /// Delivers `body` into the Maildir at `dir` for the mailbox `address`,
