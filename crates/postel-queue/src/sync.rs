@@ -39,6 +39,16 @@ impl GroupSync {
     /// fsync of its own, or by one that started after this call began.
     /// Use one `GroupSync` per directory.
     pub fn sync(&self, dir: &Path) -> std::io::Result<()> {
+        self.share(|| File::open(dir).and_then(|d| d.sync_all()))
+    }
+
+    /// The same for any sync: returns once `sync` has run, here or in a
+    /// concurrent caller, after this call began. Use one `GroupSync` per
+    /// thing synced.
+    pub fn share(&self, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        // Run at most once: after its own run a caller is durable, or the
+        // run failed and it returns.
+        let mut sync = Some(sync);
         let mut s = self.lock();
         s.requested += 1;
         let mine = s.requested;
@@ -55,7 +65,7 @@ impl GroupSync {
             let covers = s.requested;
             s.running = true;
             drop(s);
-            let result = File::open(dir).and_then(|d| d.sync_all());
+            let result = sync.take().map_or(Ok(()), |f| f());
             s = self.lock();
             s.running = false;
             if result.is_ok() {

@@ -37,12 +37,15 @@ fn message(n: u64) -> NewMessage {
     }
 }
 
+/// Every fifth body is too large for the segment log (200 KiB), so that
+/// the spool's file per message is crashed at as well.
 fn body(n: u64) -> Vec<u8> {
-    format!(
-        "Subject: message {n}\r\n\r\n{}\r\n",
-        "x".repeat(200 + (n % 50) as usize)
-    )
-    .into_bytes()
+    let len = if n.is_multiple_of(5) {
+        200 * 1024
+    } else {
+        200 + (n % 50) as usize
+    };
+    format!("Subject: message {n}\r\n\r\n{}\r\n", "x".repeat(len)).into_bytes()
 }
 
 fn prefix(n: u64) -> Vec<u8> {

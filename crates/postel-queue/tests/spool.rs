@@ -22,6 +22,14 @@ fn dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// A body too large for the segment log: it gets a file of its own.
+fn big(tag: &str) -> Vec<u8> {
+    let mut b = format!("Subject: {tag}\r\n\r\n").into_bytes();
+    b.resize(200 * 1024, b'x');
+    b.extend_from_slice(b"\r\n");
+    b
+}
+
 fn t(s: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
 }
@@ -110,8 +118,8 @@ fn everything_survives_a_restart() {
 fn damaged_and_half_written_files_are_set_aside() {
     let d = dir("damage");
     let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
-    let good = block_on(q.enqueue(message(), b"good\r\n".to_vec(), t(0))).unwrap();
-    let bad = block_on(q.enqueue(message(), b"bad\r\n".to_vec(), t(0))).unwrap();
+    let good = block_on(q.enqueue(message(), big("good"), t(0))).unwrap();
+    let bad = block_on(q.enqueue(message(), big("bad"), t(0))).unwrap();
     drop(q);
     // A message file cut short: its footer is gone.
     let path = d.join(format!("{bad}.msg"));
@@ -155,7 +163,7 @@ fn a_finished_message_whose_removal_was_cut_short_is_removed_at_open() {
             "stop here"
         );
     });
-    let id = block_on(q.enqueue(message(), b"body\r\n".to_vec(), t(0))).unwrap();
+    let id = block_on(q.enqueue(message(), big("finished"), t(0))).unwrap();
     let claim = block_on(q.claim("w", t(1), Duration::from_secs(60), 1))
         .unwrap()
         .remove(0);
@@ -187,33 +195,46 @@ fn a_finished_message_whose_removal_was_cut_short_is_removed_at_open() {
     assert!(!d.join(format!("{id}.log")).exists());
 }
 
-#[test]
-fn a_message_delivered_at_once_leaves_no_journal() {
-    let d = dir("at-once");
-    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
-    let id = block_on(q.enqueue(message(), b"body\r\n".to_vec(), t(0))).unwrap();
-    let claim = block_on(q.claim("w", t(1), Duration::from_secs(60), 1))
-        .unwrap()
-        .remove(0);
-    let mut m = claim.message.clone();
-    let delivered = Outcome::Delivered(AttemptResult {
-        stage: Stage::Data,
-        remote_host: None,
-        reply: Reply::OK,
-    });
-    apply_outcomes(
-        &mut m,
-        &[(0, delivered.clone()), (1, delivered)],
-        &RetrySchedule::default(),
-        t(2),
-        0.5,
-    );
-    block_on(q.complete(claim.lease, m.recipients, false)).unwrap();
-    let left: Vec<_> = std::fs::read_dir(&d)
+fn deliver_all(q: &SpoolQueue, now: SystemTime) {
+    for claim in block_on(q.claim("w", now, Duration::from_secs(60), 1000)).unwrap() {
+        let mut m = claim.message.clone();
+        let delivered = Outcome::Delivered(AttemptResult {
+            stage: Stage::Data,
+            remote_host: None,
+            reply: Reply::OK,
+        });
+        let all: Vec<(usize, Outcome)> = (0..m.recipients.len())
+            .map(|i| (i, delivered.clone()))
+            .collect();
+        apply_outcomes(&mut m, &all, &RetrySchedule::default(), now, 0.5);
+        block_on(q.complete(claim.lease, m.recipients, false)).unwrap();
+    }
+}
+
+fn files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut f: Vec<_> = std::fs::read_dir(d)
         .unwrap()
         .flatten()
         .filter(|e| e.path().is_file())
         .map(|e| e.path())
+        .collect();
+    f.sort();
+    f
+}
+
+#[test]
+fn a_message_delivered_at_once_leaves_no_journal() {
+    let d = dir("at-once");
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let id = block_on(q.enqueue(message(), big("at once"), t(0))).unwrap();
+    assert!(
+        d.join(format!("{id}.msg")).exists(),
+        "a large message has a file"
+    );
+    deliver_all(&q, t(1));
+    let left: Vec<_> = files(&d)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("seg-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(block_on(q.list()).unwrap().is_empty());
@@ -222,7 +243,82 @@ fn a_message_delivered_at_once_leaves_no_journal() {
         block_on(again.list()).unwrap().is_empty(),
         "not back after a restart"
     );
-    assert!(!d.join(format!("{id}.log")).exists());
+}
+
+#[test]
+fn segments_are_removed_once_their_messages_are_gone_and_stragglers_move_forward() {
+    let d = dir("compaction");
+    let mut q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    q.set_segment_size(16 * 1024);
+    // 200 small messages over many segments; one of the first waits.
+    let ids: Vec<_> = (0..200)
+        .map(|n| {
+            let body = format!("Subject: {n}\r\n\r\n{}\r\n", "y".repeat(500)).into_bytes();
+            block_on(q.enqueue(message(), body, t(0))).unwrap()
+        })
+        .collect();
+    block_on(q.set_held(&ids[3], true)).unwrap();
+    let segments = |d: &std::path::Path| {
+        files(d)
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("seg-"))
+            .count()
+    };
+    let before = segments(&d);
+    assert!(before > 5, "{before} segments");
+    deliver_all(&q, t(1));
+    let after = segments(&d);
+    assert!(after <= 2, "{after} segments left of {before}");
+    // The held one moved forward, whole, with its state.
+    assert_eq!(block_on(q.list()).unwrap().len(), 1);
+    let again = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let kept = block_on(again.show(&ids[3])).unwrap();
+    assert!(kept.held, "still held after the move and a restart");
+    assert_eq!(
+        block_on(again.body(&ids[3])).unwrap(),
+        format!("Subject: 3\r\n\r\n{}\r\n", "y".repeat(500)).into_bytes()
+    );
+    assert_eq!(
+        block_on(again.list()).unwrap().len(),
+        1,
+        "the others stay delivered"
+    );
+}
+
+#[test]
+fn a_damaged_segment_keeps_what_precedes_the_damage_and_reports_the_rest() {
+    let d = dir("segment-damage");
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let first = block_on(q.enqueue(message(), b"first\r\n".to_vec(), t(0))).unwrap();
+    let second = block_on(q.enqueue(message(), b"second\r\n".to_vec(), t(0))).unwrap();
+    drop(q);
+    let segment = files(&d)
+        .into_iter()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap();
+    let mut data = std::fs::read(&segment).unwrap();
+    let at = data
+        .windows(8)
+        .rposition(|w| w == b"second\r\n".get(..8).unwrap())
+        .unwrap();
+    data[at] = b'S';
+    std::fs::write(&segment, &data).unwrap();
+
+    let q = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
+    let report = block_on(q.recover(t(1))).unwrap();
+    assert_eq!(report.messages, 1);
+    assert_eq!(block_on(q.body(&first)).unwrap(), b"first\r\n");
+    assert!(block_on(q.show(&second)).is_err());
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    let kept: Vec<_> = std::fs::read_dir(d.join("corrupt"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the unreadable rest is kept for the operator"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::config::{Config, QueueBackend};
 
 /// One of the queue backends.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // One per server, never moved about.
 pub enum AnyQueue {
     /// The filesystem spool under the data directory.
     Spool(SpoolQueue),
