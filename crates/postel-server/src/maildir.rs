@@ -64,9 +64,6 @@ pub fn deliver_with(
     naming: Naming<'_>,
     write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<PathBuf> {
-    for sub in ["tmp", "new", "cur"] {
-        fs::create_dir_all(dir.join(sub))?;
-    }
     let host = host_part(hostname);
     let name = match naming {
         Naming::Unique => {
@@ -98,7 +95,18 @@ pub fn deliver_with(
     let result = (|| {
         // A left-over from a delivery that crashed before its rename is
         // written over.
-        let mut file = std::io::BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
+        let file = match File::create(&tmp) {
+            Ok(f) => f,
+            // A mailbox's first message: the Maildir is made now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                for sub in ["tmp", "new", "cur"] {
+                    fs::create_dir_all(dir.join(sub))?;
+                }
+                File::create(&tmp)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut file = std::io::BufWriter::with_capacity(64 * 1024, file);
         write(&mut file)?;
         file.into_inner()
             .map_err(std::io::IntoInnerError::into_error)?

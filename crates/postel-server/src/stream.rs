@@ -40,6 +40,17 @@ impl Stream {
         }
     }
 
+    /// Reads what is there into the spare capacity of `buf`, which is not
+    /// zeroed first; the count read, 0 at end of stream.
+    pub(crate) async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Unix(s) => s.read_buf(buf).await,
+            Stream::Gone => Err(gone()),
+        }
+    }
+
     /// Waits until a read would find something (for a plaintext socket;
     /// the others may hold read data of their own, so they are ready at
     /// once), so that an idle connection need not hold a read buffer.

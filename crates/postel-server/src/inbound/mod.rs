@@ -290,10 +290,9 @@ impl Connection {
             let wait = server.timeout().map_or(idle, |t| t.min(idle));
             let read = async {
                 stream.readable().await?;
-                if buf.is_empty() {
-                    buf.resize(READ_BUFFER, 0);
-                }
-                stream.read(&mut buf).await
+                buf.clear();
+                buf.reserve_exact(READ_BUFFER);
+                stream.read_buf(&mut buf).await
             };
             let n = tokio::select! {
                 read = tokio::time::timeout(wait, read) => {
@@ -309,8 +308,8 @@ impl Connection {
             if n == 0 {
                 return Ok(());
             }
-            server.receive(&buf[..n]);
-            if n < buf.len() {
+            server.receive(&buf);
+            if n < READ_BUFFER {
                 buf = Vec::new();
             }
         }

@@ -40,27 +40,50 @@ impl<'q> Source<'q> {
     pub(super) async fn open(queue: &'q AnyQueue, id: &QueueId) -> Result<Source<'q>, QueueError> {
         let mut body = queue.open_body(id).await?;
         let size = queue.body_size(&body);
+        let whole = size <= WHOLE_UP_TO;
+        if whole {
+            // Read straight into a buffer of the right size.
+            let mut all = vec![0u8; usize::try_from(size).unwrap_or(0)];
+            let mut at = 0;
+            while at < all.len() {
+                let n = queue
+                    .read_body(&mut body, all.get_mut(at..).unwrap_or_default())
+                    .await?;
+                if n == 0 {
+                    break;
+                }
+                at += n;
+            }
+            all.truncate(at);
+            let head_len = header_end(&all).unwrap_or(all.len()).min(HEAD_UP_TO);
+            return Ok(Source {
+                queue,
+                id: id.clone(),
+                size,
+                head: all.get(..head_len).unwrap_or_default().to_vec(),
+                whole: Some(all),
+            });
+        }
         let mut read = Vec::new();
         let mut piece = vec![0u8; PIECE];
-        let whole = size <= WHOLE_UP_TO;
         loop {
             let n = queue.read_body(&mut body, &mut piece).await?;
             if n == 0 {
                 break;
             }
             read.extend_from_slice(piece.get(..n).unwrap_or_default());
-            if !whole && (header_end(&read).is_some() || read.len() >= HEAD_UP_TO) {
+            if header_end(&read).is_some() || read.len() >= HEAD_UP_TO {
                 break;
             }
         }
         let head_len = header_end(&read).unwrap_or(read.len()).min(HEAD_UP_TO);
-        let head = read.get(..head_len).unwrap_or_default().to_vec();
+        read.truncate(head_len);
         Ok(Source {
             queue,
             id: id.clone(),
             size,
-            head,
-            whole: whole.then_some(read),
+            head: read,
+            whole: None,
         })
     }
 

@@ -1,0 +1,150 @@
+//! Keeping the segment log short: state changes of segment messages
+//! recorded under the state lock, and the oldest segments removed once
+//! their messages are gone.
+
+use std::fs::File;
+
+use super::segment::{self, HEADER_LEN, Location};
+use super::{MOVE_UP_TO, SpoolQueue, State, WriteStep, storage};
+use crate::model::QueueId;
+use crate::queue::QueueError;
+use crate::record;
+
+impl SpoolQueue {
+    /// Removes the oldest segments once nothing lives in them, moving the
+    /// last few messages of the oldest forward first, so that a message
+    /// that waits long keeps no more than its own records on disk. Only
+    /// the oldest is ever removed: the records of a message are in its own
+    /// segment or later ones, so they stay while it does.
+    pub(super) fn compact(&self) -> Result<(), QueueError> {
+        // What is moved lands at or after this segment, and is not moved
+        // again in this pass.
+        let current = self.log.current();
+        loop {
+            let mut state = self.lock();
+            let Some((&oldest, &live)) = state.segments.iter().next() else {
+                return Ok(());
+            };
+            if oldest >= current {
+                return Ok(());
+            }
+            if live == 0 {
+                state.segments.remove(&oldest);
+                drop(state);
+                self.log
+                    .remove(oldest)
+                    .map_err(storage("removing a segment"))?;
+                continue;
+            }
+            // Stragglers move once a whole newer segment has filled
+            // behind them: most messages are gone long before.
+            if live > MOVE_UP_TO || oldest + 1 >= current {
+                return Ok(());
+            }
+            let ids: Vec<QueueId> = state
+                .places
+                .iter()
+                .filter(|(_, at)| at.segment == oldest)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if ids.is_empty() {
+                // The count was off: nothing lives there.
+                state.segments.insert(oldest, 0);
+                continue;
+            }
+            for id in ids {
+                self.move_forward(&mut state, &id)?;
+            }
+            drop(state);
+            self.log.sync().map_err(storage("syncing a segment"))?;
+        }
+    }
+
+    /// Appends message `id` again, with its state folded in, and points
+    /// to the new copy.
+    fn move_forward(&self, state: &mut State, id: &QueueId) -> Result<(), QueueError> {
+        use std::os::unix::fs::FileExt as _;
+        let (Some(at), Some(message)) = (state.places.get(id).copied(), state.messages.get(id))
+        else {
+            return Ok(());
+        };
+        let file = File::open(segment::path(&self.dir, at.segment))
+            .map_err(storage("reading a segment"))?;
+        let read = |(offset, len): (u64, u64)| -> Result<Vec<u8>, QueueError> {
+            let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(storage("reading a segment"))?;
+            Ok(buf)
+        };
+        let (prefix, body) = (read(at.prefix)?, read(at.body)?);
+        let mut state_text = record::encode_envelope(message);
+        state_text.push('\0');
+        for (i, r) in message.recipients.iter().enumerate() {
+            state_text.push_str(&record::recipient_line(i, r));
+        }
+        state_text.push_str(if message.held { "held 1\n" } else { "held 0\n" });
+        if message.warned {
+            state_text.push_str("warned\n");
+        }
+        let rec = segment::record(b'm', id, [&prefix, &body, state_text.as_bytes()]);
+        let (segment, offset) = self
+            .log
+            .append(&rec)
+            .map_err(storage("writing a segment"))?;
+        let start = offset + HEADER_LEN;
+        let moved = Location {
+            segment,
+            prefix: (start, at.prefix.1),
+            body: (start + at.prefix.1, at.body.1),
+        };
+        state.places.insert(id.clone(), moved);
+        if let Some(n) = state.segments.get_mut(&at.segment) {
+            *n = n.saturating_sub(1);
+        }
+        *state.segments.entry(segment).or_default() += 1;
+        Ok(())
+    }
+
+    /// Appends journal `lines` (or, for `None`, a deletion) for segment
+    /// message `id`, under the state lock, so that the record and the state
+    /// in memory change together; the caller then syncs the log. `gone`
+    /// says whether the message leaves the queue with it.
+    pub(super) fn note(
+        &self,
+        state: &mut State,
+        id: &QueueId,
+        lines: Option<&str>,
+        gone: bool,
+    ) -> Result<(), QueueError> {
+        let rec = match lines {
+            Some(lines) => segment::record(b'j', id, [lines.as_bytes(), b"", b""]),
+            None => segment::record(b'd', id, [b"", b"", b""]),
+        };
+        let (segment, _) = self
+            .log
+            .append(&rec)
+            .map_err(storage("writing a segment"))?;
+        state.segments.entry(segment).or_default();
+        if gone {
+            state.messages.remove(id);
+            if let Some(at) = state.places.remove(id)
+                && let Some(n) = state.segments.get_mut(&at.segment)
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// After [`SpoolQueue::note`]: makes it durable, and compacts when a
+    /// message left.
+    pub(super) fn noted(&self, gone: bool) -> Result<(), QueueError> {
+        self.step(WriteStep::JournalWritten);
+        self.log.sync().map_err(storage("syncing a segment"))?;
+        self.step(WriteStep::JournalSynced);
+        if gone {
+            self.compact()?;
+        }
+        Ok(())
+    }
+}
