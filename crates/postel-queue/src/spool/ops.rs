@@ -91,12 +91,25 @@ impl Queue for SpoolQueue {
         let file = match &mut incoming.held {
             Held::Memory(body) => {
                 let rec = segment::record(b'm', &id, [&prefix, body, envelope.as_bytes()]);
-                let (segment, offset) = self
-                    .log
-                    .append(&rec)
-                    .map_err(storage("writing a segment"))?;
+                // Appended and counted in its segment under the state
+                // lock, so that compaction never takes the segment away
+                // while the sync runs.
+                let (segment, offset) = {
+                    let mut state = self.lock();
+                    let (segment, offset) = self
+                        .log
+                        .append(&rec)
+                        .map_err(storage("writing a segment"))?;
+                    *state.segments.entry(segment).or_default() += 1;
+                    (segment, offset)
+                };
                 self.step(WriteStep::SegmentWritten);
-                self.log.sync().map_err(storage("syncing a segment"))?;
+                if let Err(e) = self.log.sync() {
+                    if let Some(n) = self.lock().segments.get_mut(&segment) {
+                        *n = n.saturating_sub(1);
+                    }
+                    return Err(storage("syncing a segment")(e));
+                }
                 self.step(WriteStep::SegmentSynced);
                 let start = offset + HEADER_LEN;
                 let prefix_len = prefix.len() as u64;
@@ -108,7 +121,6 @@ impl Queue for SpoolQueue {
                 let mut state = self.lock();
                 state.messages.insert(id.clone(), stored);
                 state.places.insert(id.clone(), at);
-                *state.segments.entry(segment).or_default() += 1;
                 return Ok(id);
             }
             Held::File(file) => file,
