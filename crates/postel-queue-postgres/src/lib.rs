@@ -573,13 +573,7 @@ impl Queue for PostgresQueue {
             body.at = 0;
             body.next = Some(seq + 1);
         }
-        let rest = body.current.get(body.at..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
-            to.copy_from_slice(from);
-        }
-        body.at += n;
-        Ok(n)
+        Ok(postel_queue::read_slice(&body.current, &mut body.at, buf))
     }
 
     async fn commit(

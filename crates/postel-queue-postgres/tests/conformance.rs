@@ -13,6 +13,15 @@ where
     F: FnOnce(PostgresQueue) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    run_at(label, |q, _| check(q));
+}
+
+/// [`run`], with the database's address for a check that looks inside.
+fn run_at<F, Fut>(label: &str, check: F)
+where
+    F: FnOnce(PostgresQueue, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Some(url) = postel_testkit::fresh_database(label) else {
         return;
     };
@@ -25,7 +34,7 @@ where
         let q = PostgresQueue::connect(&url, 4, RetrySchedule::default())
             .await
             .unwrap();
-        check(q).await;
+        check(q, url).await;
     });
 }
 
@@ -100,18 +109,7 @@ fn streamed_body_round_trips() {
 
 #[test]
 fn aborted_body_leaves_nothing() {
-    let Some(url) = postel_testkit::fresh_database("aborted") else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let q = PostgresQueue::connect(&url, 4, RetrySchedule::default())
-            .await
-            .unwrap();
+    run_at("aborted", |q, url| async move {
         conformance::aborted_body_leaves_nothing(&q).await;
         // The 300 KiB body was more than one chunk: the first was stored
         // before the abort, and must be gone.

@@ -33,7 +33,8 @@ mod sync;
 pub use memory::{MemoryBody, MemoryIncoming, MemoryQueue};
 pub use queue::{
     Bounce, Claim, Lease, Queue, QueueError, QueueStats, RecoveryReport, apply_outcomes, bounce,
-    delay_warning, new_recipients, report_failures, report_failures_with, success_report,
+    delay_warning, new_recipients, read_slice, report_failures, report_failures_with,
+    success_report,
 };
 pub use spool::{SpoolBody, SpoolIncoming, SpoolQueue, WriteStep};
 pub use sync::GroupSync;

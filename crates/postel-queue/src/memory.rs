@@ -100,13 +100,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn read_body(&self, body: &mut MemoryBody, buf: &mut [u8]) -> Result<usize, QueueError> {
-        let rest = body.body.get(body.at..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
-            to.copy_from_slice(from);
-        }
-        body.at += n;
-        Ok(n)
+        Ok(crate::read_slice(&body.body, &mut body.at, buf))
     }
 
     async fn commit(

@@ -319,6 +319,28 @@ pub trait Queue: Send + Sync {
     }
 }
 
+/// For a backend whose body is in memory, or a piece of it: copies what
+/// follows `*at` in `data` into `buf`, as much as fits, and moves `*at`
+/// on; the count copied, 0 at the end.
+///
+/// ```
+/// let mut at = 0;
+/// let mut buf = [0u8; 4];
+/// assert_eq!(postel_queue::read_slice(b"hello", &mut at, &mut buf), 4);
+/// assert_eq!(postel_queue::read_slice(b"hello", &mut at, &mut buf), 1);
+/// assert_eq!(&buf[..1], b"o");
+/// assert_eq!(postel_queue::read_slice(b"hello", &mut at, &mut buf), 0);
+/// ```
+pub fn read_slice(data: &[u8], at: &mut usize, buf: &mut [u8]) -> usize {
+    let rest = data.get(*at..).unwrap_or_default();
+    let n = rest.len().min(buf.len());
+    if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
+        to.copy_from_slice(from);
+    }
+    *at += n;
+    n
+}
+
 /// What the queue holds, for the operator (`postel queue stats`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueStats {

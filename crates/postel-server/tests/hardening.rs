@@ -97,12 +97,7 @@ impl Smtp {
 
 /// Resident memory of a process, from /proc.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    common::status_kib(pid, "VmRSS")
 }
 
 /// Sends `total` octets of one line in 64 KiB writes; returns the peak

@@ -13,14 +13,9 @@ use common::{
     PASSWORD, add_user, free_port, local, python, serve, temp_dir, wait_mail, without_trace,
 };
 
-/// The peak resident memory of process `pid`, in KiB (`VmHWM`).
+/// The peak resident memory of process `pid`, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    common::status_kib(pid, "VmHWM")
 }
 
 #[test]

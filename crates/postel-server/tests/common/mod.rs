@@ -259,3 +259,14 @@ with smtplib.SMTP("127.0.0.1", int(port), timeout=20) as s:
         ],
     )
 }
+
+/// A memory figure of a process from `/proc/PID/status`, in KiB: `VmRSS`
+/// (resident now) or `VmHWM` (the peak).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
