@@ -3,8 +3,11 @@
 //! A mail queue that never loses an accepted message: the [`Queue`] trait that
 //! servers and tools program against, the logic every backend shares (the
 //! retry [`schedule`], [`apply_outcomes`], and failure reports as RFC 3464
-//! [`dsn`]s), and backends: [`MemoryQueue`], the durable filesystem [`SpoolQueue`], and a
-//! `PostgreSQL` queue to follow. Time and randomness are arguments throughout,
+//! [`dsn`]s), and backends: [`MemoryQueue`], the durable filesystem [`SpoolQueue`] (a
+//! segment log with group commit for small messages, a file each for large ones);
+//! `postel-queue-postgres` beside it stores the queue in `PostgreSQL`. Bodies go
+//! in and come out in pieces ([`Queue::begin`], [`Queue::read_body`]), so no
+//! backend needs a whole message in memory. Time and randomness are arguments throughout,
 //! so every behaviour is testable without waiting. [`conformance`] is the one
 //! test suite every backend must pass.
 //!
