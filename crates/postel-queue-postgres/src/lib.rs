@@ -98,7 +98,11 @@ const CHUNK: usize = 256 * 1024;
 /// the database a chunk at a time, under the id it will have.
 #[derive(Debug)]
 pub struct PostgresIncoming {
-    id: QueueId,
+    /// Numbered when its first chunk is stored, or at the commit: a small
+    /// message costs no extra round trip.
+    id: Option<QueueId>,
+    /// When it began; its id's time.
+    began: SystemTime,
     /// The next chunk's number; 0 is the prefix, written at the commit.
     seq: i32,
     pending: Vec<u8>,
@@ -434,6 +438,20 @@ impl PostgresQueue {
     }
 }
 
+/// A new message's id: the time it began, and the next number of the
+/// shared sequence.
+async fn number<C: GenericClient>(client: &C, began: SystemTime) -> Result<QueueId, QueueError> {
+    let seq: i64 = client
+        .query_one("SELECT nextval('postel_queue_seq')", &[])
+        .await
+        .map_err(db("numbering a message"))?
+        .get(0);
+    Ok(QueueId::new(
+        began,
+        u32::try_from(seq & 0x00ff_ffff).unwrap_or(0),
+    ))
+}
+
 impl PostgresQueue {
     async fn store_chunk(&self, id: &str, seq: i32, data: &[u8]) -> Result<(), QueueError> {
         let client = self.pool.get().await.map_err(pool_error)?;
@@ -453,14 +471,9 @@ impl Queue for PostgresQueue {
     type Body = PostgresBody;
 
     async fn begin(&self, now: SystemTime) -> Result<PostgresIncoming, QueueError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let seq: i64 = client
-            .query_one("SELECT nextval('postel_queue_seq')", &[])
-            .await
-            .map_err(db("numbering a message"))?
-            .get(0);
         Ok(PostgresIncoming {
-            id: QueueId::new(now, u32::try_from(seq & 0x00ff_ffff).unwrap_or(0)),
+            id: None,
+            began: now,
             seq: 1,
             pending: Vec::new(),
         })
@@ -477,7 +490,15 @@ impl Queue for PostgresQueue {
             incoming.pending.extend_from_slice(now);
             chunk = later;
             if incoming.pending.len() == CHUNK {
-                self.store_chunk(incoming.id.as_str(), incoming.seq, &incoming.pending)
+                let id = if let Some(id) = &incoming.id {
+                    id.clone()
+                } else {
+                    let client = self.pool.get().await.map_err(pool_error)?;
+                    let id = number(&client, incoming.began).await?;
+                    incoming.id = Some(id.clone());
+                    id
+                };
+                self.store_chunk(id.as_str(), incoming.seq, &incoming.pending)
                     .await?;
                 incoming.seq += 1;
                 incoming.pending.clear();
@@ -487,12 +508,12 @@ impl Queue for PostgresQueue {
     }
 
     async fn abort(&self, incoming: PostgresIncoming) -> Result<(), QueueError> {
-        if incoming.seq > 1 {
+        if let Some(id) = &incoming.id {
             let client = self.pool.get().await.map_err(pool_error)?;
             client
                 .execute(
                     "DELETE FROM postel_body_chunks WHERE id = $1",
-                    &[&incoming.id.as_str()],
+                    &[&id.as_str()],
                 )
                 .await
                 .map_err(db("removing an aborted body"))?;
@@ -591,7 +612,10 @@ impl Queue for PostgresQueue {
             .transaction()
             .await
             .map_err(db("starting an enqueue"))?;
-        let id = incoming.id.clone();
+        let id = match &incoming.id {
+            Some(id) => id.clone(),
+            None => number(&tx, incoming.began).await?,
+        };
         let recipients = postel_queue::new_recipients(&message.recipients, now);
         let stored = Message {
             id: id.clone(),
