@@ -290,7 +290,16 @@ impl Log {
                 len: 0,
             };
         }
-        (&*c.file).write_all(record)?;
+        if let Err(e) = (&*c.file).write_all(record) {
+            // Part of the record may be there (a disk that filled up):
+            // nothing may follow it, or reading the segment back would
+            // stop at it and miss what came after. Cut it off, or, if
+            // that fails too, begin a new segment with the next append.
+            if c.file.set_len(c.len).is_err() {
+                c.len = u64::MAX;
+            }
+            return Err(e);
+        }
         let at = c.len;
         c.len += record.len() as u64;
         Ok((c.number, at))
@@ -309,5 +318,76 @@ impl Log {
     pub(super) fn remove(&self, number: u64) -> std::io::Result<()> {
         fs::remove_file(path(&self.dir, number))?;
         self.dir_sync.sync(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // ok: a failed unwrap is a failed test.
+    use super::*;
+
+    fn id(n: u32) -> QueueId {
+        QueueId::new(std::time::SystemTime::UNIX_EPOCH, n)
+    }
+
+    #[test]
+    fn a_failed_append_leaves_nothing_that_hides_later_records() {
+        let dir = std::env::temp_dir().join(format!("postel-segment-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let log = Log::create(&dir, 0, 1 << 20).unwrap();
+        log.append(&record(b'j', &id(1), [b"first\n", b"", b""]))
+            .unwrap();
+        // A handle that cannot write stands in for a full disk; writing
+        // fails, and with it the cut (not open for writing either).
+        let good = Arc::clone(&log.lock().file);
+        log.lock().file = Arc::new(File::open(path(&dir, 0)).unwrap());
+        assert!(
+            log.append(&record(b'j', &id(2), [b"lost\n", b"", b""]))
+                .is_err()
+        );
+        log.lock().file = good;
+        // The next append goes to a new segment, since the cut failed.
+        let (segment, _) = log
+            .append(&record(b'j', &id(3), [b"third\n", b"", b""]))
+            .unwrap();
+        assert_eq!(segment, 1);
+        log.sync().unwrap();
+        let ids = |n| {
+            replay(&path(&dir, n), n)
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|e| match e {
+                    Entry::Journal { id, .. } => id,
+                    _ => unreachable!(),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(0), [id(1)]);
+        assert_eq!(ids(1), [id(3)]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_header_or_payload_stops_the_reading() {
+        let dir = std::env::temp_dir().join(format!("postel-segment-d-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut data = record(b'j', &id(1), [b"one\n", b"", b""]);
+        let second = data.len();
+        data.extend(record(b'j', &id(2), [b"two\n", b"", b""]));
+        for at in [second + 1, second + 30, data.len() - 2] {
+            let mut bad = data.clone();
+            bad[at] ^= 0x20;
+            fs::write(path(&dir, 7), &bad).unwrap();
+            let r = replay(&path(&dir, 7), 7).unwrap();
+            assert_eq!(r.entries.len(), 1, "damage at {at}");
+            assert_eq!(r.stopped_at, Some(second as u64));
+        }
+        fs::write(path(&dir, 7), &data).unwrap();
+        let r = replay(&path(&dir, 7), 7).unwrap();
+        assert_eq!((r.entries.len(), r.stopped_at), (2, None));
+        let _ = fs::remove_dir_all(&dir);
     }
 }
