@@ -5,12 +5,16 @@
 /// sends, cut into pieces by its own octets. Whatever it is, the client must
 /// not panic, must report every message it was given exactly once with a
 /// result per recipient, must never write MAIL in plaintext when TLS is
-/// required, and once closed must stay closed and silent.
+/// required, and once closed must stay closed and silent. For two inputs
+/// in five the body goes in pieces: asked for once per message, and not
+/// wanted once ended.
 pub fn check_client(data: &[u8]) {
     use postel_proto::types::{
         Domain, ForwardPath, MailParameters, Mailbox, RcptParameters, ReversePath,
     };
-    use postel_session::client::{Client, ClientConfig, ClientEvent, Message, TlsPolicy};
+    use postel_session::client::{
+        Client, ClientConfig, ClientEvent, Message, MessageBody, TlsPolicy,
+    };
 
     let Some((&selector, input)) = data.split_first() else {
         return;
@@ -34,6 +38,8 @@ pub fn check_client(data: &[u8]) {
     // LMTP for a third of the inputs: the length is the only octet left.
     config.lmtp = data.len().is_multiple_of(3);
     let required = config.tls == TlsPolicy::Required;
+    let streamed = data.len() % 5 < 2;
+    const BODY: &[u8] = b"Subject: fuzz\r\n\r\n.body\r\n";
     let mut client = Client::new(config);
     let messages = 1 + usize::from((selector >> 4) & 3);
     let recipients = 1 + usize::from(selector >> 6);
@@ -47,11 +53,19 @@ pub fn check_client(data: &[u8]) {
                 (ForwardPath::Mailbox(to.clone()), RcptParameters::default());
                 recipients
             ],
-            data: b"Subject: fuzz\r\n\r\n.body\r\n".to_vec().into(),
+            data: if streamed {
+                MessageBody::Streamed {
+                    size: Some(BODY.len() as u64),
+                    utf8_header: false,
+                }
+            } else {
+                BODY.to_vec().into()
+            },
         });
     }
     client.finish();
     let mut reported = vec![0u32; messages];
+    let mut wanted = 0usize;
     let mut tls = false;
     let mut ended = false;
     let mut pos = 0;
@@ -68,6 +82,18 @@ pub fn check_client(data: &[u8]) {
                     *tls = true;
                 }
                 ClientEvent::Failed(_) | ClientEvent::Closed => *ended = true,
+                ClientEvent::BodyWanted => {
+                    assert!(streamed, "a whole body is never asked for");
+                    assert!(client.wants_body());
+                    wanted += 1;
+                    assert!(wanted <= messages, "asked for more bodies than messages");
+                    // Cut just before the leading dot, to be stuffed.
+                    let (head, tail) = BODY.split_at(17);
+                    client.send_body(head);
+                    client.send_body(tail);
+                    client.end_body();
+                    assert!(!client.wants_body());
+                }
                 _ => {}
             }
         }
