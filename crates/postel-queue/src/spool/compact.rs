@@ -136,6 +136,36 @@ impl SpoolQueue {
         Ok(())
     }
 
+    /// Changes message `id` with `change`, which returns the journal lines
+    /// that say so, and records them: in the segment log, or in the
+    /// message's journal file. A message the change finishes leaves the
+    /// queue.
+    pub(super) fn change(
+        &self,
+        id: &QueueId,
+        change: impl FnOnce(&mut crate::model::Message) -> String,
+    ) -> Result<(), QueueError> {
+        let mut state = self.lock();
+        let message = state
+            .messages
+            .get_mut(id)
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        let lines = change(message);
+        let done = message.is_done();
+        if state.places.contains_key(id) {
+            self.note(&mut state, id, Some(&lines), done)?;
+            drop(state);
+            return self.noted(done);
+        }
+        drop(state);
+        self.append_journal(id, &lines)?;
+        if done {
+            self.lock().messages.remove(id);
+            self.remove(id, false)?;
+        }
+        Ok(())
+    }
+
     /// After [`SpoolQueue::note`]: makes it durable, and compacts when a
     /// message left.
     pub(super) fn noted(&self, gone: bool) -> Result<(), QueueError> {

@@ -365,12 +365,7 @@ impl Queue for SpoolQueue {
     }
 
     async fn mark_reported(&self, id: &QueueId, recipients: &[usize]) -> Result<(), QueueError> {
-        let (lines, done) = {
-            let mut state = self.lock();
-            let message = state
-                .messages
-                .get_mut(id)
-                .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        self.change(id, |message| {
             let mut lines = String::new();
             for &i in recipients {
                 if let Some(r) = message.recipients.get_mut(i) {
@@ -384,20 +379,8 @@ impl Queue for SpoolQueue {
                     lines.push_str(&record::recipient_line(i, r));
                 }
             }
-            let done = message.is_done();
-            if state.places.contains_key(id) {
-                self.note(&mut state, id, Some(&lines), done)?;
-                drop(state);
-                return self.noted(done);
-            }
-            (lines, done)
-        };
-        self.append_journal(id, &lines)?;
-        if done {
-            self.lock().messages.remove(id);
-            self.remove(id, false)?;
-        }
-        Ok(())
+            lines
+        })
     }
 
     async fn list(&self) -> Result<Vec<Message>, QueueError> {
@@ -413,30 +396,10 @@ impl Queue for SpoolQueue {
     }
 
     async fn set_held(&self, id: &QueueId, held: bool) -> Result<(), QueueError> {
-        {
-            let mut state = self.lock();
-            if !state.messages.contains_key(id) {
-                return Err(QueueError::NotFound(id.clone()));
-            }
-            if state.places.contains_key(id) {
-                self.note(
-                    &mut state,
-                    id,
-                    Some(&format!("held {}\n", u8::from(held))),
-                    false,
-                )?;
-                if let Some(m) = state.messages.get_mut(id) {
-                    m.held = held;
-                }
-                drop(state);
-                return self.noted(false);
-            }
-        }
-        self.append_journal(id, &format!("held {}\n", u8::from(held)))?;
-        if let Some(m) = self.lock().messages.get_mut(id) {
-            m.held = held;
-        }
-        Ok(())
+        self.change(id, |message| {
+            message.held = held;
+            format!("held {}\n", u8::from(held))
+        })
     }
 
     async fn delete(&self, id: &QueueId) -> Result<(), QueueError> {
@@ -456,12 +419,7 @@ impl Queue for SpoolQueue {
     }
 
     async fn requeue(&self, id: &QueueId, now: SystemTime) -> Result<(), QueueError> {
-        let lines = {
-            let mut state = self.lock();
-            let message = state
-                .messages
-                .get_mut(id)
-                .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        self.change(id, |message| {
             let mut lines = String::new();
             for (i, r) in message.recipients.iter_mut().enumerate() {
                 if r.state == RecipientState::Pending {
@@ -469,14 +427,8 @@ impl Queue for SpoolQueue {
                     lines.push_str(&record::recipient_line(i, r));
                 }
             }
-            if state.places.contains_key(id) {
-                self.note(&mut state, id, Some(&lines), false)?;
-                drop(state);
-                return self.noted(false);
-            }
             lines
-        };
-        self.append_journal(id, &lines)
+        })
     }
 
     async fn recover(&self, now: SystemTime) -> Result<RecoveryReport, QueueError> {

@@ -88,30 +88,21 @@ impl Body {
     /// What the queue is to commit: the body begun and written to the
     /// end, whether it was streamed or held.
     pub(super) async fn finish(self, queue: &AnyQueue) -> Result<AnyIncoming, QueueError> {
-        match self {
-            Body::Failed(e) => Err(e),
+        let now = std::time::SystemTime::now();
+        let (mut incoming, rest) = match self {
+            Body::Failed(e) => return Err(e),
             Body::Streamed {
-                mut incoming,
-                pending,
-                ..
-            } => match queue.append(&mut incoming, &pending).await {
-                Ok(()) => Ok(incoming),
-                Err(e) => {
-                    let _ = queue.abort(incoming).await;
-                    Err(e)
-                }
-            },
-            Body::Held(b) => {
-                let mut incoming = queue.begin(std::time::SystemTime::now()).await?;
-                match queue.append(&mut incoming, &b).await {
-                    Ok(()) => Ok(incoming),
-                    Err(e) => {
-                        let _ = queue.abort(incoming).await;
-                        Err(e)
-                    }
-                }
+                incoming, pending, ..
+            } => (incoming, pending),
+            Body::Held(whole) => (queue.begin(now).await?, whole),
+            Body::Empty => (queue.begin(now).await?, Vec::new()),
+        };
+        match queue.append(&mut incoming, &rest).await {
+            Ok(()) => Ok(incoming),
+            Err(e) => {
+                let _ = queue.abort(incoming).await;
+                Err(e)
             }
-            Body::Empty => queue.begin(std::time::SystemTime::now()).await,
         }
     }
 

@@ -117,24 +117,15 @@ impl<'q> Source<'q> {
     /// Writes the whole body to `out`, from a thread that may block (a
     /// Maildir write under `block_in_place`).
     pub(super) fn write_blocking(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        if let Some(whole) = &self.whole {
-            return out.write_all(whole);
-        }
         let handle = tokio::runtime::Handle::current();
-        let storage = |e: QueueError| std::io::Error::other(e.to_string());
-        let mut body = handle
-            .block_on(self.queue.open_body(&self.id))
-            .map_err(storage)?;
-        let mut piece = vec![0u8; PIECE];
-        loop {
-            let n = handle
-                .block_on(self.queue.read_body(&mut body, &mut piece))
-                .map_err(storage)?;
-            if n == 0 {
-                return Ok(());
-            }
-            out.write_all(piece.get(..n).unwrap_or_default())?;
+        let mut pieces = self.pieces();
+        while let Some(piece) = handle
+            .block_on(pieces.next())
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+        {
+            out.write_all(piece)?;
         }
+        Ok(())
     }
 }
 
