@@ -24,13 +24,14 @@ pub(crate) use ehlo::KNOWN_KEYWORDS;
 pub(crate) fn text_of(octets: &[u8], ascii: bool) -> Result<&str, std::str::Utf8Error> {
     if ascii {
         debug_assert!(octets.is_ascii());
-        // SAFETY: `ascii` is true only when every octet of the framed line is
-        // below 0x80 (`frame_line_ascii`, or `is_ascii` in
-        // `parse_command_line`), and ASCII is valid UTF-8. The command parser's
-        // one unsafe block: UTF-8 validation was an eighth of a RCPT's parse
-        // time (perf on the command benchmarks); a proptest in
-        // `framing::line` checks that the framer's flag is `is_ascii` on any
-        // input.
+        // SAFETY: `ascii` is true only when every octet of `octets` is
+        // below 0x80 (the flag of `frame_line_ascii` for the framed line, or
+        // for every line of a reply; `is_ascii` in `parse_command_line`), and
+        // ASCII is valid UTF-8. The parsers' one unsafe block: UTF-8
+        // validation was an eighth of a RCPT's parse time and a sixth of a
+        // single-line reply's (perf on the command and reply benchmarks); a
+        // proptest in `framing::line` checks that the framer's flag is
+        // `is_ascii` on any input.
         #[allow(unsafe_code)]
         return Ok(unsafe { std::str::from_utf8_unchecked(octets) });
     }
