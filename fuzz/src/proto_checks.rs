@@ -163,6 +163,13 @@ pub fn check_data(data: &[u8]) {
         opts.max_size = Some(u64::from(selector) * 4);
     }
     let whole = decode_in_pieces(input, &[input.len().max(1)], opts);
+    // The copying decoder agrees with the sink one.
+    let mut copied = Vec::new();
+    let copied_end = DotDecoder::new(opts).decode_into(input, &mut copied);
+    assert_eq!(copied_end, whole.1, "decode_into ends elsewhere");
+    if whole.1.is_some_and(|e| e.violation.is_none()) {
+        assert_eq!(copied, whole.0, "decode_into decodes otherwise");
+    }
     let pieces: Vec<usize> = input
         .iter()
         .take(8)

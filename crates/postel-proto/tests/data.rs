@@ -27,6 +27,23 @@ fn decode_with(input: &[u8], opts: BodyOptions) -> (Vec<u8>, Option<DataEnd>, us
                 break;
             }
         }
+        // The same pieces through `decode_into`.
+        let mut dec = DotDecoder::new(opts);
+        let mut copied = Vec::new();
+        let mut copied_end = None;
+        for (i, chunk) in input.chunks(piece).enumerate() {
+            if let Some(end) = dec.decode_into(chunk, &mut copied) {
+                copied_end = Some(DataEnd {
+                    consumed: i * piece + end.consumed,
+                    ..end
+                });
+                break;
+            }
+        }
+        assert_eq!(copied_end, outcome.0, "decode_into ends elsewhere");
+        if outcome.0.is_some_and(|e| e.violation.is_none()) {
+            assert_eq!(copied, body, "decode_into decodes otherwise");
+        }
         results.push((body, outcome.0, outcome.1));
     }
     for r in &results[1..] {

@@ -1,10 +1,14 @@
-//! The DATA body codec: dot-stuffing removal with end-of-data detection on the
-//! receiving side (RFC 5321 section 4.5.2), and dot-stuffing on the sending side.
+//! The DATA body decoder: dot-stuffing removal with end-of-data detection on
+//! the receiving side (RFC 5321 section 4.5.2). The sending side is in
+//! `encode`.
 //!
 //! Only CRLF `.` CRLF ends a body. LF `.` LF, CR `.` CR, LF `.` CRLF and every
 //! other mix are data: a server that ended DATA on any of them, while the next
 //! hop did not, would let a sender smuggle a second message (CVE-2023-51766).
 
+#[cfg(target_arch = "x86_64")]
+use super::blocks::dot_mask_avx2;
+use super::blocks::{BLOCK, CHUNK, CHUNKS, dot_mask, scan_block};
 use crate::types::Reply;
 
 /// Options of the body decoder. Strict by default.
@@ -150,8 +154,6 @@ pub struct DotDecoder {
     line_len_exact: bool,
     /// The earliest bare line ending or over-long line.
     violation: Option<BodyViolation>,
-    /// Finds LF `.`: a line that starts with a dot.
-    stuffed: memchr::memmem::Finder<'static>,
     /// Set once the body passed `max_size`; reported in preference to `violation`.
     too_large: bool,
 }
@@ -167,7 +169,6 @@ impl DotDecoder {
             line_len: 0,
             line_len_exact: true,
             violation: None,
-            stuffed: memchr::memmem::Finder::new(b"\n."),
             too_large: false,
         }
     }
@@ -209,6 +210,28 @@ impl DotDecoder {
     /// terminator is still looked for, so the session stays in step. Calling
     /// again after the end returns the same end with nothing consumed.
     pub fn decode(&mut self, input: &[u8], sink: &mut dyn FnMut(&[u8])) -> Option<DataEnd> {
+        self.run(input, sink)
+    }
+
+    /// [`DotDecoder::decode`] that appends the body to `out` instead of
+    /// handing slices to a sink. The decoder copies each block of plain text
+    /// while it checks it, so the octets are read once: use it when the body
+    /// is to be copied anyway (into a buffer that is then written out).
+    ///
+    /// ```
+    /// use postel_proto::framing::DotDecoder;
+    /// let mut dec = DotDecoder::new(Default::default());
+    /// let mut body = Vec::new();
+    /// let end = dec.decode_into(b"Hi\r\n..dot\r\n.\r\nQUIT\r\n", &mut body);
+    /// assert_eq!(body, b"Hi\r\n.dot\r\n");
+    /// assert_eq!(end.map(|e| e.consumed), Some(14));
+    /// ```
+    pub fn decode_into(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<DataEnd> {
+        out.reserve(input.len());
+        self.run(input, out)
+    }
+
+    fn run<T: Take + ?Sized>(&mut self, input: &[u8], sink: &mut T) -> Option<DataEnd> {
         if self.state == State::Done {
             return Some(self.end(0));
         }
@@ -256,63 +279,92 @@ impl DotDecoder {
 
     /// The fast path from `i` (state `Text` or `LineStart`, at least one octet
     /// before it and `BLOCK + 2` after it): checks whole blocks for bare line
-    /// endings, then removes the dots of the lines they start with a search for
-    /// LF `.`. Every LF in a checked block has its CR, so LF `.` CRLF there is
-    /// the terminator. `Ok` is where it stopped (`i` itself if the first block
-    /// is not clean); `Err` is the end of the terminator.
-    fn span(
+    /// endings, up to `SPAN` octets, and removes the dots of the lines they
+    /// start, found on the same masks. Every LF in a checked block has its CR,
+    /// so LF `.` CRLF there is the terminator. `Ok` is where it stopped (`i`
+    /// itself if the first block is not clean); `Err` is the end of the
+    /// terminator.
+    fn span<T: Take + ?Sized>(
         &mut self,
         input: &[u8],
         i: usize,
         run: &mut usize,
-        sink: &mut dyn FnMut(&[u8]),
+        sink: &mut T,
     ) -> Result<usize, usize> {
-        // A line-length violation found while checking may lie after a
-        // terminator the dot search is about to find; it counts only if not.
-        let before = self.violation;
-        let (j, mut dotted) = self.check_blocks(input, i);
-        let checked = std::mem::replace(&mut self.violation, before);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: `span_avx2` only requires AVX2, which the CPU has. One
+            // of the crate's unsafe blocks (with the AVX2 load of
+            // `blocks::dot_mask_avx2` and the command parser's ASCII conversion):
+            // with 32-octet vectors the scan runs about twice as fast as with
+            // the SSE2 baseline (see the data-4MiB benchmarks), and it is the
+            // bulk of decoding time.
+            #[allow(unsafe_code)]
+            return unsafe { self.span_avx2(input, i, run, sink) };
+        }
+        self.span_with(input, i, run, sink, dot_mask)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn span_avx2<T: Take + ?Sized>(
+        &mut self,
+        input: &[u8],
+        i: usize,
+        run: &mut usize,
+        sink: &mut T,
+    ) -> Result<usize, usize> {
+        self.span_with(input, i, run, sink, |w| dot_mask_avx2(w))
+    }
+
+    /// [`DotDecoder::span`] with `dot_mask` finding the dotted lines.
+    #[allow(clippy::inline_always)] // Inlined into the AVX2 wrapper.
+    #[inline(always)]
+    fn span_with<T: Take + ?Sized>(
+        &mut self,
+        input: &[u8],
+        i: usize,
+        run: &mut usize,
+        sink: &mut T,
+        dot_mask: impl Fn(&[u8; CHUNK + 1]) -> u32,
+    ) -> Result<usize, usize> {
+        // A dot at `i` starts a line only if the octet before ended one.
+        let line_start = self.state == State::LineStart;
+        let mut j = i;
+        while j - i < SPAN
+            && input.len() - j >= BLOCK + 2
+            && let Some(window) = input[j - 1..].first_chunk::<{ BLOCK + 1 }>()
+        {
+            let (clean, has_lf, dotted) = scan_block(window);
+            if !clean {
+                break;
+            }
+            self.clean_block(input, j, has_lf);
+            if dotted {
+                for k in 0..CHUNKS {
+                    let Some(w) = window[k * CHUNK..].first_chunk::<{ CHUNK + 1 }>() else {
+                        break;
+                    };
+                    let mut m = dot_mask(w);
+                    if j == i && k == 0 && !line_start {
+                        m &= !1;
+                    }
+                    while m != 0 {
+                        let dot = j + k * CHUNK + m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        self.flush(&input[*run..dot], sink);
+                        if input[dot + 1] == b'\r' && input[dot + 2] == b'\n' {
+                            return Err(dot + 3);
+                        }
+                        *run = dot + 1;
+                    }
+                }
+            }
+            j += BLOCK;
+        }
         if j == i {
             return Ok(i);
         }
-        // The octet before `i` counts only if it ended a CRLF.
-        let mut from = if self.state == State::LineStart {
-            i - 1
-        } else {
-            i
-        };
-        // Search only the blocks that hold an LF `.`; when many do, one search
-        // over the span costs less than one per block.
-        if dotted.count_ones() > 2 {
-            dotted = 1;
-        }
-        while dotted != 0 {
-            let first = dotted.trailing_zeros() as usize;
-            let start = i + first * BLOCK;
-            let end = if dotted.is_power_of_two() && first == 0 {
-                j
-            } else {
-                start + BLOCK
-            };
-            dotted &= dotted - 1;
-            from = from.max(start - 1);
-            while let Some(p) = self.stuffed.find(&input[from..end]) {
-                let dot = from + p + 1;
-                self.flush(&input[*run..dot], sink);
-                if input[dot + 1] == b'\r' && input[dot + 2] == b'\n' {
-                    let end = self.offset + (dot + 3) as u64;
-                    if let Some(BodyViolation::LineTooLong { offset, .. }) = checked
-                        && offset < end
-                    {
-                        self.violation = checked;
-                    }
-                    return Err(dot + 3);
-                }
-                *run = dot + 1;
-                from = dot;
-            }
-        }
-        self.violation = checked;
         self.state = match input[j - 1] {
             b'\r' => State::Cr,
             b'\n' => State::LineStart,
@@ -337,50 +389,6 @@ impl DotDecoder {
         }
         self.state = State::Done;
         self.end(end)
-    }
-
-    /// Checks whole blocks from `i` on, up to `SPAN` octets, stopping before the
-    /// first one with a bare CR or LF. Returns where the checked octets end, and
-    /// a bit per block that holds an LF `.` pair.
-    fn check_blocks(&mut self, input: &[u8], i: usize) -> (usize, u32) {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: `check_blocks_avx2` only requires AVX2, which the CPU has.
-            // An unsafe block of the crate (the other is the command parser's
-            // ASCII conversion): with 32-octet vectors the check
-            // runs about twice as fast as with the SSE2 baseline (see the
-            // data-4MiB benchmarks), and it is the bulk of decoding time.
-            #[allow(unsafe_code)]
-            return unsafe { self.check_blocks_avx2(input, i) };
-        }
-        self.check_blocks_portable(input, i)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn check_blocks_avx2(&mut self, input: &[u8], i: usize) -> (usize, u32) {
-        self.check_blocks_portable(input, i)
-    }
-
-    // Inlined into the AVX2 wrapper so that it is compiled for AVX2 there.
-    #[allow(clippy::inline_always)]
-    #[inline(always)]
-    fn check_blocks_portable(&mut self, input: &[u8], i: usize) -> (usize, u32) {
-        let mut j = i;
-        let mut dotted = 0u32;
-        while j - i < SPAN
-            && input.len() - j >= BLOCK + 2
-            && let Some(window) = input[j - 1..].first_chunk::<{ BLOCK + 1 }>()
-        {
-            let (clean, has_lf, has_dot_line) = scan_block(window);
-            if !clean {
-                break;
-            }
-            dotted |= u32::from(has_dot_line) << ((j - i) / BLOCK);
-            self.clean_block(input, j, has_lf);
-            j += BLOCK;
-        }
-        (j, dotted)
     }
 
     /// Line-length accounting for a clean block at `input[at..at + BLOCK]`. The
@@ -438,13 +446,13 @@ impl DotDecoder {
     /// The byte-at-a-time state machine over `input[i..stop]` (it may go a few
     /// octets past `stop` to leave a state that looks back). `Ok` is where it
     /// stopped; `Err` is the end of the terminator.
-    fn steps(
+    fn steps<T: Take + ?Sized>(
         &mut self,
         input: &[u8],
         mut i: usize,
         stop: usize,
         run: &mut usize,
-        sink: &mut dyn FnMut(&[u8]),
+        sink: &mut T,
     ) -> Result<usize, usize> {
         let stop = stop.min(input.len());
         while i < stop {
@@ -559,7 +567,7 @@ impl DotDecoder {
         }
     }
 
-    fn flush(&mut self, data: &[u8], sink: &mut dyn FnMut(&[u8])) {
+    fn flush<T: Take + ?Sized>(&mut self, data: &[u8], sink: &mut T) {
         if data.is_empty() {
             return;
         }
@@ -568,7 +576,7 @@ impl DotDecoder {
             self.too_large = true;
         }
         if self.violation.is_none() && !self.too_large {
-            sink(data);
+            sink.take(data);
         }
     }
 
@@ -581,134 +589,68 @@ impl DotDecoder {
     }
 }
 
+/// Where decoded octets go: a caller's sink, or a vector.
+trait Take {
+    fn take(&mut self, data: &[u8]);
+}
+
+impl Take for dyn FnMut(&[u8]) + '_ {
+    fn take(&mut self, data: &[u8]) {
+        self(data);
+    }
+}
+
+impl Take for Vec<u8> {
+    fn take(&mut self, data: &[u8]) {
+        self.extend_from_slice(data);
+    }
+}
+
 /// Octets decoded between two hand-overs to the sink on the fast path.
 const FLUSH_EVERY: usize = 32 * 1024;
 
-/// Octets checked at a time on the fast path.
-const BLOCK: usize = 256;
 /// Octets checked before their dots are looked for.
 const SPAN: usize = 32 * BLOCK;
 
-/// Classifies the `BLOCK` octets after `w[0]`, which is the octet before them:
-/// whether they are free of bare CR and bare LF, whether they hold an LF, and
-/// whether they hold an LF followed by a dot.
-///
-/// Every adjacent pair `(a, b)` is checked at once: `a == CR` must equal
-/// `b == LF`, otherwise a CR lacks its LF or an LF its CR. The fold has no
-/// branches and only lane-wise compares and ORs, so the compiler vectorizes it
-/// without `unsafe`.
-#[allow(clippy::inline_always)] // Part of the AVX2-compiled loop.
-#[inline(always)]
-fn scan_block(w: &[u8; BLOCK + 1]) -> (bool, bool, bool) {
-    let (bad, lf, dot) =
-        w[..BLOCK]
-            .iter()
-            .zip(&w[1..])
-            .fold((0u8, 0u8, 0u8), |(bad, lf, dot), (&a, &b)| {
-                let is_lf = u8::from(b == b'\n');
-                let dot_line = u8::from(a == b'\n') & u8::from(b == b'.');
-                (
-                    bad | (u8::from(a == b'\r') ^ is_lf),
-                    lf | is_lf,
-                    dot | dot_line,
-                )
-            });
-    (bad == 0, lf != 0, dot != 0)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Streaming dot-stuffer for the sending side: doubles each `.` that starts a
-/// line, turns any bare CR or LF into CRLF (so the output can never be read two
-/// ways), and [`DotEncoder::finish`] ends the body with CRLF `.` CRLF.
-///
-/// ```
-/// use postel_proto::framing::DotEncoder;
-/// let mut out = Vec::new();
-/// let mut enc = DotEncoder::new();
-/// enc.encode(b".hidden\nline", &mut out);
-/// enc.finish(&mut out);
-/// assert_eq!(out, b"..hidden\r\nline\r\n.\r\n");
-/// ```
-#[derive(Debug, Clone)]
-pub struct DotEncoder {
-    line_start: bool,
-    after_cr: bool,
-}
-
-impl Default for DotEncoder {
-    fn default() -> Self {
-        DotEncoder::new()
-    }
-}
-
-impl DotEncoder {
-    /// An encoder at the start of a body.
-    pub fn new() -> Self {
-        DotEncoder {
-            line_start: true,
-            after_cr: false,
-        }
-    }
-
-    /// Appends the stuffed form of `input` to `out`.
-    pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        out.reserve(input.len() + input.len() / 64 + 3);
-        let mut run = 0;
-        for (i, &b) in input.iter().enumerate() {
-            match b {
-                b'\n' => {
-                    out.extend_from_slice(&input[run..i]);
-                    if !self.after_cr {
-                        out.push(b'\r');
+    /// A dotted line at each line start of long bodies whose line lengths
+    /// put line starts at every offset of a chunk and of a block: the fast
+    /// path gives what the octet-wise steps give.
+    #[test]
+    fn dots_at_every_offset_decode_like_the_steps() {
+        for line in 5..14usize {
+            let lines = 3 * BLOCK / (line + 2);
+            for dotted in 0..lines {
+                let mut body = Vec::new();
+                for n in 0..lines {
+                    if n == dotted {
+                        body.push(b'.');
                     }
-                    out.push(b'\n');
-                    run = i + 1;
-                    self.after_cr = false;
-                    self.line_start = true;
-                    continue;
+                    body.extend(std::iter::repeat_n(b'x', line));
+                    body.extend_from_slice(b"\r\n");
                 }
-                _ if self.after_cr => {
-                    // The CR before this octet was bare: complete it.
-                    out.extend_from_slice(&input[run..i]);
-                    out.push(b'\n');
-                    run = i;
-                    self.after_cr = false;
-                    self.line_start = true;
+                body.extend_from_slice(b".\r\nQUIT\r\n");
+                let mut fast = Vec::new();
+                let end = DotDecoder::new(BodyOptions::default()).decode_into(&body, &mut fast);
+                let mut slow = Vec::new();
+                let mut dec = DotDecoder::new(BodyOptions::default());
+                let mut slow_end = None;
+                for (n, octet) in body.chunks(1).enumerate() {
+                    if let Some(e) = dec.decode(octet, &mut |d| slow.extend_from_slice(d)) {
+                        slow_end = Some(DataEnd {
+                            consumed: n + e.consumed,
+                            ..e
+                        });
+                        break;
+                    }
                 }
-                _ => {}
+                assert_eq!(end, slow_end, "{line} {dotted}");
+                assert_eq!(fast, slow, "{line} {dotted}");
+                assert_eq!(fast.len() + 1 + 9, body.len(), "{line} {dotted}");
             }
-            if b == b'\r' {
-                self.after_cr = true;
-                self.line_start = false;
-                continue;
-            }
-            if self.line_start && b == b'.' {
-                out.extend_from_slice(&input[run..i]);
-                out.push(b'.');
-                run = i;
-            }
-            self.line_start = false;
         }
-        out.extend_from_slice(&input[run..]);
     }
-
-    /// Ends the body: completes a pending CR or an unterminated last line, then
-    /// appends `.` CRLF.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.after_cr {
-            out.push(b'\n');
-        } else if !self.line_start {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-        *self = DotEncoder::new();
-    }
-}
-
-/// Dot-stuffs a whole message and appends the terminator.
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 16);
-    let mut enc = DotEncoder::new();
-    enc.encode(message, &mut out);
-    enc.finish(&mut out);
-    out
 }

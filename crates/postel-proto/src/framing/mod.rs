@@ -6,13 +6,16 @@
 //! count as line endings here unless an `allow_*` option says so.
 
 mod bdat;
+mod blocks;
 mod data;
+mod encode;
 pub(crate) mod line;
 mod reader;
 mod trace;
 
 pub use bdat::BdatReader;
-pub use data::{BodyOptions, BodyViolation, DataEnd, DotDecoder, DotEncoder, dot_stuff};
+pub use data::{BodyOptions, BodyViolation, DataEnd, DotDecoder};
+pub use encode::{DotEncoder, dot_stuff};
 pub use line::{Line, frame_line, skip_line};
 pub use reader::CommandReader;
 pub use trace::TraceScanner;
