@@ -12,6 +12,7 @@ use postel_session::server::{Event, LmtpMessageRequest, RcptRequest, Server};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use crate::Role;
 use crate::inbound::reply;
 use crate::state::Shared;
 use crate::stream::Stream;
@@ -48,9 +49,12 @@ fn mailboxes(
 pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let snapshot = shared.config();
-    let mut config = crate::inbound::session_base(&snapshot);
-    config.lmtp = true;
-    config.greeting = std::borrow::Cow::Borrowed("LMTP ready");
+    let config = shared.session_settings(&snapshot, Role::Lmtp, || {
+        let mut config = crate::inbound::session_base(&snapshot);
+        config.lmtp = true;
+        config.greeting = std::borrow::Cow::Borrowed("LMTP ready");
+        config
+    });
     let mut server = Server::new(config);
     let mut stream = Stream::Plain(tcp);
     let mut conn = Lmtp {

@@ -8,7 +8,9 @@ use postel_queue::schedule::RetrySchedule;
 use tokio::sync::{Notify, watch};
 
 use crate::backend::AnyQueue;
-use crate::config::Config;
+use postel_session::server::ServerConfig;
+
+use crate::config::{Config, Role};
 use crate::tls::Certificates;
 use crate::users::Users;
 
@@ -43,6 +45,17 @@ pub(crate) struct Shared {
     /// The SPF, DKIM, ARC and DMARC checks, when they are on. Built once:
     /// its resolver's cache outlives a reload.
     pub(crate) authenticator: Option<postel_auth::Authenticator>,
+    /// Session settings built from the configuration now, one per role and
+    /// shared by every session of that role, so that an idle connection
+    /// holds only its own state.
+    sessions: Mutex<Vec<SessionSettings>>,
+}
+
+/// The session settings of one role, and the configuration they come from.
+struct SessionSettings {
+    from: Arc<Config>,
+    role: Role,
+    settings: Arc<ServerConfig>,
 }
 
 /// The addresses of the listeners, with the interfaces' for an unspecified
@@ -87,6 +100,7 @@ impl Shared {
             stopping,
             per_ip: Mutex::new(HashMap::new()),
             authenticator,
+            sessions: Mutex::new(Vec::new()),
         })
     }
 
@@ -98,6 +112,35 @@ impl Shared {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// The session settings of `role` for `config`, built by `build` the first
+    /// time and shared after that; those of an older configuration are
+    /// dropped (sessions that took them keep them).
+    pub(crate) fn session_settings(
+        &self,
+        config: &Arc<Config>,
+        role: Role,
+        build: impl FnOnce() -> ServerConfig,
+    ) -> Arc<ServerConfig> {
+        let mut sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = sessions
+            .iter()
+            .find(|s| s.role == role && Arc::ptr_eq(&s.from, config))
+        {
+            return Arc::clone(&s.settings);
+        }
+        sessions.retain(|s| Arc::ptr_eq(&s.from, config));
+        let settings = Arc::new(build());
+        sessions.push(SessionSettings {
+            from: Arc::clone(config),
+            role,
+            settings: Arc::clone(&settings),
+        });
+        settings
     }
 
     /// The users now.

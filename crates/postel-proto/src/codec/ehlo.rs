@@ -142,22 +142,59 @@ pub fn parse_capabilities<'r>(reply: &'r Reply<'_>) -> Result<Capabilities<'r>, 
     Ok(caps)
 }
 
-/// Up to the first eight octets of a keyword, upper-cased, as one number: the
-/// keyword dispatch compares one integer instead of strings.
+/// Up to the first eight octets of a keyword, letters folded to lower case
+/// by setting bit 0x20, as one number: the keyword dispatch compares one
+/// integer instead of strings. The fold is exact on text without controls
+/// (which `textstring` excludes): only a letter's two cases share a folded
+/// value among printable octets, and digits and `-` already have the bit.
 const fn key(k: &[u8]) -> u64 {
     let mut v = 0u64;
     let mut i = 0;
     while i < k.len() && i < 8 {
-        v |= (k[i].to_ascii_uppercase() as u64) << (8 * i);
+        v |= ((k[i] | 0x20) as u64) << (8 * i);
         i += 1;
     }
     v
 }
 
+/// The keyword of an `ehlo-line` (up to the first space) and its
+/// [`key`], from one eight-octet load: the space search and the folding run
+/// on the word at once.
+#[inline]
+fn keyword(line: &str) -> (&str, &str, u64) {
+    let b = line.as_bytes();
+    let mut word = [0u8; 8];
+    let n = b.len().min(8);
+    word[..n].copy_from_slice(&b[..n]);
+    let w = u64::from_le_bytes(word);
+    // Only the lowest flagged octet is exact, which is the one used.
+    let spaces = grammar::octets_equal(w, b' ') & low_octets(n) & grammar::HI;
+    let len = if spaces != 0 {
+        (spaces.trailing_zeros() / 8) as usize
+    } else {
+        // Keywords are short: the rest, if any, octet by octet.
+        b[n..]
+            .iter()
+            .position(|&c| c == b' ')
+            .map_or(b.len(), |p| n + p)
+    };
+    let key = (w | (grammar::LO * 0x20)) & low_octets(len.min(8));
+    (&line[..len], line.get(len + 1..).unwrap_or(""), key)
+}
+
+/// A mask of the lowest `n` octets of a word, `n` at most 8.
+#[inline]
+fn low_octets(n: usize) -> u64 {
+    if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    }
+}
+
 /// Sets the field for one known `ehlo-line`; false if the line is not one.
 fn apply<'r>(caps: &mut Capabilities<'r>, line: &'r str) -> bool {
-    let space = line.bytes().position(|b| b == b' ').unwrap_or(line.len());
-    let (keyword, params) = (&line[..space], line.get(space + 1..).unwrap_or(""));
+    let (keyword, params, folded) = keyword(line);
     let flag = |slot: &mut bool| {
         if *slot || !params.is_empty() {
             return false;
@@ -166,8 +203,14 @@ fn apply<'r>(caps: &mut Capabilities<'r>, line: &'r str) -> bool {
         true
     };
     let k = keyword.as_bytes();
-    // Keywords longer than eight octets must match in full as well.
+    // Keywords longer than eight octets must match in full as well: the
+    // first eight are in the key, so the rest is compared.
     let full = |name: &str| k.eq_ignore_ascii_case(name.as_bytes());
+    // Folded like `key`.
+    let tail = |rest: &[u8; 2]| {
+        k.len() == 10
+            && u16::from_le_bytes([k[8], k[9]]) | 0x2020 == u16::from_le_bytes(*rest) | 0x2020
+    };
     const PIPELINING: u64 = key(b"PIPELINING");
     const EIGHTBITMIME: u64 = key(b"8BITMIME");
     const SMTPUTF8: u64 = key(b"SMTPUTF8");
@@ -180,16 +223,16 @@ fn apply<'r>(caps: &mut Capabilities<'r>, line: &'r str) -> bool {
     const HELP: u64 = key(b"HELP");
     const SIZE: u64 = key(b"SIZE");
     const AUTH: u64 = key(b"AUTH");
-    match (k.len(), key(k)) {
-        (10, PIPELINING) if full("PIPELINING") => flag(&mut caps.pipelining),
+    match (k.len(), folded) {
+        (10, PIPELINING) if tail(b"NG") => flag(&mut caps.pipelining),
         (8, EIGHTBITMIME) => flag(&mut caps.eight_bit_mime),
         (8, SMTPUTF8) => flag(&mut caps.smtputf8),
         (8, CHUNKING) => flag(&mut caps.chunking),
-        (10, BINARYMIME) if full("BINARYMIME") => flag(&mut caps.binary_mime),
+        (10, BINARYMIME) if tail(b"ME") => flag(&mut caps.binary_mime),
         (8, STARTTLS) => flag(&mut caps.starttls),
         (19, ENHANCED) if full("ENHANCEDSTATUSCODES") => flag(&mut caps.enhanced_status_codes),
         (3, DSN) => flag(&mut caps.dsn),
-        (10, REQUIRETLS) if full("REQUIRETLS") => flag(&mut caps.requiretls),
+        (10, REQUIRETLS) if tail(b"LS") => flag(&mut caps.requiretls),
         (4, HELP) => flag(&mut caps.help),
         (4, SIZE) => {
             // `size-param = [ SP 1*20DIGIT ]` (RFC 1870 section 4).
@@ -240,3 +283,48 @@ pub(crate) const KNOWN_KEYWORDS: [&str; 12] = [
     "SIZE",
     "AUTH",
 ];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)] // A panic is a failed test.
+    use super::*;
+
+    proptest::proptest! {
+        /// The word-at-a-time keyword split and fold agree with splitting at
+        /// the first space and folding octet by octet, on any text line.
+        #[test]
+        fn the_keyword_word_is_the_octetwise_one(line in "[ -~\u{e9}]{0,24}") {
+            let (k, params, folded) = keyword(&line);
+            let space = line.find(' ').unwrap_or(line.len());
+            proptest::prop_assert_eq!(k, &line[..space]);
+            proptest::prop_assert_eq!(params, line.get(space + 1..).unwrap_or(""));
+            proptest::prop_assert_eq!(folded, key(&line.as_bytes()[..space]));
+        }
+    }
+
+    #[test]
+    fn keywords_match_in_either_case_and_nothing_else_does() {
+        for (line, name) in [
+            ("pipelining", "PIPELINING"),
+            ("8bitmime", "8BITMIME"),
+            ("Size 10", "SIZE"),
+        ] {
+            assert_eq!(keyword(line).2, key(name.as_bytes()), "{line}");
+        }
+        // Printable octets that differ from a keyword's only in bit 0x20 are
+        // its letters' other case; `@` and `` ` `` never meet a keyword.
+        assert_ne!(keyword("SIZ@").2, key(b"SIZE"));
+        assert_ne!(keyword("DSN-").2, key(b"DSN"));
+        // Long keywords must match past their first eight octets too.
+        let input = b"250-mx\r\n250-PIPELINIXX\r\n250-binarymime\r\n250 REQUIRETLs\r\n";
+        let Ok(Status::Complete {
+            value: EhloReply::Accepted(caps),
+            ..
+        }) = parse_ehlo_reply(input, &ParserOptions::STRICT)
+        else {
+            panic!("not accepted");
+        };
+        assert!(!caps.pipelining && caps.binary_mime && caps.requiretls);
+        assert_eq!(caps.other.len(), 1);
+    }
+}

@@ -142,7 +142,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     let _ = tcp.set_nodelay(true);
     let mut stream = Stream::Plain(tcp);
     let snapshot = shared.config();
-    let config = session_config(&shared, &snapshot, role);
+    let config =
+        shared.session_settings(&snapshot, role, || session_config(&shared, &snapshot, role));
     let mut server = if role == Role::Submissions {
         let Some(certs) = &shared.certs else { return };
         let Some(tcp) = stream.take_plain() else {

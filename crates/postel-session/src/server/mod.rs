@@ -29,6 +29,7 @@ mod config;
 mod decision;
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -183,7 +184,8 @@ struct Transaction {
 #[derive(Debug)]
 #[allow(clippy::struct_excessive_bools)] // Independent facts of the session.
 pub struct Server {
-    config: ServerConfig,
+    /// Shared by every session that was given the same `Arc`.
+    config: Arc<ServerConfig>,
     id: u64,
     seq: u64,
     phase: Phase,
@@ -223,7 +225,12 @@ fn reply(code: u16, enhanced: Option<(u8, u16, u16)>, text: &'static str) -> Rep
 
 impl Server {
     /// A session on a new connection; the 220 greeting is ready to transmit.
-    pub fn new(config: ServerConfig) -> Self {
+    ///
+    /// Takes a [`ServerConfig`] or an `Arc` of one: sessions given clones of
+    /// one `Arc` share the configuration, so that each idle session holds
+    /// only its own state (under 512 octets).
+    pub fn new(config: impl Into<Arc<ServerConfig>>) -> Self {
+        let config = config.into();
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut server = Server {
@@ -257,7 +264,7 @@ impl Server {
     }
 
     /// A session on a connection that is already TLS (port 465, RFC 8314).
-    pub fn new_tls(config: ServerConfig) -> Self {
+    pub fn new_tls(config: impl Into<Arc<ServerConfig>>) -> Self {
         let mut server = Server::new(config);
         server.tls = true;
         server
