@@ -107,6 +107,44 @@ impl TraceScanner {
                 State::Name if self.name_len >= NAME_CAP || b == b' ' || b == b'\t' => {
                     self.skip_line(&mut data);
                 }
+                // A new field's name, whole in `data`: found in one search
+                // rather than stepped through (a sixth of a session's time
+                // on a line-by-line transaction, in perf).
+                State::LineStart if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') => {
+                    let window = &data[..data.len().min(NAME_CAP)];
+                    match window
+                        .iter()
+                        .position(|&c| matches!(c, b':' | b' ' | b'\t' | b'\n'))
+                    {
+                        Some(p) => {
+                            self.end_field();
+                            match data[p] {
+                                b':' => {
+                                    self.field = self.classify(&data[..p]);
+                                    self.state = State::Value;
+                                    data = &data[p + 1..];
+                                }
+                                b'\n' => data = &data[p + 1..],
+                                // White space in a name: not a field.
+                                _ => {
+                                    data = &data[p..];
+                                    self.skip_line(&mut data);
+                                }
+                            }
+                        }
+                        // Longer than any name we count.
+                        None if data.len() > NAME_CAP => {
+                            self.end_field();
+                            data = &data[NAME_CAP..];
+                            self.skip_line(&mut data);
+                        }
+                        // The name goes on in the next input.
+                        None => {
+                            self.step(b);
+                            data = rest;
+                        }
+                    }
+                }
                 _ => {
                     self.step(b);
                     data = rest;
@@ -155,15 +193,8 @@ impl TraceScanner {
             }
             State::Name => match b {
                 b':' => {
-                    let name = &self.name[..self.name_len];
-                    self.field = if name.eq_ignore_ascii_case(b"received") {
-                        self.received += 1;
-                        Field::Received
-                    } else if name.eq_ignore_ascii_case(b"delivered-to") {
-                        Field::DeliveredTo
-                    } else {
-                        Field::Other
-                    };
+                    let name = self.name;
+                    self.field = self.classify(&name[..self.name_len]);
                     self.state = State::Value;
                 }
                 b'\n' => self.state = State::LineStart,
@@ -183,6 +214,18 @@ impl TraceScanner {
                 }
             }
             State::Body => {}
+        }
+    }
+
+    /// The field a name ends; counts a `Received`.
+    fn classify(&mut self, name: &[u8]) -> Field {
+        if name.eq_ignore_ascii_case(b"received") {
+            self.received += 1;
+            Field::Received
+        } else if name.eq_ignore_ascii_case(b"delivered-to") {
+            Field::DeliveredTo
+        } else {
+            Field::Other
         }
     }
 
@@ -272,6 +315,47 @@ mod tests {
             t.feed(&m[..split]);
             t.feed(&m[split..]);
             assert_eq!(t.received(), 1, "split at {split}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Fed whole, in random pieces or an octet at a time (which never
+        /// takes the name search), the scanner finds the same fields.
+        #[test]
+        fn any_split_finds_the_same_fields(
+            pieces in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(&b"Received:"[..]),
+                proptest::strategy::Just(&b"received: x"[..]),
+                proptest::strategy::Just(&b"Delivered-To: a@b"[..]),
+                proptest::strategy::Just(&b"delivered-to:"[..]),
+                proptest::strategy::Just(&b"X-Long-Name-Of-Sixteen:"[..]),
+                proptest::strategy::Just(&b"abcdefghijklmno:"[..]),
+                proptest::strategy::Just(&b"abcdefghijklmnop:"[..]),
+                proptest::strategy::Just(&b"mail exchange"[..]),
+                proptest::strategy::Just(&b"word"[..]),
+                proptest::strategy::Just(&b"abcdefghijklmnopq"[..]),
+                proptest::strategy::Just(&b"\r\n"[..]),
+                proptest::strategy::Just(&b"\n"[..]),
+                proptest::strategy::Just(&b" "[..]),
+                proptest::strategy::Just(&b"\t"[..]),
+                proptest::strategy::Just(&b":"[..]),
+                proptest::strategy::Just(&b"\r"[..]),
+            ], 0..40),
+            cuts in proptest::collection::vec(1usize..30, 1..10),
+        ) {
+            let message = pieces.concat();
+            let whole = scan(&message);
+            let mut split = TraceScanner::new();
+            let (mut pos, mut k) = (0, 0);
+            while pos < message.len() {
+                let n = cuts[k % cuts.len()].min(message.len() - pos);
+                split.feed(&message[pos..pos + n]);
+                pos += n;
+                k += 1;
+            }
+            proptest::prop_assert_eq!(whole.received(), split.received());
+            proptest::prop_assert_eq!(whole.delivered_to(), split.delivered_to());
+            proptest::prop_assert_eq!(whole.header_done(), split.header_done());
         }
     }
 
