@@ -54,7 +54,7 @@ fn mailbox() -> impl Strategy<Value = Mailbox<'static>> {
         local_part(),
         prop_oneof![
             4 => domain().prop_map(postel_proto::types::Host::Domain),
-            1 => literal().prop_map(postel_proto::types::Host::Literal),
+            1 => literal().prop_map(|l| postel_proto::types::Host::Literal(Box::new(l))),
         ],
     )
         .prop_map(|(l, h)| Mailbox::new(l, h))
@@ -108,7 +108,7 @@ fn mail_params() -> impl Strategy<Value = MailParameters<'static>> {
                 p.envid = envid;
                 p.requiretls = requiretls;
                 p.mt_priority = mt_priority;
-                p.other = other;
+                p.other = other.into();
                 p
             },
         )
@@ -135,7 +135,7 @@ fn rcpt_params() -> impl Strategy<Value = RcptParameters<'static>> {
             let mut p = RcptParameters::default();
             p.notify = notify;
             p.orcpt = orcpt;
-            p.other = other;
+            p.other = other.into();
             p
         })
 }
@@ -459,5 +459,74 @@ fn parse_and_validate(line: &str) {
         if let Ok(Status::Complete { value, .. }) = parse_command(line.as_bytes(), &opts) {
             assert_valid(&value);
         }
+    }
+}
+
+/// What [`CommandReader`] must yield: the commands and errors of the whole
+/// input parsed at once, an over-long line dropped up to its LF.
+fn commands_of_whole(
+    input: &[u8],
+    opts: &ParserOptions,
+) -> Vec<Result<postel_proto::types::Command<'static>, postel_proto::CommandError>> {
+    let mut out = Vec::new();
+    let mut rest = input;
+    loop {
+        match parse_command(rest, opts) {
+            Ok(Status::Complete { value, consumed }) => {
+                out.push(Ok(value.into_owned()));
+                rest = &rest[consumed..];
+            }
+            Ok(Status::Incomplete) => break,
+            Err(bad) => {
+                out.push(Err(bad.error));
+                let dropped = if bad.line_finished {
+                    Some(0)
+                } else {
+                    postel_proto::framing::skip_line(&rest[bad.consumed..])
+                };
+                match dropped {
+                    Some(n) => rest = &rest[bad.consumed + n..],
+                    None => break,
+                }
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    /// The reader, fed in pieces of any size, yields what parsing the whole
+    /// input yields: its search that skips a partial line's known octets
+    /// changes nothing.
+    #[test]
+    fn the_reader_in_pieces_reads_like_the_whole(
+        parts in prop::collection::vec(prop_oneof![
+            Just("MAIL FROM:<a@b.example>"), Just("RCPT TO:<c@d.example> NOTIFY=NEVER"),
+            Just("QUIT"), Just("NOOP"), Just("\r\n"), Just("\n"), Just("\r"), Just(" "),
+            Just("x"), Just("DATA"), Just("é"),
+        ], 0..60),
+        long in prop::option::of(100usize..700),
+        pieces in prop::collection::vec(1usize..40, 1..8),
+    ) {
+        let mut input = parts.concat().into_bytes();
+        if let Some(n) = long {
+            let at = input.len() / 2;
+            input.splice(at..at, std::iter::repeat_n(b'y', n));
+        }
+        let opts = ParserOptions::STRICT;
+        let expected = commands_of_whole(&input, &opts);
+        let mut reader = CommandReader::new(opts);
+        let mut got = Vec::new();
+        let (mut pos, mut k) = (0, 0);
+        while pos < input.len() {
+            let n = pieces[k % pieces.len()].min(input.len() - pos);
+            reader.feed(&input[pos..pos + n]);
+            while let Some(c) = reader.next_command() {
+                got.push(c.map(postel_proto::types::Command::into_owned));
+            }
+            pos += n;
+            k += 1;
+        }
+        prop_assert_eq!(got, expected);
     }
 }

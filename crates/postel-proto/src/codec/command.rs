@@ -601,9 +601,9 @@ fn orcpt(v: &str) -> Option<Orcpt<'_>> {
     let (addr_type, address) = (v.get(..semicolon)?, v.get(semicolon + 1..)?);
     let type_ok =
         !addr_type.is_empty() && addr_type.bytes().all(|b| b < 0x80 && grammar::is_atext(b));
-    let address = (!address.is_empty() && v.len() <= MAX_ORCPT)
+    (!address.is_empty() && v.len() <= MAX_ORCPT)
         .then(|| xtext_text(address, "ORCPT", MAX_ORCPT, false).ok())??;
-    type_ok.then(|| Orcpt::unvalidated(addr_type, address))
+    type_ok.then(|| Orcpt::unvalidated(v, semicolon))
 }
 
 /// `priority-value = [ "+" / "-" ] 1DIGIT` (RFC 6710 section 7), -9 to 9.

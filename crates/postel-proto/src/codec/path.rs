@@ -136,7 +136,7 @@ fn local_part<'a>(text: &'a str, ctx: PathCtx<'_>) -> Result<(LocalPart<'a>, usi
 pub(crate) fn host<'a>(text: &'a str, ctx: PathCtx<'_>) -> Result<(Host<'a>, usize), CommandError> {
     if text.starts_with('[') {
         let (lit, n) = address_literal(text).ok_or_else(|| ctx.syntax("bad address literal"))?;
-        Ok((Host::Literal(lit), n))
+        Ok((Host::Literal(Box::new(lit)), n))
     } else {
         let (d, n) = domain(text, ctx)?;
         Ok((Host::Domain(d), n))

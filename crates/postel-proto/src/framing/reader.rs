@@ -26,6 +26,9 @@ pub struct CommandReader {
     opts: ParserOptions,
     buf: Vec<u8>,
     start: usize,
+    /// Octets after `start` known to hold no CR or LF: a line that arrives
+    /// in pieces is searched once, not again from its start for each piece.
+    scanned: usize,
     /// Dropping the rest of an over-long line.
     discarding: bool,
 }
@@ -37,6 +40,7 @@ impl CommandReader {
             opts,
             buf: Vec::new(),
             start: 0,
+            scanned: 0,
             discarding: false,
         }
     }
@@ -57,6 +61,7 @@ impl CommandReader {
     /// `None` when more input is needed.
     pub fn next_command(&mut self) -> Option<Result<Command<'_>, CommandError>> {
         if self.discarding {
+            self.scanned = 0;
             let Some(n) = skip_line(&self.buf[self.start..]) else {
                 self.start = self.buf.len();
                 return None;
@@ -65,6 +70,15 @@ impl CommandReader {
             self.discarding = false;
         }
         let input = &self.buf[self.start..];
+        // Without a CR or LF, and shorter than the limit, the line is
+        // incomplete, as the parser would find.
+        if input.len() < self.opts.limits.command_line
+            && memchr::memchr2(b'\r', b'\n', &input[self.scanned..]).is_none()
+        {
+            self.scanned = input.len();
+            return None;
+        }
+        self.scanned = 0;
         match parse_command(input, &self.opts) {
             Ok(Status::Complete { value, consumed }) => {
                 self.start += consumed;
@@ -94,6 +108,7 @@ impl CommandReader {
         let rest = self.buf[self.start..].to_vec();
         self.buf.clear();
         self.start = 0;
+        self.scanned = 0;
         rest
     }
 }

@@ -184,8 +184,9 @@ impl std::fmt::Display for AddressLiteral<'_> {
 pub enum Host<'a> {
     /// A domain name.
     Domain(Domain<'a>),
-    /// An address literal.
-    Literal(AddressLiteral<'a>),
+    /// An address literal. Boxed: literals are rare in mailboxes, and a
+    /// host the size of a domain keeps a parsed command small.
+    Literal(Box<AddressLiteral<'a>>),
 }
 
 impl Host<'_> {
@@ -193,7 +194,7 @@ impl Host<'_> {
     pub fn into_owned(self) -> Host<'static> {
         match self {
             Host::Domain(d) => Host::Domain(d.into_owned()),
-            Host::Literal(l) => Host::Literal(l.into_owned()),
+            Host::Literal(l) => Host::Literal(Box::new(l.into_owned())),
         }
     }
 
@@ -210,7 +211,7 @@ impl<'a> TryFrom<&'a str> for Host<'a> {
     type Error = ValueError;
     fn try_from(value: &'a str) -> Result<Self, ValueError> {
         if value.starts_with('[') {
-            AddressLiteral::try_from(value).map(Host::Literal)
+            AddressLiteral::try_from(value).map(|l| Host::Literal(Box::new(l)))
         } else {
             Domain::try_from(value).map(Host::Domain)
         }

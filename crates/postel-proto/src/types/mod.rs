@@ -17,8 +17,8 @@ pub use command::{
 pub use domain::{AddressLiteral, Domain, GeneralLiteral, Host};
 pub use mailbox::{ForwardPath, LocalPart, Mailbox, ReversePath};
 pub use param::{
-    AuthParam, BodyType, MailParameters, MtPriority, Notify, Orcpt, Parameter, RcptParameters, Ret,
-    XText,
+    AuthParam, BodyType, MailParameters, MtPriority, Notify, Orcpt, OtherParameters, Parameter,
+    RcptParameters, Ret, XText,
 };
 pub use reply::{EnhancedStatus, Reply, ReplyCode};
 pub(crate) mod reply_lines {

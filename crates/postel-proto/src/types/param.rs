@@ -144,46 +144,53 @@ impl Notify {
     }
 }
 
-/// `ORCPT=addr-type;xtext` of RFC 3461 section 4.2.
+/// `ORCPT=addr-type;xtext` of RFC 3461 section 4.2. Kept as the one string
+/// `addr-type;xtext` and where the `;` is, so that a parsed RCPT stays small.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Orcpt<'a> {
-    addr_type: Cow<'a, str>,
-    address: XText<'a>,
+    value: Cow<'a, str>,
+    semicolon: usize,
 }
 
 impl<'a> Orcpt<'a> {
     /// Builds an ORCPT; `addr_type` is an atom such as `rfc822` or `utf-8`.
+    #[allow(clippy::needless_pass_by_value)] // Joined into one string.
     pub fn new(addr_type: impl Into<Cow<'a, str>>, address: XText<'a>) -> Result<Self, ValueError> {
         let addr_type = addr_type.into();
         let b = addr_type.as_bytes();
         if b.is_empty() || !b.iter().all(|&c| grammar::is_atext(c) && c < 0x80) {
             return Err(ValueError::syntax("addr-type", &addr_type));
         }
-        Ok(Orcpt { addr_type, address })
+        Ok(Orcpt {
+            semicolon: addr_type.len(),
+            value: Cow::Owned(format!("{addr_type};{}", address.as_str())),
+        })
     }
 
-    pub(crate) fn unvalidated(addr_type: &'a str, address: XText<'a>) -> Self {
+    /// `value` is `addr-type;xtext`, checked by the parser; `semicolon` the
+    /// position of the `;`.
+    pub(crate) fn unvalidated(value: &'a str, semicolon: usize) -> Self {
         Orcpt {
-            addr_type: Cow::Borrowed(addr_type),
-            address,
+            value: Cow::Borrowed(value),
+            semicolon,
         }
     }
 
     /// The address type, usually `rfc822`.
     pub fn addr_type(&self) -> &str {
-        &self.addr_type
+        self.value.get(..self.semicolon).unwrap_or_default()
     }
 
     /// The original recipient, xtext-encoded.
-    pub fn address(&self) -> &XText<'a> {
-        &self.address
+    pub fn address(&self) -> XText<'_> {
+        XText::unvalidated(self.value.get(self.semicolon + 1..).unwrap_or_default())
     }
 
     /// Detaches the value from the buffer it was parsed from.
     pub fn into_owned(self) -> Orcpt<'static> {
         Orcpt {
-            addr_type: Cow::Owned(self.addr_type.into_owned()),
-            address: self.address.into_owned(),
+            value: Cow::Owned(self.value.into_owned()),
+            semicolon: self.semicolon,
         }
     }
 }
@@ -294,6 +301,82 @@ impl<'a> Parameter<'a> {
     }
 }
 
+/// ESMTP parameters without a typed field, in order of appearance. Held
+/// behind one pointer, allocated on the first: nearly every command has
+/// none, and a parsed [`Command`](crate::types::Command) stays small enough
+/// to move without a `memcpy` call. Reads as a slice.
+///
+/// ```
+/// use postel_proto::types::{OtherParameters, Parameter};
+/// let mut other = OtherParameters::default();
+/// assert!(other.is_empty());
+/// other.push(Parameter::new("X-TAG", Some("1".into()))?);
+/// assert_eq!(other[0].keyword(), "X-TAG");
+/// # Ok::<(), postel_proto::types::ValueError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct OtherParameters<'a>(Option<Box<[Parameter<'a>]>>);
+
+impl<'a> OtherParameters<'a> {
+    /// Appends a parameter.
+    pub fn push(&mut self, parameter: Parameter<'a>) {
+        let mut v = self.0.take().map(Vec::from).unwrap_or_default();
+        v.push(parameter);
+        self.0 = Some(v.into_boxed_slice());
+    }
+
+    /// Detaches the value from the buffer it was parsed from.
+    pub fn into_owned(self) -> OtherParameters<'static> {
+        OtherParameters(self.0.map(|v| {
+            Vec::from(v)
+                .into_iter()
+                .map(Parameter::into_owned)
+                .collect()
+        }))
+    }
+}
+
+impl<'a> std::ops::Deref for OtherParameters<'a> {
+    type Target = [Parameter<'a>];
+    fn deref(&self) -> &[Parameter<'a>] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl<'a> From<Vec<Parameter<'a>>> for OtherParameters<'a> {
+    fn from(v: Vec<Parameter<'a>>) -> Self {
+        OtherParameters((!v.is_empty()).then(|| v.into_boxed_slice()))
+    }
+}
+
+impl<'a> FromIterator<Parameter<'a>> for OtherParameters<'a> {
+    fn from_iter<I: IntoIterator<Item = Parameter<'a>>>(iter: I) -> Self {
+        iter.into_iter().collect::<Vec<_>>().into()
+    }
+}
+
+impl<'a, 'b> IntoIterator for &'b OtherParameters<'a> {
+    type Item = &'b Parameter<'a>;
+    type IntoIter = std::slice::Iter<'b, Parameter<'a>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for OtherParameters<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for OtherParameters<'_> {}
+
+impl std::hash::Hash for OtherParameters<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
 /// Parameters of `MAIL FROM`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -317,7 +400,7 @@ pub struct MailParameters<'a> {
     /// `MT-PRIORITY=` (RFC 6710).
     pub mt_priority: Option<MtPriority>,
     /// Any other parameter, in order of appearance.
-    pub other: Vec<Parameter<'a>>,
+    pub other: OtherParameters<'a>,
 }
 
 impl MailParameters<'_> {
@@ -335,7 +418,7 @@ impl MailParameters<'_> {
             envid: self.envid.map(XText::into_owned),
             requiretls: self.requiretls,
             mt_priority: self.mt_priority,
-            other: self.other.into_iter().map(Parameter::into_owned).collect(),
+            other: self.other.into_owned(),
         }
     }
 }
@@ -350,7 +433,7 @@ pub struct RcptParameters<'a> {
     /// address that decodes to a control character.
     pub orcpt: Option<Orcpt<'a>>,
     /// Any other parameter, in order of appearance.
-    pub other: Vec<Parameter<'a>>,
+    pub other: OtherParameters<'a>,
 }
 
 impl RcptParameters<'_> {
@@ -359,7 +442,7 @@ impl RcptParameters<'_> {
         RcptParameters {
             notify: self.notify,
             orcpt: self.orcpt.map(Orcpt::into_owned),
-            other: self.other.into_iter().map(Parameter::into_owned).collect(),
+            other: self.other.into_owned(),
         }
     }
 }

@@ -176,9 +176,8 @@ impl Server {
         let Phase::Data(decoder) = &mut self.phase else {
             return ControlFlow::Continue(());
         };
-        let body = &mut self.body;
-        let held = body.len();
-        let end = decoder.decode(&self.input, &mut |d| body.extend_from_slice(d));
+        let held = self.body.len();
+        let end = decoder.decode_into(&self.input, &mut self.body);
         let used = end.map_or(self.input.len(), |e| e.consumed);
         self.input.drain(..used);
         if let Some(t) = self.transaction.as_mut() {
