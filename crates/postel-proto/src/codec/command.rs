@@ -313,6 +313,10 @@ fn after_prefix<'a>(rest: &'a str, prefix: &str, opts: &ParserOptions) -> Option
 }
 
 /// `"MAIL FROM:" Reverse-path [SP Mail-parameters]` (section 4.1.1.2).
+///
+/// Builds `parse_command`'s result itself, as `rcpt` does: folded into the
+/// shared `finish!` arm, the parts went through a closure and came back as
+/// a `memcpy` call (12% of command-MAIL in perf).
 fn mail<'a>(rest: &'a str, opts: &ParserOptions, done: Done) -> Parsed<'a> {
     match mail_parts(rest, opts) {
         Ok((from, params)) => done.ok(Command::Mail { from, params }),
