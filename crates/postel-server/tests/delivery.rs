@@ -355,6 +355,35 @@ fn queued_remote_mail_survives_sigkill_and_reaches_the_smarthost() {
 }
 
 #[test]
+fn a_worker_that_finishes_claims_the_mail_that_waited_for_it() {
+    if !installed("python3") {
+        return;
+    }
+    // One worker, and a poll far beyond the test: only a finished delivery
+    // can start the next one.
+    let sink_port = free_port();
+    let relay = Relay::new(
+        "one-worker",
+        sink_port,
+        "workers = 1",
+        "min_retry_secs = 1\nmax_retry_secs = 1\npoll_ms = 600000",
+    );
+    let mut a = relay.start();
+    // The smarthost is down: four messages wait in the queue.
+    for n in 0..4 {
+        submit(relay.submission, "bob@b.test", &format!("waiting {n}"));
+    }
+    a.kill();
+    let (b_dir, _b) = receiver("one-worker-b", [127, 0, 0, 1], sink_port, "b.test", "bob");
+    // Past their retry time, all four are due when the server comes back;
+    // its one worker takes them one after another.
+    std::thread::sleep(Duration::from_millis(1100));
+    let _a = relay.start();
+    let got = wait_mail(&b_dir, "b.test", "bob", 4, Duration::from_secs(30));
+    assert_eq!(got.len(), 4, "every waiting message delivered");
+}
+
+#[test]
 fn queue_verbs_hold_release_flush_delete_on_the_running_server() {
     if !installed("python3") {
         return;

@@ -229,6 +229,9 @@ impl Delivery {
                 tokio::spawn(async move {
                     me.deliver(claim).await;
                     drop(permit);
+                    // A worker is free: mail that came while every worker
+                    // was busy is claimed now, not at the next poll.
+                    me.shared.wake.notify_one();
                 });
             }
         }
