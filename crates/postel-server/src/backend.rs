@@ -55,6 +55,17 @@ pub enum AnyIncoming {
     Postgres(PostgresIncoming),
 }
 
+impl AnyIncoming {
+    /// Whether committing it blocks the calling thread (see
+    /// [`SpoolIncoming::commit_blocks`]); PostgreSQL's commit is async I/O.
+    pub fn commit_blocks(&self) -> bool {
+        match self {
+            AnyIncoming::Spool(i) => i.commit_blocks(),
+            AnyIncoming::Postgres(_) => false,
+        }
+    }
+}
+
 /// A body being read from either backend.
 #[derive(Debug)]
 pub enum AnyBody {

@@ -87,11 +87,12 @@ impl SpoolQueue {
             state_text.push_str("warned\n");
         }
         let rec = segment::record(b'm', id, [&prefix, &body, state_text.as_bytes()]);
-        let (segment, offset) = self
+        let appended = self
             .log
             .append(&rec)
             .map_err(storage("writing a segment"))?;
-        let start = offset + HEADER_LEN;
+        let segment = appended.segment;
+        let start = appended.offset + HEADER_LEN;
         let moved = Location {
             segment,
             prefix: (start, at.prefix.1),
@@ -107,24 +108,26 @@ impl SpoolQueue {
 
     /// Appends journal `lines` (or, for `None`, a deletion) for segment
     /// message `id`, under the state lock, so that the record and the state
-    /// in memory change together; the caller then syncs the log. `gone`
-    /// says whether the message leaves the queue with it.
+    /// in memory change together; the caller then waits for the returned
+    /// ticket ([`SpoolQueue::noted`]). `gone` says whether the message
+    /// leaves the queue with it.
     pub(super) fn note(
         &self,
         state: &mut State,
         id: &QueueId,
         lines: Option<&str>,
         gone: bool,
-    ) -> Result<(), QueueError> {
+    ) -> Result<u64, QueueError> {
         let rec = match lines {
             Some(lines) => segment::record(b'j', id, [lines.as_bytes(), b"", b""]),
             None => segment::record(b'd', id, [b"", b"", b""]),
         };
-        let (segment, _) = self
+        let appended = self
             .log
             .append(&rec)
             .map_err(storage("writing a segment"))?;
-        state.segments.entry(segment).or_default();
+        state.segments.entry(appended.segment).or_default();
+        let ticket = appended.ticket;
         if gone {
             state.messages.remove(id);
             if let Some(at) = state.places.remove(id)
@@ -133,31 +136,36 @@ impl SpoolQueue {
                 *n = n.saturating_sub(1);
             }
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Changes message `id` with `change`, which returns the journal lines
     /// that say so, and records them: in the segment log, or in the
     /// message's journal file. A message the change finishes leaves the
     /// queue.
-    pub(super) fn change(
+    pub(super) async fn change(
         &self,
         id: &QueueId,
         change: impl FnOnce(&mut crate::model::Message) -> String,
     ) -> Result<(), QueueError> {
-        let mut state = self.lock();
-        let message = state
-            .messages
-            .get_mut(id)
-            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
-        let lines = change(message);
-        let done = message.is_done();
-        if state.places.contains_key(id) {
-            self.note(&mut state, id, Some(&lines), done)?;
-            drop(state);
-            return self.noted(done);
+        let (lines, done, ticket) = {
+            let mut state = self.lock();
+            let message = state
+                .messages
+                .get_mut(id)
+                .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+            let lines = change(message);
+            let done = message.is_done();
+            let ticket = if state.places.contains_key(id) {
+                Some(self.note(&mut state, id, Some(&lines), done)?)
+            } else {
+                None
+            };
+            (lines, done, ticket)
+        };
+        if let Some(ticket) = ticket {
+            return self.noted(ticket, done).await;
         }
-        drop(state);
         self.append_journal(id, &lines)?;
         if done {
             self.lock().messages.remove(id);
@@ -166,11 +174,14 @@ impl SpoolQueue {
         Ok(())
     }
 
-    /// After [`SpoolQueue::note`]: makes it durable, and compacts when a
+    /// After [`SpoolQueue::note`]: waits until its `ticket` is durable, and compacts when a
     /// message left.
-    pub(super) fn noted(&self, gone: bool) -> Result<(), QueueError> {
+    pub(super) async fn noted(&self, ticket: u64, gone: bool) -> Result<(), QueueError> {
         self.step(WriteStep::JournalWritten);
-        self.log.sync().map_err(storage("syncing a segment"))?;
+        self.log
+            .durable(ticket)
+            .await
+            .map_err(storage("syncing a segment"))?;
         self.step(WriteStep::JournalSynced);
         if gone {
             self.compact()?;

@@ -44,6 +44,7 @@
 
 mod compact;
 mod file;
+mod flush;
 mod ops;
 mod recovery;
 mod segment;
@@ -151,6 +152,19 @@ pub struct SpoolIncoming {
     held: Held,
     len: u64,
     committed: bool,
+}
+
+impl SpoolIncoming {
+    /// Whether [`Queue::commit`](crate::Queue::commit) of this message
+    /// blocks the calling thread on the disk: a body in a file of its own
+    /// is fsynced and renamed in place, while a message for the segment
+    /// log is appended and then waits for the shared fdatasync as a future,
+    /// its thread free meanwhile (only the occasional closing of a full
+    /// segment blocks it).
+    #[must_use]
+    pub fn commit_blocks(&self) -> bool {
+        matches!(self.held, Held::File(_))
+    }
 }
 
 /// Where the body of a message being received is so far.

@@ -94,24 +94,25 @@ impl Queue for SpoolQueue {
                 // Appended and counted in its segment under the state
                 // lock, so that compaction never takes the segment away
                 // while the sync runs.
-                let (segment, offset) = {
+                let appended = {
                     let mut state = self.lock();
-                    let (segment, offset) = self
+                    let appended = self
                         .log
                         .append(&rec)
                         .map_err(storage("writing a segment"))?;
-                    *state.segments.entry(segment).or_default() += 1;
-                    (segment, offset)
+                    *state.segments.entry(appended.segment).or_default() += 1;
+                    appended
                 };
+                let segment = appended.segment;
                 self.step(WriteStep::SegmentWritten);
-                if let Err(e) = self.log.sync() {
+                if let Err(e) = self.log.durable(appended.ticket).await {
                     if let Some(n) = self.lock().segments.get_mut(&segment) {
                         *n = n.saturating_sub(1);
                     }
                     return Err(storage("syncing a segment")(e));
                 }
                 self.step(WriteStep::SegmentSynced);
-                let start = offset + HEADER_LEN;
+                let start = appended.offset + HEADER_LEN;
                 let prefix_len = prefix.len() as u64;
                 let at = Location {
                     segment,
@@ -321,7 +322,7 @@ impl Queue for SpoolQueue {
                     | RecipientState::Expired { reported: true }
             )
         });
-        {
+        let noted = {
             let mut state = self.lock();
             if state.places.contains_key(&lease.id) {
                 let valid =
@@ -329,7 +330,7 @@ impl Queue for SpoolQueue {
                 if !valid {
                     return Err(QueueError::StaleLease(lease.id.clone()));
                 }
-                self.note(&mut state, &lease.id, Some(&lines), finished)?;
+                let ticket = self.note(&mut state, &lease.id, Some(&lines), finished)?;
                 if let Some((_, until)) = state.leases.get_mut(&lease.id) {
                     *until = SystemTime::UNIX_EPOCH;
                 }
@@ -337,10 +338,15 @@ impl Queue for SpoolQueue {
                     m.recipients = recipients;
                     m.warned |= warned;
                 }
-                drop(state);
-                return self.noted(finished);
+                Ok(ticket)
+            } else {
+                Err(recipients)
             }
-        }
+        };
+        let recipients = match noted {
+            Ok(ticket) => return self.noted(ticket, finished).await,
+            Err(recipients) => recipients,
+        };
         if finished {
             // Nothing more to say about it: its removal, made durable with
             // a directory fsync shared with concurrent commits and
@@ -381,6 +387,7 @@ impl Queue for SpoolQueue {
             }
             lines
         })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<Message>, QueueError> {
@@ -400,22 +407,26 @@ impl Queue for SpoolQueue {
             message.held = held;
             format!("held {}\n", u8::from(held))
         })
+        .await
     }
 
     async fn delete(&self, id: &QueueId) -> Result<(), QueueError> {
-        {
+        let ticket = {
             let mut state = self.lock();
             if !state.messages.contains_key(id) {
                 return Err(QueueError::NotFound(id.clone()));
             }
             if state.places.contains_key(id) {
-                self.note(&mut state, id, None, true)?;
-                drop(state);
-                return self.noted(true);
+                Some(self.note(&mut state, id, None, true)?)
+            } else {
+                state.messages.remove(id);
+                None
             }
-            state.messages.remove(id);
+        };
+        match ticket {
+            Some(ticket) => self.noted(ticket, true).await,
+            None => self.remove(id, true),
         }
-        self.remove(id, true)
     }
 
     async fn requeue(&self, id: &QueueId, now: SystemTime) -> Result<(), QueueError> {
@@ -429,6 +440,7 @@ impl Queue for SpoolQueue {
             }
             lines
         })
+        .await
     }
 
     async fn recover(&self, now: SystemTime) -> Result<RecoveryReport, QueueError> {

@@ -21,6 +21,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::flush::Flusher;
 use crate::GroupSync;
 use crate::model::QueueId;
 
@@ -220,17 +221,35 @@ struct Current {
     number: u64,
     file: Arc<File>,
     len: u64,
+    /// The ticket of the last append (see [`Appended::ticket`]).
+    ticket: u64,
+}
+
+/// Where an append went, and what to wait for to see it durable.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Appended {
+    /// The segment.
+    pub(super) segment: u64,
+    /// The offset the record starts at.
+    pub(super) offset: u64,
+    /// Its number among all appends: durable once [`Log::durable`] of it
+    /// resolves.
+    pub(super) ticket: u64,
 }
 
 /// The appending side of the log.
 #[derive(Debug)]
 pub(super) struct Log {
     dir: PathBuf,
-    current: Mutex<Current>,
-    sync: GroupSync,
+    current: Arc<Mutex<Current>>,
+    flusher: Flusher,
     dir_sync: GroupSync,
     /// A segment longer than this is closed and a new one begun.
     limit: u64,
+}
+
+fn lock(current: &Mutex<Current>) -> MutexGuard<'_, Current> {
+    current.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Log {
@@ -242,21 +261,30 @@ impl Log {
             .append(true)
             .open(path(dir, number))?;
         File::open(dir)?.sync_all()?;
+        let current = Arc::new(Mutex::new(Current {
+            number,
+            file: Arc::new(file),
+            len: 0,
+            ticket: 0,
+        }));
+        let flusher = Flusher::start(Box::new({
+            let current = Arc::clone(&current);
+            move || {
+                let c = lock(&current);
+                (Arc::clone(&c.file), c.ticket)
+            }
+        }))?;
         Ok(Log {
             dir: dir.to_path_buf(),
-            current: Mutex::new(Current {
-                number,
-                file: Arc::new(file),
-                len: 0,
-            }),
-            sync: GroupSync::default(),
+            current,
+            flusher,
             dir_sync: GroupSync::default(),
             limit,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Current> {
-        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.current)
     }
 
     /// The segment appended to now.
@@ -269,9 +297,9 @@ impl Log {
         self.limit = limit;
     }
 
-    /// Appends `record` (see [`record`]); returns the segment and the
-    /// offset it starts at. Not durable until [`Log::sync`].
-    pub(super) fn append(&self, record: &[u8]) -> std::io::Result<(u64, u64)> {
+    /// Appends `record` (see [`record`]). Not durable until
+    /// [`Log::durable`] of its ticket resolves, or [`Log::sync`] returns.
+    pub(super) fn append(&self, record: &[u8]) -> std::io::Result<Appended> {
         let mut c = self.lock();
         if c.len >= self.limit {
             // What the old segment holds is made durable before the new
@@ -284,11 +312,9 @@ impl Log {
                 .append(true)
                 .open(path(&self.dir, number))?;
             self.dir_sync.sync(&self.dir)?;
-            *c = Current {
-                number,
-                file: Arc::new(file),
-                len: 0,
-            };
+            c.number = number;
+            c.file = Arc::new(file);
+            c.len = 0;
         }
         if let Err(e) = (&*c.file).write_all(record) {
             // Part of the record may be there (a disk that filled up):
@@ -300,18 +326,28 @@ impl Log {
             }
             return Err(e);
         }
-        let at = c.len;
+        let offset = c.len;
         c.len += record.len() as u64;
-        Ok((c.number, at))
+        c.ticket += 1;
+        Ok(Appended {
+            segment: c.number,
+            offset,
+            ticket: c.ticket,
+        })
     }
 
-    /// Makes every append made before this call durable, with one
-    /// fdatasync shared by concurrent callers.
+    /// Resolves once the append of `ticket` is durable: a share of one
+    /// fdatasync with every append made while the previous one ran. The
+    /// caller's thread is free meanwhile.
+    pub(super) async fn durable(&self, ticket: u64) -> std::io::Result<()> {
+        self.flusher.durable(ticket).await
+    }
+
+    /// Makes every append made before this call durable, blocking the
+    /// calling thread.
     pub(super) fn sync(&self) -> std::io::Result<()> {
-        self.sync.share(|| {
-            let file = Arc::clone(&self.lock().file);
-            file.sync_data()
-        })
+        let ticket = self.lock().ticket;
+        self.flusher.wait(ticket)
     }
 
     /// Removes a segment nothing lives in any more, durably.
@@ -348,10 +384,10 @@ mod tests {
         );
         log.lock().file = good;
         // The next append goes to a new segment, since the cut failed.
-        let (segment, _) = log
+        let third = log
             .append(&record(b'j', &id(3), [b"third\n", b"", b""]))
             .unwrap();
-        assert_eq!(segment, 1);
+        assert_eq!(third.segment, 1);
         log.sync().unwrap();
         let ids = |n| {
             replay(&path(&dir, n), n)

@@ -50,12 +50,14 @@ impl Connection {
         };
         let queue = &self.shared.queue;
         let stored = match txn.body.finish(queue).await {
-            // The spool writes and fsyncs synchronously: keep that off the
-            // threads that drive the other connections.
-            Ok(incoming) => tokio::task::block_in_place(|| {
+            // A message in a spool file of its own is fsynced in place:
+            // keep that off the threads that drive the other connections.
+            // Anything else waits for its sync as a future.
+            Ok(incoming) if incoming.commit_blocks() => tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current()
                     .block_on(queue.commit(incoming, message, prefix, now))
             }),
+            Ok(incoming) => queue.commit(incoming, message, prefix, now).await,
             Err(e) => Err(e),
         };
         match stored {
