@@ -287,13 +287,9 @@ impl Delivery {
             warned = self.warn_delay(&message, finished);
         }
         let queue = &self.shared.queue;
-        let recorded = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(queue.complete(
-                lease,
-                message.recipients.clone(),
-                warned,
-            ))
-        });
+        let recorded = queue
+            .complete(lease, message.recipients.clone(), warned)
+            .await;
         if let Err(e) = recorded {
             warn!(queue_id = %message.id, error = %e, "cannot record the outcome");
             return;
