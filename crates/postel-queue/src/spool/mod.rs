@@ -8,7 +8,9 @@
 //!   prefix, the envelope, a checksum) to the current segment and waits
 //!   for an fdatasync that it shares with every commit that appended
 //!   while the previous fdatasync ran (group commit); only then does it
-//!   return. Later state changes (a delivery attempt, a bounce reported,
+//!   return. The fdatasyncs run on a thread of the log's own
+//!   (`flush.rs`), and a commit waits for its one as a future, so an
+//!   async caller's thread is never blocked or handed off for it. Later state changes (a delivery attempt, a bounce reported,
 //!   hold, delete) are records in the same log, synced the same way. No
 //!   file is created per message: on this machine's disk an
 //!   append+fdatasync costs about half a create+fdatasync, and the file
