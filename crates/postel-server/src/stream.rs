@@ -25,6 +25,30 @@ pub(crate) enum Stream {
 /// step minutes; a peer that reads nothing for that long is gone).
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The most read from a peer at once.
+pub(crate) const READ_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer of the connections a thread serves: a read and the
+    /// hand-over of what it read happen without a yield between them, so
+    /// one buffer per thread serves them all.
+    static SHARED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One read into the thread's buffer, handed to `hand`.
+fn shared_read(
+    buf: &mut Vec<u8>,
+    read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    hand: &mut dyn FnMut(&[u8]),
+) -> std::io::Result<usize> {
+    if buf.len() < READ_BUFFER {
+        buf.resize(READ_BUFFER, 0);
+    }
+    let n = read(buf)?;
+    hand(buf.get(..n).unwrap_or_default());
+    Ok(n)
+}
+
 fn gone() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::NotConnected, "connection closed")
 }
@@ -51,14 +75,48 @@ impl Stream {
         }
     }
 
-    /// Waits until a read would find something (for a plaintext socket;
-    /// the others may hold read data of their own, so they are ready at
-    /// once), so that an idle connection need not hold a read buffer.
-    pub(crate) async fn readable(&mut self) -> std::io::Result<()> {
+    /// Reads what is there and hands it to `take`; the count read, 0 at end
+    /// of stream. A socket is read into a buffer its thread shares with
+    /// every other connection it serves, so neither an idle connection nor
+    /// a read costs an allocation; a TLS session, which may hold decrypted
+    /// octets of its own, is read into `own`, grown for the read and let go
+    /// again after one that did not fill it.
+    pub(crate) async fn read_with(
+        &mut self,
+        own: &mut Vec<u8>,
+        take: impl FnOnce(&[u8]),
+    ) -> std::io::Result<usize> {
+        let mut take = Some(take);
+        let mut hand = |data: &[u8]| {
+            if let Some(take) = take.take() {
+                take(data);
+            }
+        };
         match self {
-            Stream::Plain(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
-            Stream::Tls(_) | Stream::Gone => Ok(()),
+            Stream::Plain(s) => loop {
+                s.readable().await?;
+                match SHARED.with_borrow_mut(|buf| shared_read(buf, |b| s.try_read(b), &mut hand)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    other => return other,
+                }
+            },
+            Stream::Unix(s) => loop {
+                s.readable().await?;
+                match SHARED.with_borrow_mut(|buf| shared_read(buf, |b| s.try_read(b), &mut hand)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    other => return other,
+                }
+            },
+            Stream::Tls(_) | Stream::Gone => {
+                own.clear();
+                own.reserve_exact(READ_BUFFER);
+                let n = self.read_buf(own).await?;
+                hand(own.get(..n).unwrap_or_default());
+                if n < READ_BUFFER {
+                    *own = Vec::new();
+                }
+                Ok(n)
+            }
         }
     }
 

@@ -25,9 +25,6 @@ mod store;
 
 use filter::{MessageVerdict, command_args};
 
-/// The most read from a client at once.
-const READ_BUFFER: usize = 64 * 1024;
-
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -264,8 +261,8 @@ struct Connection {
 
 impl Connection {
     async fn run(&mut self, server: &mut Server, stream: &mut Stream) -> std::io::Result<()> {
-        // Allocated when there is something to read, and dropped again
-        // after a read that did not fill it: an idle connection holds none.
+        // Only a TLS session reads into a buffer of the connection's own
+        // (see `Stream::read_with`); an idle connection holds none.
         let mut buf: Vec<u8> = Vec::new();
         let mut stopping = self.shared.stopping.clone();
         loop {
@@ -289,12 +286,7 @@ impl Connection {
             }
             let idle = self.config.idle_timeout;
             let wait = server.timeout().map_or(idle, |t| t.min(idle));
-            let read = async {
-                stream.readable().await?;
-                buf.clear();
-                buf.reserve_exact(READ_BUFFER);
-                stream.read_buf(&mut buf).await
-            };
+            let read = stream.read_with(&mut buf, |data| server.receive(data));
             let n = tokio::select! {
                 read = tokio::time::timeout(wait, read) => {
                     let Ok(n) = read else {
@@ -308,10 +300,6 @@ impl Connection {
             };
             if n == 0 {
                 return Ok(());
-            }
-            server.receive(&buf);
-            if n < READ_BUFFER {
-                buf = Vec::new();
             }
         }
     }
