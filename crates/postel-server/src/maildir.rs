@@ -106,7 +106,10 @@ pub fn deliver_with(
             }
             Err(e) => return Err(e),
         };
-        let mut file = std::io::BufWriter::with_capacity(64 * 1024, file);
+        // Small enough to be cheap to allocate for every delivery, large
+        // enough for a typical message in one write; larger pieces of a
+        // large one go past it straight to the file.
+        let mut file = std::io::BufWriter::with_capacity(16 * 1024, file);
         write(&mut file)?;
         file.into_inner()
             .map_err(std::io::IntoInnerError::into_error)?

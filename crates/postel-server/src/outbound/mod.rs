@@ -69,19 +69,45 @@ fn versioned_record<'a>(records: &'a [Vec<u8>], version: &[u8]) -> Option<&'a [u
     found.next().is_none().then_some(one.as_slice())
 }
 
-/// A random number in `0.0..1.0` from the kernel.
+/// A random number in `0.0..1.0`.
 fn random_unit() -> f64 {
-    let mut b = [0u8; 8];
-    let _ = crate::users::fill_random(&mut b);
     #[allow(clippy::cast_precision_loss)] // 53 bits of randomness are plenty.
-    let r = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+    let r = (next_random() >> 11) as f64 / (1u64 << 53) as f64;
     r
 }
 
 fn random_index(n: usize) -> usize {
-    let mut b = [0u8; 8];
-    let _ = crate::users::fill_random(&mut b);
-    usize::try_from(u64::from_le_bytes(b) % (n.max(1) as u64)).unwrap_or(0)
+    usize::try_from(next_random() % (n.max(1) as u64)).unwrap_or(0)
+}
+
+/// A number for retry jitter and the order of equal MX records, which need
+/// spread, not secrecy: a splitmix64 sequence per thread, seeded once from
+/// the system's random source (reading `/dev/urandom` for every delivery
+/// cost three system calls each).
+fn next_random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut b = [0u8; 8];
+            if crate::users::fill_random(&mut b).is_err() {
+                // No random source: the time and the thread still spread
+                // the sequences apart.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                b = (u64::from(nanos) << 32 | u64::from(std::process::id())).to_le_bytes();
+            }
+            u64::from_le_bytes(b)
+        });
+    }
+    STATE.with(|state| {
+        let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
 }
 
 /// One log line per recipient attempted, as Postfix's delivery agents write.
@@ -651,5 +677,32 @@ impl Delivery {
             }
         }
         all(Outcome::Deferred(result(Stage::Connect, last_host, last)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_draws_stay_in_range_and_reach_every_value() {
+        let mut seen = [0usize; 4];
+        for _ in 0..4000 {
+            let i = random_index(4);
+            assert!(i < 4);
+            seen[i] += 1;
+        }
+        // Each of four equal MX records is tried first about a quarter of
+        // the time.
+        assert!(seen.iter().all(|&n| (700..1300).contains(&n)), "{seen:?}");
+        let units: Vec<f64> = (0..1000).map(|_| random_unit()).collect();
+        assert!(units.iter().all(|u| (0.0..1.0).contains(u)));
+        assert!(units.iter().any(|&u| u < 0.1) && units.iter().any(|&u| u > 0.9));
+        // Two threads draw different sequences.
+        let other: Vec<u64> = std::thread::spawn(|| (0..4).map(|_| next_random()).collect())
+            .join()
+            .unwrap_or_default();
+        let mine: Vec<u64> = (0..4).map(|_| next_random()).collect();
+        assert_ne!(other, mine);
     }
 }
