@@ -258,6 +258,9 @@ fn segments_are_removed_once_their_messages_are_gone_and_stragglers_move_forward
         })
         .collect();
     block_on(q.set_held(&ids[3], true)).unwrap();
+    let third = format!("Subject: 3\r\n\r\n{}\r\n", "y".repeat(500)).into_bytes();
+    // Read once from its first segment, whose handle the spool then keeps.
+    assert_eq!(block_on(q.body(&ids[3])).unwrap(), third);
     let segments = |d: &std::path::Path| {
         files(d)
             .iter()
@@ -269,8 +272,10 @@ fn segments_are_removed_once_their_messages_are_gone_and_stragglers_move_forward
     deliver_all(&q, t(1));
     let after = segments(&d);
     assert!(after <= 2, "{after} segments left of {before}");
-    // The held one moved forward, whole, with its state.
+    // The held one moved forward, whole, with its state, and is read from
+    // where it is now.
     assert_eq!(block_on(q.list()).unwrap().len(), 1);
+    assert_eq!(block_on(q.body(&ids[3])).unwrap(), third);
     let again = SpoolQueue::open(&d, RetrySchedule::default()).unwrap();
     let kept = block_on(again.show(&ids[3])).unwrap();
     assert!(kept.held, "still held after the move and a restart");

@@ -30,6 +30,7 @@ impl SpoolQueue {
             }
             if live == 0 {
                 state.segments.remove(&oldest);
+                state.readers.remove(&oldest);
                 drop(state);
                 self.log
                     .remove(oldest)

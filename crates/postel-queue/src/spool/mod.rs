@@ -189,7 +189,7 @@ impl Drop for SpoolIncoming {
 /// A body being read from a [`SpoolQueue`]: the prefix, then the body.
 #[derive(Debug)]
 pub struct SpoolBody {
-    file: File,
+    file: std::sync::Arc<File>,
     /// (offset, length) still to read, in order.
     parts: [(u64, u64); 2],
     /// The whole length.
@@ -217,6 +217,9 @@ struct State {
     places: HashMap<QueueId, Location>,
     /// The segments, and how many queued messages each holds.
     segments: BTreeMap<u64, usize>,
+    /// Read handles of segments, opened at the first body read from each
+    /// and dropped with the segment, so that a delivery costs no open.
+    readers: HashMap<u64, std::sync::Arc<File>>,
     leases: BTreeMap<QueueId, (u64, SystemTime)>,
     next_token: u64,
     seq: u32,

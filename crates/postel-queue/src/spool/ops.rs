@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::file::{footer, layout};
@@ -149,26 +150,31 @@ impl Queue for SpoolQueue {
     }
 
     async fn open_body(&self, id: &QueueId) -> Result<SpoolBody, QueueError> {
-        let place = {
-            let state = self.lock();
+        let found = {
+            // The place and the handle under one lock: compaction moves a
+            // message and forgets its old segment under the same lock, so
+            // the segment found here is there to open.
+            let mut state = self.lock();
             if !state.messages.contains_key(id) {
                 return Err(QueueError::NotFound(id.clone()));
             }
-            state.places.get(id).copied()
-        };
-        if let Some(at) = place {
-            // A segment removed meanwhile has moved the message forward:
-            // look again.
-            let file = match File::open(segment::path(&self.dir, at.segment)) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let at = self.lock().places.get(id).copied();
-                    let at = at.ok_or_else(|| QueueError::NotFound(id.clone()))?;
-                    File::open(segment::path(&self.dir, at.segment))
-                        .map_err(storage("opening a segment"))?
+            match state.places.get(id).copied() {
+                Some(at) => {
+                    let file = if let Some(file) = state.readers.get(&at.segment) {
+                        Arc::clone(file)
+                    } else {
+                        let file = File::open(segment::path(&self.dir, at.segment))
+                            .map_err(storage("opening a segment"))?;
+                        let file = Arc::new(file);
+                        state.readers.insert(at.segment, Arc::clone(&file));
+                        file
+                    };
+                    Some((file, at))
                 }
-                Err(e) => return Err(storage("opening a segment")(e)),
-            };
+                None => None,
+            }
+        };
+        if let Some((file, at)) = found {
             return Ok(SpoolBody {
                 file,
                 parts: [at.prefix, at.body],
@@ -182,7 +188,7 @@ impl Queue for SpoolQueue {
                     message: format!("{id}.msg has no valid footer"),
                 })?;
                 Ok(SpoolBody {
-                    file,
+                    file: Arc::new(file),
                     parts: [(body, prefix), (0, body)],
                     size: body + prefix,
                 })
@@ -191,7 +197,7 @@ impl Queue for SpoolQueue {
                 let file = File::open(self.path(id, "body")).map_err(storage("opening a body"))?;
                 let len = file.metadata().map_err(storage("opening a body"))?.len();
                 Ok(SpoolBody {
-                    file,
+                    file: Arc::new(file),
                     parts: [(0, 0), (0, len)],
                     size: len,
                 })
