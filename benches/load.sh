@@ -24,8 +24,8 @@ SESSIONS=${2:-20}
 LARGE_MB=${3:-30}
 # A run ends by removing some 40 000 files. On ext4 without a journal,
 # each inode allocation then steps over every inode freed in the last
-# five minutes (the kernel's recently_deleted check), which made a run
-# that followed another one at once 2x slower for every server measured.
+# five minutes (the kernel's recently_deleted check), which slowed every
+# server that writes files in a run that followed another one at once.
 # The next run waits those five minutes out (LOAD_NO_WAIT=1 skips it).
 ENDED="${TMPDIR:-/tmp}/postel-load.ended"
 if [ -z "${LOAD_NO_WAIT:-}" ] && [ -f "$ENDED" ]; then
