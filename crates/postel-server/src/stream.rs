@@ -92,21 +92,25 @@ impl Stream {
                 take(data);
             }
         };
+        // TCP and Unix sockets have the same two methods but no trait in
+        // common: one loop for both.
+        macro_rules! from_socket {
+            ($s:expr) => {
+                loop {
+                    $s.readable().await?;
+                    match SHARED
+                        .with_borrow_mut(|buf| shared_read(buf, |b| $s.try_read(b), &mut hand))
+                    {
+                        // Readiness can be spurious: wait again.
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        other => return other,
+                    }
+                }
+            };
+        }
         match self {
-            Stream::Plain(s) => loop {
-                s.readable().await?;
-                match SHARED.with_borrow_mut(|buf| shared_read(buf, |b| s.try_read(b), &mut hand)) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    other => return other,
-                }
-            },
-            Stream::Unix(s) => loop {
-                s.readable().await?;
-                match SHARED.with_borrow_mut(|buf| shared_read(buf, |b| s.try_read(b), &mut hand)) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    other => return other,
-                }
-            },
+            Stream::Plain(s) => from_socket!(s),
+            Stream::Unix(s) => from_socket!(s),
             Stream::Tls(_) | Stream::Gone => {
                 own.clear();
                 own.reserve_exact(READ_BUFFER);
