@@ -17,48 +17,73 @@ impl SpoolQueue {
     /// the oldest is ever removed: the records of a message are in its own
     /// segment or later ones, so they stay while it does.
     pub(super) fn compact(&self) -> Result<(), QueueError> {
-        // What is moved lands at or after this segment, and is not moved
-        // again in this pass.
         let current = self.log.current();
-        loop {
-            let mut state = self.lock();
-            let Some((&oldest, &live)) = state.segments.iter().next() else {
-                return Ok(());
-            };
-            if oldest >= current {
-                return Ok(());
+        while let Some(moved) = self.compact_step(current)? {
+            if moved {
+                self.log.sync().map_err(storage("syncing a segment"))?;
             }
-            if live == 0 {
-                state.segments.remove(&oldest);
-                state.readers.remove(&oldest);
-                drop(state);
-                self.log
-                    .remove(oldest)
-                    .map_err(storage("removing a segment"))?;
-                continue;
-            }
-            // Stragglers move once a whole newer segment has filled
-            // behind them: most messages are gone long before.
-            if live > MOVE_UP_TO || oldest + 1 >= current {
-                return Ok(());
-            }
-            let ids: Vec<QueueId> = state
-                .places
-                .iter()
-                .filter(|(_, at)| at.segment == oldest)
-                .map(|(id, _)| id.clone())
-                .collect();
-            if ids.is_empty() {
-                // Counted but not yet placed: a commit whose sync is
-                // still running. Later.
-                return Ok(());
-            }
-            for id in ids {
-                self.move_forward(&mut state, &id)?;
-            }
-            drop(state);
-            self.log.sync().map_err(storage("syncing a segment"))?;
         }
+        Ok(())
+    }
+
+    /// [`SpoolQueue::compact`] for an async caller: the moved records'
+    /// sync is awaited rather than waited for on the caller's thread.
+    pub(super) async fn compact_async(&self) -> Result<(), QueueError> {
+        let current = self.log.current();
+        while let Some(moved) = self.compact_step(current)? {
+            if moved {
+                let ticket = self.log.last_ticket();
+                self.log
+                    .durable(ticket)
+                    .await
+                    .map_err(storage("syncing a segment"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of compaction below segment `current` (what is moved lands
+    /// at or after it, and is not moved again in this pass): `None` when
+    /// there is nothing to do, `Some(false)` when the oldest segment was
+    /// removed, `Some(true)` when its stragglers were appended again and
+    /// must be synced before the next step.
+    fn compact_step(&self, current: u64) -> Result<Option<bool>, QueueError> {
+        let mut state = self.lock();
+        let Some((&oldest, &live)) = state.segments.iter().next() else {
+            return Ok(None);
+        };
+        if oldest >= current {
+            return Ok(None);
+        }
+        if live == 0 {
+            state.segments.remove(&oldest);
+            state.readers.remove(&oldest);
+            drop(state);
+            self.log
+                .remove(oldest)
+                .map_err(storage("removing a segment"))?;
+            return Ok(Some(false));
+        }
+        // Stragglers move once a whole newer segment has filled
+        // behind them: most messages are gone long before.
+        if live > MOVE_UP_TO || oldest + 1 >= current {
+            return Ok(None);
+        }
+        let ids: Vec<QueueId> = state
+            .places
+            .iter()
+            .filter(|(_, at)| at.segment == oldest)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            // Counted but not yet placed: a commit whose sync is
+            // still running. Later.
+            return Ok(None);
+        }
+        for id in ids {
+            self.move_forward(&mut state, &id)?;
+        }
+        Ok(Some(true))
     }
 
     /// Appends message `id` again, with its state folded in, and points
@@ -175,8 +200,8 @@ impl SpoolQueue {
         Ok(())
     }
 
-    /// After [`SpoolQueue::note`]: waits until its `ticket` is durable, and compacts when a
-    /// message left.
+    /// After [`SpoolQueue::note`]: waits until its `ticket` is durable, and
+    /// compacts when a message left.
     pub(super) async fn noted(&self, ticket: u64, gone: bool) -> Result<(), QueueError> {
         self.step(WriteStep::JournalWritten);
         self.log
@@ -185,7 +210,7 @@ impl SpoolQueue {
             .map_err(storage("syncing a segment"))?;
         self.step(WriteStep::JournalSynced);
         if gone {
-            self.compact()?;
+            self.compact_async().await?;
         }
         Ok(())
     }

@@ -343,11 +343,15 @@ impl Log {
         self.flusher.durable(ticket).await
     }
 
+    /// The ticket of the last append so far.
+    pub(super) fn last_ticket(&self) -> u64 {
+        self.lock().ticket
+    }
+
     /// Makes every append made before this call durable, blocking the
     /// calling thread.
     pub(super) fn sync(&self) -> std::io::Result<()> {
-        let ticket = self.lock().ticket;
-        self.flusher.wait(ticket)
+        self.flusher.wait(self.last_ticket())
     }
 
     /// Removes a segment nothing lives in any more, durably.
