@@ -34,12 +34,17 @@
 //!   is just removed, the removal made durable by a shared directory
 //!   fsync.
 //!
-//! Reading back, a record cut short by a crash or damaged later stops the
-//! reading of its segment: what precedes it stands, what follows is
-//! copied to `corrupt/` and reported; a message file that cannot be read
-//! is moved to `corrupt/`. Each gets a line on standard error and a place
-//! in [`RecoveryReport::quarantined`](crate::RecoveryReport::quarantined); the spool never starts empty in
-//! their place. What is left in `tmp/` at startup never got its 250, and
+//! Reading back, a damaged record stops the reading of its segment: what
+//! precedes it stands, what follows is copied to `corrupt/` and reported;
+//! a message file that cannot be read is moved to `corrupt/`. Each gets a
+//! line on standard error and a place in
+//! [`RecoveryReport::quarantined`](crate::RecoveryReport::quarantined);
+//! the spool never starts empty in their place. A record that runs past
+//! the end of its segment is an append the process was killed inside (a
+//! `write` stops between pages on SIGKILL): it was never acknowledged,
+//! since that waits for a sync after the write, so it is copied to
+//! `corrupt/`, cut off and reported on standard error, but not
+//! quarantined. What is left in `tmp/` at startup never got its 250, and
 //! is removed. Leases live in memory: one process owns a spool. Spools
 //! written in the older layout (`<id>.env` beside `<id>.body`) are read
 //! as before.

@@ -2,8 +2,9 @@
 //! the files of the large messages and of the older layout; what cannot
 //! be read is set aside and reported.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
+use std::path::Path;
 
 use super::file::layout;
 use super::{SpoolQueue, State, segment, storage};
@@ -131,36 +132,43 @@ impl SpoolQueue {
                     }
                 }
             }
-            if let Some(at) = replay.stopped_at {
+            if let Some(stop) = replay.stopped {
+                let at = stop.at();
                 let kept = self
                     .dir
                     .join("corrupt")
                     .join(format!("seg-{n:016x}.from-{at}"));
-                let copied = File::open(&path).and_then(|f| {
-                    use std::os::unix::fs::FileExt as _;
-                    let len = f.metadata()?.len();
-                    let mut out = File::create(&kept)?;
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut pos = at;
-                    while pos < len {
-                        let n = f.read_at(&mut buf, pos)?;
-                        if n == 0 {
-                            break;
-                        }
-                        out.write_all(buf.get(..n).unwrap_or_default())?;
-                        pos += n as u64;
+                let copied = copy_from(&path, at, &kept)
+                    .err()
+                    .map_or_else(String::new, |e| format!(" (copy failed: {e})"));
+                match stop {
+                    segment::Stop::Unfinished(_) => {
+                        // Cut off, so that it is reported once, not at
+                        // every start.
+                        let cut = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .and_then(|f| {
+                                f.set_len(at)?;
+                                f.sync_all()
+                            })
+                            .err()
+                            .map_or_else(String::new, |e| format!(" (cutting it off failed: {e})"));
+                        eprintln!(
+                            "postel-queue: {} ends in an append that never finished, at offset {at}: it was never acknowledged and is dropped; a copy is in {}{copied}{cut}",
+                            path.display(),
+                            kept.display(),
+                        );
                     }
-                    Ok(())
-                });
-                eprintln!(
-                    "postel-queue: {} cannot be read after offset {at} (cut short by a crash, or damaged); the rest is in {}{}",
-                    path.display(),
-                    kept.display(),
-                    copied
-                        .err()
-                        .map_or_else(String::new, |e| format!(" (copy failed: {e})"))
-                );
-                quarantined.push(format!("seg-{n:016x}@{at}"));
+                    segment::Stop::Damaged(_) => {
+                        eprintln!(
+                            "postel-queue: {} cannot be read after offset {at} (damaged); the rest is in {}{copied}",
+                            path.display(),
+                            kept.display(),
+                        );
+                        quarantined.push(format!("seg-{n:016x}@{at}"));
+                    }
+                }
             }
         }
         let done: Vec<QueueId> = state
@@ -205,4 +213,23 @@ impl SpoolQueue {
         }
         Some(message)
     }
+}
+
+/// Copies `path` from offset `at` to its end into a new file `to`.
+fn copy_from(path: &Path, at: u64, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut out = File::create(to)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = at;
+    while pos < len {
+        let n = f.read_at(&mut buf, pos)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(buf.get(..n).unwrap_or_default())?;
+        pos += n as u64;
+    }
+    out.sync_all()
 }

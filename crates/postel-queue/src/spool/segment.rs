@@ -12,8 +12,9 @@
 //! - `d`: the message was deleted.
 //!
 //! The checksum (FNV-1a, 64 bits, over the header fields and the payload)
-//! finds a record cut short by a crash or damaged later: reading a segment
-//! stops there, and what follows is reported and copied aside.
+//! finds a damaged record: reading a segment stops there, and what follows
+//! is reported and copied aside. A record that runs past the end of the
+//! file is told apart: an append that never finished (see [`Stop`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -115,12 +116,31 @@ fn parse_header(line: &[u8]) -> Option<(u8, QueueId, [u64; 3], u64)> {
     w.next().is_none().then_some((*kind, id, lengths, sum))
 }
 
+/// Why reading a segment stopped before the end of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// The last record runs past the end of the file: an append that never
+    /// finished (the process was killed inside its `write`). No caller was
+    /// told it was stored, since that waits for a sync after the write.
+    Unfinished(u64),
+    /// A record whose header or checksum is wrong: damage.
+    Damaged(u64),
+}
+
+impl Stop {
+    /// The offset the record that stopped the reading starts at.
+    pub(super) fn at(self) -> u64 {
+        match self {
+            Stop::Unfinished(at) | Stop::Damaged(at) => at,
+        }
+    }
+}
+
 /// What reading a segment found.
 pub(super) struct Replay {
     pub(super) entries: Vec<Entry>,
-    /// Where reading stopped before the end of the file, at a record cut
-    /// short or damaged.
-    pub(super) stopped_at: Option<u64>,
+    /// Where and why reading stopped before the end of the file.
+    pub(super) stopped: Option<Stop>,
 }
 
 /// Reads segment `segment` at `path`, a record at a time, never more
@@ -134,12 +154,20 @@ pub(super) fn replay(path: &Path, segment: u64) -> std::io::Result<Replay> {
     while at < len {
         let stop = Replay {
             entries: Vec::new(),
-            stopped_at: Some(at),
+            stopped: Some(Stop::Damaged(at)),
+        };
+        let unfinished = Replay {
+            entries: Vec::new(),
+            stopped: Some(Stop::Unfinished(at)),
         };
         let mut line = [0u8; HEADER];
-        if at + HEADER_LEN > len || file.read_exact_at(&mut line, at).is_err() {
-            return Ok(Replay { entries, ..stop });
+        if at + HEADER_LEN > len {
+            return Ok(Replay {
+                entries,
+                ..unfinished
+            });
         }
+        file.read_exact_at(&mut line, at)?;
         let Some((kind, id, lengths, sum)) = parse_header(&line) else {
             return Ok(Replay { entries, ..stop });
         };
@@ -148,7 +176,10 @@ pub(super) fn replay(path: &Path, segment: u64) -> std::io::Result<Replay> {
             return Ok(Replay { entries, ..stop });
         };
         if end > len {
-            return Ok(Replay { entries, ..stop });
+            return Ok(Replay {
+                entries,
+                ..unfinished
+            });
         }
         // The checksum, read through in chunks.
         let mut h = fields_sum(kind, &id, lengths);
@@ -192,7 +223,7 @@ pub(super) fn replay(path: &Path, segment: u64) -> std::io::Result<Replay> {
     }
     Ok(Replay {
         entries,
-        stopped_at: None,
+        stopped: None,
     })
 }
 
@@ -423,11 +454,35 @@ mod tests {
             fs::write(path(&dir, 7), &bad).unwrap();
             let r = replay(&path(&dir, 7), 7).unwrap();
             assert_eq!(r.entries.len(), 1, "damage at {at}");
-            assert_eq!(r.stopped_at, Some(second as u64));
+            assert_eq!(r.stopped, Some(Stop::Damaged(second as u64)));
         }
         fs::write(path(&dir, 7), &data).unwrap();
         let r = replay(&path(&dir, 7), 7).unwrap();
-        assert_eq!((r.entries.len(), r.stopped_at), (2, None));
+        assert_eq!((r.entries.len(), r.stopped), (2, None));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_record_cut_at_the_end_of_the_file_is_an_unfinished_append() {
+        let dir = std::env::temp_dir().join(format!("postel-segment-u-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut data = record(b'j', &id(1), [b"one\n", b"", b""]);
+        let second = data.len();
+        data.extend(record(b'm', &id(2), [b"prefix", &[b'x'; 5000], b"env"]));
+        // Cut inside the second header, and inside its payload.
+        for cut in [second + 1, second + 91, second + 92, data.len() - 1] {
+            fs::write(path(&dir, 3), &data[..cut]).unwrap();
+            let r = replay(&path(&dir, 3), 3).unwrap();
+            assert_eq!(r.entries.len(), 1, "cut at {cut}");
+            assert_eq!(r.stopped, Some(Stop::Unfinished(second as u64)));
+        }
+        // Damage in a record that is all there is not mistaken for a cut.
+        let mut bad = data.clone();
+        bad[second + 200] ^= 1;
+        fs::write(path(&dir, 3), &bad).unwrap();
+        let r = replay(&path(&dir, 3), 3).unwrap();
+        assert_eq!(r.stopped, Some(Stop::Damaged(second as u64)));
         let _ = fs::remove_dir_all(&dir);
     }
 }
