@@ -117,8 +117,10 @@ pub(crate) fn frame_line_ascii(
                 consumed: end + 2,
             }),
             Some(b'\n') => Err(Invalid::line(LineError::TooLong { max }, end + 2)),
-            // The CR is the last octet so far: its LF may be on the way.
-            None if end + 1 < max => Ok(Status::Incomplete),
+            // The CR is the last octet so far: its LF may be on the way,
+            // and tells a line too long (CRLF past the limit) from a bare
+            // CR even when the CR is the limit's last octet.
+            None => Ok(Status::Incomplete),
             _ => Err(match skip_line(&input[end..]) {
                 Some(n) => Invalid::line(LineError::BareCr, end + n),
                 None => Invalid {
@@ -224,6 +226,18 @@ mod tests {
         let e = err(&long, 512);
         assert_eq!(e.error, LineError::TooLong { max: 512 });
         assert_eq!((e.consumed, e.line_finished), (513, true));
+    }
+
+    #[test]
+    fn a_cr_that_is_the_limits_last_octet_waits_for_what_follows() {
+        // 511 octets and a CR: the octet after it decides, so a line cut
+        // there reads as the whole line does.
+        let cut = [&[b'a'; 511][..], b"\r"].concat();
+        assert_eq!(frame_line(&cut, 512, false), Ok(Status::Incomplete));
+        let crlf = [&cut[..], b"\n"].concat();
+        assert_eq!(err(&crlf, 512).error, LineError::TooLong { max: 512 });
+        let bare = [&cut[..], b"x\n"].concat();
+        assert_eq!(err(&bare, 512).error, LineError::BareCr);
     }
 
     #[test]
