@@ -6,9 +6,9 @@
 //! other mix are data: a server that ended DATA on any of them, while the next
 //! hop did not, would let a sender smuggle a second message (CVE-2023-51766).
 
+use super::blocks::{BLOCK, CHUNK, CHUNKS, Detail, Dots, detail, plain};
 #[cfg(target_arch = "x86_64")]
-use super::blocks::dot_mask_avx2;
-use super::blocks::{BLOCK, CHUNK, CHUNKS, dot_mask, scan_block};
+use super::blocks::{detail_avx2, plain_avx2};
 use crate::types::Reply;
 
 /// Options of the body decoder. Strict by default.
@@ -294,15 +294,15 @@ impl DotDecoder {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: `span_avx2` only requires AVX2, which the CPU has. One
-            // of the crate's unsafe blocks (with the AVX2 load of
-            // `blocks::dot_mask_avx2` and the command parser's ASCII conversion):
-            // with 32-octet vectors the scan runs about twice as fast as with
-            // the SSE2 baseline (see the data-4MiB benchmarks), and it is the
-            // bulk of decoding time.
+            // of the crate's unsafe blocks (with the loads of
+            // `blocks::plain_avx2` and `blocks::detail_avx2` and the command
+            // parser's ASCII conversion): the scan is the bulk of decoding
+            // time, and with 32-octet vectors it runs about twice as fast as
+            // with the SSE2 baseline (see the data-4MiB benchmarks).
             #[allow(unsafe_code)]
             return unsafe { self.span_avx2(input, i, run, sink) };
         }
-        self.span_with(input, i, run, sink, dot_mask)
+        self.span_with(input, i, run, sink, plain, detail)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -314,11 +314,19 @@ impl DotDecoder {
         run: &mut usize,
         sink: &mut T,
     ) -> Result<usize, usize> {
-        self.span_with(input, i, run, sink, |w| dot_mask_avx2(w))
+        self.span_with(
+            input,
+            i,
+            run,
+            sink,
+            |w| plain_avx2(w),
+            |w, d| detail_avx2(w, d),
+        )
     }
 
-    /// [`DotDecoder::span`] with `dot_mask` finding the dotted lines.
-    #[allow(clippy::inline_always)] // Inlined into the AVX2 wrapper.
+    /// [`DotDecoder::span`] with `plain` taking a quick look at each block
+    /// and `detail` a close one at those that are not plain.
+    #[allow(clippy::inline_always)] // Inlined into the SIMD wrappers.
     #[inline(always)]
     fn span_with<T: Take + ?Sized>(
         &mut self,
@@ -326,29 +334,40 @@ impl DotDecoder {
         i: usize,
         run: &mut usize,
         sink: &mut T,
-        dot_mask: impl Fn(&[u8; CHUNK + 1]) -> u32,
+        plain: impl Fn(&[u8; BLOCK + 1]) -> bool,
+        detail: impl Fn(&[u8; BLOCK + 1], &mut Dots) -> Option<Detail>,
     ) -> Result<usize, usize> {
         // A dot at `i` starts a line only if the octet before ended one.
         let line_start = self.state == State::LineStart;
         let mut j = i;
+        let mut quick = true;
+        let mut dots: Dots = [0; CHUNKS];
         while j - i < SPAN
             && input.len() - j >= BLOCK + 2
             && let Some(window) = input[j - 1..].first_chunk::<{ BLOCK + 1 }>()
         {
-            let (clean, has_lf, dotted) = scan_block(window);
-            if !clean {
-                break;
+            // A body with dotted lines tends to have them in every block:
+            // after a block that was not plain, the quick look is skipped
+            // until one is again.
+            if quick && plain(window) {
+                self.plain_block(input, j);
+                if T::EAGER {
+                    self.flush_plain(input, j, run, sink);
+                }
+                j += BLOCK;
+                continue;
             }
-            self.clean_block(input, j, has_lf);
-            if dotted {
-                for k in 0..CHUNKS {
-                    let Some(w) = window[k * CHUNK..].first_chunk::<{ CHUNK + 1 }>() else {
-                        break;
-                    };
-                    let mut m = dot_mask(w);
-                    if j == i && k == 0 && !line_start {
-                        m &= !1;
-                    }
+            let Some(Detail { dotted, lf }) = detail(window, &mut dots) else {
+                break;
+            };
+            if j == i && !line_start {
+                dots[0] &= !1;
+            }
+            self.clean_block(input, j, lf);
+            quick = !dotted;
+            if !quick {
+                for (k, &d) in dots.iter().enumerate() {
+                    let mut m = d;
                     while m != 0 {
                         let dot = j + k * CHUNK + m.trailing_zeros() as usize;
                         m &= m - 1;
@@ -359,6 +378,8 @@ impl DotDecoder {
                         *run = dot + 1;
                     }
                 }
+            } else if T::EAGER {
+                self.flush_plain(input, j, run, sink);
             }
             j += BLOCK;
         }
@@ -389,6 +410,26 @@ impl DotDecoder {
         }
         self.state = State::Done;
         self.end(end)
+    }
+
+    /// Line-length accounting for a plain block at `input[at..at + BLOCK]`,
+    /// not told whether it holds an LF: the bound of the current line's
+    /// length grows by the block while that stays within the limit, and is
+    /// made exact when it would not (a look back to the last LF, a line's
+    /// length away).
+    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
+    #[inline(always)]
+    fn plain_block(&mut self, input: &[u8], at: usize) {
+        if self.line_len.saturating_add(BLOCK) > self.max_line_len() {
+            self.exact_line_len(input, at);
+            if self.line_len + BLOCK > self.max_line_len() {
+                let has_lf = memchr::memchr(b'\n', &input[at..at + BLOCK]).is_some();
+                self.clean_block(input, at, has_lf);
+                return;
+            }
+        }
+        self.line_len += BLOCK;
+        self.line_len_exact = false;
     }
 
     /// Line-length accounting for a clean block at `input[at..at + BLOCK]`. The
@@ -436,10 +477,8 @@ impl DotDecoder {
             return;
         }
         let from = at.saturating_sub(self.line_len);
-        self.line_len = input[from..at]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(self.line_len, |p| at - from - p - 1);
+        self.line_len =
+            memchr::memrchr(b'\n', &input[from..at]).map_or(self.line_len, |p| at - from - p - 1);
         self.line_len_exact = true;
     }
 
@@ -567,6 +606,42 @@ impl DotDecoder {
         }
     }
 
+    /// Hands on a block at `input[at..]` without dots to take out, and
+    /// what came before it and was not handed on yet (the rest of a dotted
+    /// block): a sink that copies gets each block while it is in cache.
+    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
+    #[inline(always)]
+    fn flush_plain<T: Take + ?Sized>(
+        &mut self,
+        input: &[u8],
+        at: usize,
+        run: &mut usize,
+        sink: &mut T,
+    ) {
+        if *run == at
+            && let Some(block) = input[at..].first_chunk::<BLOCK>()
+        {
+            self.flush_block(block, sink);
+        } else {
+            self.flush(&input[*run..at + BLOCK], sink);
+        }
+        *run = at + BLOCK;
+    }
+
+    /// [`DotDecoder::flush`] of a whole block, which a sink that copies
+    /// takes with a copy of known length.
+    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
+    #[inline(always)]
+    fn flush_block<T: Take + ?Sized>(&mut self, block: &[u8; BLOCK], sink: &mut T) {
+        self.size += BLOCK as u64;
+        if self.opts.max_size.is_some_and(|max| self.size > max) {
+            self.too_large = true;
+        }
+        if self.violation.is_none() && !self.too_large {
+            sink.take_block(block);
+        }
+    }
+
     fn flush<T: Take + ?Sized>(&mut self, data: &[u8], sink: &mut T) {
         if data.is_empty() {
             return;
@@ -591,18 +666,37 @@ impl DotDecoder {
 
 /// Where decoded octets go: a caller's sink, or a vector.
 trait Take {
+    /// Whether the fast path hands on each block as soon as it is checked
+    /// (a copy, cheapest while the block is in cache) rather than long runs
+    /// (a call, cheapest when rare).
+    const EAGER: bool;
+
     fn take(&mut self, data: &[u8]);
+
+    fn take_block(&mut self, block: &[u8; BLOCK]) {
+        self.take(block);
+    }
 }
 
 impl Take for dyn FnMut(&[u8]) + '_ {
+    const EAGER: bool = false;
+
     fn take(&mut self, data: &[u8]) {
         self(data);
     }
 }
 
 impl Take for Vec<u8> {
+    const EAGER: bool = true;
+
     fn take(&mut self, data: &[u8]) {
         self.extend_from_slice(data);
+    }
+
+    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
+    #[inline(always)]
+    fn take_block(&mut self, block: &[u8; BLOCK]) {
+        self.extend_from_slice(block);
     }
 }
 
