@@ -245,6 +245,46 @@ fn an_over_long_line_is_reported_where_it_crosses_the_limit() {
 }
 
 #[test]
+fn an_over_long_line_among_many_plain_blocks_is_found_where_it_crosses() {
+    // Kilobytes of short lines around one line of 1500 octets, then dotted
+    // lines: the fast path checks runs of plain blocks at once and keeps
+    // only a bound of the line length, which must still find the octet
+    // where the long line crossed the limit, as octet-wise decoding does.
+    let short: Vec<u8> = (0..400)
+        .flat_map(|i| format!("short line {i:04} of plain text\r\n").into_bytes())
+        .collect();
+    let dotted: Vec<u8> = (0..100)
+        .flat_map(|i| format!("..dotted line {i}\r\n").into_bytes())
+        .collect();
+    let body = [
+        &short[..],
+        &[b'b'; 1500][..],
+        b"\r\n",
+        &short[..],
+        &dotted[..],
+        b".\r\n",
+    ]
+    .concat();
+    let (_, end, used) = decode(&body);
+    assert_eq!(used, body.len());
+    assert_eq!(
+        end.unwrap().violation,
+        Some(BodyViolation::LineTooLong {
+            offset: short.len() as u64 + 1001,
+            max: 1000
+        })
+    );
+    // Without the long line, the same body decodes to its lines, unstuffed.
+    let clean = [&short[..], &dotted[..], b".\r\n"].concat();
+    let (decoded, end, _) = decode(&clean);
+    assert_eq!(end.unwrap().violation, None);
+    let unstuffed: Vec<u8> = (0..100)
+        .flat_map(|i| format!(".dotted line {i}\r\n").into_bytes())
+        .collect();
+    assert_eq!(decoded, [&short[..], &unstuffed[..]].concat());
+}
+
+#[test]
 fn an_endless_line_stops_reaching_the_sink_at_the_limit() {
     // A line that never ends must not be buffered until SIZE: after the
     // limit the decoder only looks for the terminator.

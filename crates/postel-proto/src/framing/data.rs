@@ -350,11 +350,24 @@ impl DotDecoder {
             // after a block that was not plain, the quick look is skipped
             // until one is again.
             if quick && plain(window) {
-                self.plain_block(input, j);
-                if T::EAGER {
-                    self.flush_plain(input, j, run, sink);
+                // The plain blocks that follow, up to a run that stays in
+                // the first-level cache, are checked before anything else
+                // is done with them.
+                let mut end = j + BLOCK;
+                while end - j < RUN
+                    && end - i < SPAN
+                    && input.len() - end >= BLOCK + 2
+                    && let Some(next) = input[end - 1..].first_chunk::<{ BLOCK + 1 }>()
+                    && plain(next)
+                {
+                    end += BLOCK;
                 }
-                j += BLOCK;
+                self.plain_blocks(input, j, end);
+                if T::EAGER {
+                    self.flush(&input[*run..end], sink);
+                    *run = end;
+                }
+                j = end;
                 continue;
             }
             let Some(Detail { dotted, lf }) = detail(window, &mut dots) else {
@@ -410,6 +423,20 @@ impl DotDecoder {
         }
         self.state = State::Done;
         self.end(end)
+    }
+
+    /// [`DotDecoder::plain_block`] for the blocks of `input[from..to]`.
+    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
+    #[inline(always)]
+    fn plain_blocks(&mut self, input: &[u8], from: usize, to: usize) {
+        if self.line_len.saturating_add(to - from) <= self.max_line_len() {
+            self.line_len += to - from;
+            self.line_len_exact = false;
+            return;
+        }
+        for at in (from..to).step_by(BLOCK) {
+            self.plain_block(input, at);
+        }
     }
 
     /// Line-length accounting for a plain block at `input[at..at + BLOCK]`,
@@ -705,6 +732,9 @@ const FLUSH_EVERY: usize = 32 * 1024;
 
 /// Octets checked before their dots are looked for.
 const SPAN: usize = 32 * BLOCK;
+
+/// Most octets of plain blocks checked before they are handed on.
+const RUN: usize = 16 * BLOCK;
 
 #[cfg(test)]
 mod tests {
