@@ -162,6 +162,22 @@ pub(crate) fn span(input: &[u8], pred: impl Fn(u8) -> bool) -> usize {
 pub(crate) const LO: u64 = 0x0101_0101_0101_0101;
 pub(crate) const HI: u64 = 0x8080_8080_8080_8080;
 
+/// Whether every octet of `b` is ASCII: the high bits of eight octets at a
+/// time combined by OR, the last eight read overlapping the ones before.
+/// `<[u8]>::is_ascii` checks what follows its 64-octet steps one octet at
+/// a time, which was half of parsing a 100-octet RCPT line in perf.
+#[inline]
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
+    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+    let (words, rest) = b.as_chunks::<8>();
+    let high = words.iter().fold(0, |h, w| h | word(w));
+    let last = match b.last_chunk::<8>() {
+        Some(w) if !rest.is_empty() => word(w),
+        _ => rest.iter().fold(0, |h, &o| h | u64::from(o)),
+    };
+    (high | last) & HI == 0
+}
+
 /// A high bit in each octet of `w` equal to `b`, and possibly in octets
 /// above the lowest such one: only the lowest set bit is exact.
 #[inline(always)]
@@ -325,6 +341,22 @@ pub(crate) fn utf8(input: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The word-at-a-time ASCII check is `<[u8]>::is_ascii`, for any
+        /// length and any place of a high octet.
+        #[test]
+        fn the_word_ascii_check_is_is_ascii(
+            len in 0usize..200,
+            high in proptest::option::of((0usize..200, 0x80u8..=0xff)),
+        ) {
+            let mut b = vec![b'a'; len];
+            if let Some((at, o)) = high && at < len {
+                b[at] = o;
+            }
+            proptest::prop_assert_eq!(is_ascii(&b), b.is_ascii());
+        }
+    }
 
     #[test]
     fn domains() {

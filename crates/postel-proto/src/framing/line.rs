@@ -2,7 +2,7 @@
 
 use memchr::{memchr, memchr2};
 
-use crate::grammar::{HI, octets_equal};
+use crate::grammar::{HI, is_ascii, octets_equal};
 
 use crate::error::{Invalid, LineError, Status};
 
@@ -89,13 +89,15 @@ pub(crate) fn frame_line_ascii(
     allow_bare_lf: bool,
 ) -> Result<Status<(Line<'_>, bool)>, Invalid<LineError>> {
     let window = &input[..input.len().min(max)];
+    // Where the line ends, whether the octets checked so far are ASCII,
+    // and how many were checked.
     let (found, ascii) = match scan_short(window) {
-        (Some(p), ascii) => (Some(p), Some(ascii)),
-        (None, _) if window.len() > SHORT => (
+        (Some(p), ascii) => (Some(p), (ascii, p)),
+        (None, head) if window.len() > SHORT => (
             memchr2(b'\r', b'\n', &window[SHORT..]).map(|p| p + SHORT),
-            None,
+            (head, SHORT),
         ),
-        (None, _) => (None, None),
+        (None, head) => (None, (head, window.len())),
     };
     let Some(end) = found else {
         if input.len() < max {
@@ -146,13 +148,13 @@ pub(crate) fn frame_line_ascii(
     })
 }
 
-/// A framed line and whether it is ASCII, checking only when the scan did not.
+/// A framed line and whether it is ASCII: `ascii` tells for its first
+/// octets, the rest are checked here.
 #[inline]
-fn line(content: &[u8], ascii: Option<bool>) -> (Line<'_>, bool) {
-    (
-        Line { content },
-        ascii.unwrap_or_else(|| content.is_ascii()),
-    )
+fn line(content: &[u8], ascii: (bool, usize)) -> (Line<'_>, bool) {
+    let (head, checked) = ascii;
+    let rest = content.get(checked..).unwrap_or_default();
+    (Line { content }, head && is_ascii(rest))
 }
 
 /// Octets up to and including the next LF, or `None` when there is none yet.
