@@ -64,8 +64,9 @@
 //! say; mechanism names and parameter values like `8bitmime` also are, as
 //! clients write them either way.
 // Commented, benchmarked exceptions, each beside a safe fallback and a
-// proptest: the AVX2 dispatch in framing::data, the AVX2 load of
-// framing::blocks, and the ASCII-to-str conversion of codec::text_of.
+// proptest: the AVX2 dispatch in framing::data, the AVX2 loads of
+// framing::blocks (the quick and the close look at a block), and the
+// ASCII-to-str conversion of codec::text_of.
 #![deny(unsafe_code)]
 
 pub mod codec;
