@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use crate::error::{Invalid, LineError, ReplyError, Status};
 use crate::framing::line::frame_line_ascii;
+use crate::grammar::{octets_below, octets_equal};
 use crate::limits::ParserOptions;
 use crate::types::{EnhancedStatus, Reply, ReplyCode, reply_lines::Lines};
 
@@ -186,16 +187,10 @@ fn is_text_octet(b: u8) -> bool {
 }
 
 /// Whether some octet of `w` is below 0x20 or is DEL: two exact
-/// existence tests on the whole word (`hasless` and `haszero` of the
-/// bit-twiddling folklore, exact for a threshold up to 0x80).
+/// existence tests on the whole word.
 #[inline]
 fn may_hold_control(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    let del = w ^ (ONES * 0x7f);
-    let del = del.wrapping_sub(ONES) & !del & HIGH;
-    below | del != 0
+    octets_below(w, 0x20) | octets_equal(w, 0x7f) != 0
 }
 
 /// `textstring` excludes the controls but HT. A short text eight octets at

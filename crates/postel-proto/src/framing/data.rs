@@ -392,7 +392,8 @@ impl DotDecoder {
                     }
                 }
             } else if T::EAGER {
-                self.flush_plain(input, j, run, sink);
+                self.flush(&input[*run..j + BLOCK], sink);
+                *run = j + BLOCK;
             }
             j += BLOCK;
         }
@@ -633,42 +634,6 @@ impl DotDecoder {
         }
     }
 
-    /// Hands on a block at `input[at..]` without dots to take out, and
-    /// what came before it and was not handed on yet (the rest of a dotted
-    /// block): a sink that copies gets each block while it is in cache.
-    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
-    #[inline(always)]
-    fn flush_plain<T: Take + ?Sized>(
-        &mut self,
-        input: &[u8],
-        at: usize,
-        run: &mut usize,
-        sink: &mut T,
-    ) {
-        if *run == at
-            && let Some(block) = input[at..].first_chunk::<BLOCK>()
-        {
-            self.flush_block(block, sink);
-        } else {
-            self.flush(&input[*run..at + BLOCK], sink);
-        }
-        *run = at + BLOCK;
-    }
-
-    /// [`DotDecoder::flush`] of a whole block, which a sink that copies
-    /// takes with a copy of known length.
-    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
-    #[inline(always)]
-    fn flush_block<T: Take + ?Sized>(&mut self, block: &[u8; BLOCK], sink: &mut T) {
-        self.size += BLOCK as u64;
-        if self.opts.max_size.is_some_and(|max| self.size > max) {
-            self.too_large = true;
-        }
-        if self.violation.is_none() && !self.too_large {
-            sink.take_block(block);
-        }
-    }
-
     fn flush<T: Take + ?Sized>(&mut self, data: &[u8], sink: &mut T) {
         if data.is_empty() {
             return;
@@ -693,16 +658,12 @@ impl DotDecoder {
 
 /// Where decoded octets go: a caller's sink, or a vector.
 trait Take {
-    /// Whether the fast path hands on each block as soon as it is checked
-    /// (a copy, cheapest while the block is in cache) rather than long runs
-    /// (a call, cheapest when rare).
+    /// Whether the fast path hands on each run of checked blocks at once (a
+    /// copy, cheapest while the run is in cache) rather than long runs (a
+    /// call, cheapest when rare).
     const EAGER: bool;
 
     fn take(&mut self, data: &[u8]);
-
-    fn take_block(&mut self, block: &[u8; BLOCK]) {
-        self.take(block);
-    }
 }
 
 impl Take for dyn FnMut(&[u8]) + '_ {
@@ -718,12 +679,6 @@ impl Take for Vec<u8> {
 
     fn take(&mut self, data: &[u8]) {
         self.extend_from_slice(data);
-    }
-
-    #[allow(clippy::inline_always)] // Part of the SIMD-compiled loop.
-    #[inline(always)]
-    fn take_block(&mut self, block: &[u8; BLOCK]) {
-        self.extend_from_slice(block);
     }
 }
 
