@@ -401,11 +401,17 @@ mod tests {
         QueueId::new(std::time::SystemTime::UNIX_EPOCH, n)
     }
 
-    #[test]
-    fn a_failed_append_leaves_nothing_that_hides_later_records() {
-        let dir = std::env::temp_dir().join(format!("postel-segment-{}", std::process::id()));
+    /// An empty directory of this process for the test named by `tag`.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("postel-segment-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_failed_append_leaves_nothing_that_hides_later_records() {
+        let dir = scratch("a");
         let log = Log::create(&dir, 0, 1 << 20).unwrap();
         log.append(&record(b'j', &id(1), [b"first\n", b"", b""]))
             .unwrap();
@@ -442,9 +448,7 @@ mod tests {
 
     #[test]
     fn a_damaged_header_or_payload_stops_the_reading() {
-        let dir = std::env::temp_dir().join(format!("postel-segment-d-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("d");
         let mut data = record(b'j', &id(1), [b"one\n", b"", b""]);
         let second = data.len();
         data.extend(record(b'j', &id(2), [b"two\n", b"", b""]));
@@ -464,9 +468,7 @@ mod tests {
 
     #[test]
     fn a_record_cut_at_the_end_of_the_file_is_an_unfinished_append() {
-        let dir = std::env::temp_dir().join(format!("postel-segment-u-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("u");
         let mut data = record(b'j', &id(1), [b"one\n", b"", b""]);
         let second = data.len();
         data.extend(record(b'm', &id(2), [b"prefix", &[b'x'; 5000], b"env"]));
