@@ -70,6 +70,78 @@ fn drive(server: &mut Server) {
     }
 }
 
+/// What an application sees of a session: the replies, the events other
+/// than body chunks in order, and each message's body octets.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    replies: Vec<u8>,
+    events: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+}
+
+fn run(input: &[u8], cuts: &[usize]) -> Seen {
+    let mut s = server();
+    let mut seen = Seen {
+        replies: s.transmit(),
+        ..Seen::default()
+    };
+    let mut body = Vec::new();
+    let (mut pos, mut k) = (0, 0);
+    while pos < input.len() && !s.is_closed() {
+        let n = cuts[k % cuts.len()].min(input.len() - pos);
+        k += 1;
+        s.receive(&input[pos..pos + n]);
+        pos += n;
+        while let Some(event) = s.poll() {
+            match event {
+                Event::Body(b) => body.extend_from_slice(&b),
+                Event::Mail(m) => m.accept(&mut s).unwrap(),
+                Event::Rcpt(r) => r.accept(&mut s).unwrap(),
+                Event::Message(m) => {
+                    seen.events
+                        .push(format!("message {} {}", m.size, m.received));
+                    seen.bodies.push(std::mem::take(&mut body));
+                    m.accept(&mut s).unwrap();
+                }
+                Event::Auth(a) => a.accept(&mut s).unwrap(),
+                other => {
+                    // A refused message's octets so far are dropped: how
+                    // many came before the refusal depends on the split.
+                    if matches!(other, Event::MessageAborted(_)) {
+                        body.clear();
+                    }
+                    seen.events.push(format!("{other:?}"));
+                }
+            }
+        }
+        seen.replies.extend(s.transmit());
+    }
+    seen
+}
+
+/// A DATA command and a body of plain, dotted, empty and long lines.
+fn data() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(b"Received: from a\r\n".to_vec()),
+            Just(b"..dotted\r\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"bare\nLF\r\n".to_vec()),
+            Just(vec![b'x'; 1200]),
+            "[ -~]{0,300}\r\n".prop_map(String::into_bytes),
+        ],
+        0..20,
+    )
+    .prop_map(|lines| {
+        let mut v = b"DATA\r\n".to_vec();
+        for line in lines {
+            v.extend(line);
+        }
+        v.extend_from_slice(b"\r\n.\r\n");
+        v
+    })
+}
+
 fn codes(out: &[u8]) -> Vec<u16> {
     let mut rest = out;
     let mut codes = Vec::new();
@@ -121,5 +193,23 @@ proptest! {
             out.extend(s.transmit());
         }
         codes(&out);
+    }
+
+    /// However the input is split, the application sees the same replies,
+    /// events and body octets as when it arrives whole.
+    #[test]
+    fn any_split_gives_the_same_session(
+        parts in prop::collection::vec(prop_oneof![
+            3 => line().prop_map(|(b, _)| b),
+            1 => Just(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\n".to_vec()),
+            2 => data(),
+        ], 0..12),
+        cuts in prop::collection::vec(1usize..400, 1..20),
+    ) {
+        let mut input = b"EHLO c.example\r\n".to_vec();
+        input.extend(parts.concat());
+        let whole = run(&input, &[input.len()]);
+        let split = run(&input, &cuts);
+        prop_assert_eq!(whole, split);
     }
 }

@@ -16,11 +16,11 @@ impl Server {
             return ControlFlow::Continue(());
         };
         let (step, mechanism) = (step.clone(), *mechanism);
-        match postel_proto::codec::parse_sasl_line(&self.input, &self.config.parser) {
+        match postel_proto::codec::parse_sasl_line(self.input.unread(), &self.config.parser) {
             Ok(Status::Incomplete) => return ControlFlow::Break(None),
             Ok(Status::Complete { value, consumed }) => {
                 let value = value.into_owned();
-                self.input.drain(..consumed);
+                self.input.consume(consumed);
                 if let Some(event) = self.sasl_line(step, mechanism, value) {
                     return ControlFlow::Break(Some(event));
                 }

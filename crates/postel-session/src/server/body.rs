@@ -171,35 +171,67 @@ impl Server {
         }))
     }
 
-    /// Decodes what has arrived of a DATA body.
+    /// Decodes what has arrived of a DATA body and hands out what is held
+    /// once it reaches `BODY_CHUNK`.
     pub(super) fn poll_data(&mut self) -> ControlFlow<Option<Event>> {
+        if !self.input.is_empty() {
+            let input = std::mem::take(&mut self.input);
+            let used = self.decode_body(input.unread());
+            self.input = input;
+            self.input.consume(used);
+        }
+        // Decoded octets are handed out in chunks of at least BODY_CHUNK
+        // (and the rest at the end, by `data_end`): a body that arrives a
+        // line at a time costs an event and an allocation per chunk, not
+        // per line.
+        if self.body.len() >= BODY_CHUNK {
+            return ControlFlow::Break(Some(self.take_body()));
+        }
+        match self.phase {
+            Phase::Data(_) => ControlFlow::Break(None),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Decodes body octets into the held body, counting trace fields as
+    /// they pass; returns how many octets of `input` were body (all of them
+    /// unless the terminator came, after which the phase is `DataEnd`).
+    pub(super) fn decode_body(&mut self, input: &[u8]) -> usize {
         let Phase::Data(decoder) = &mut self.phase else {
-            return ControlFlow::Continue(());
+            return 0;
         };
         let held = self.body.len();
-        let end = decoder.decode_into(&self.input, &mut self.body);
-        let used = end.map_or(self.input.len(), |e| e.consumed);
-        self.input.drain(..used);
+        if self.body.capacity() == 0 {
+            // Room for a chunk and the line that completes it, so that a
+            // body arriving line by line is not copied again as it grows.
+            self.body.reserve(BODY_CHUNK + 1024);
+        }
+        let end = decoder.decode_into(input, &mut self.body);
         if let Some(t) = self.transaction.as_mut() {
             t.trace.feed(&self.body[held..]);
             if let Some(end) = end {
                 t.size = end.size;
             }
         }
-        if let Some(end) = end {
-            self.phase = Phase::DataEnd(end.violation);
-        }
-        // Decoded octets are handed out in chunks of at least BODY_CHUNK
-        // (and the rest at the end): a body that arrives a line at a time
-        // costs an event and an allocation per chunk, not per line.
-        if !self.body.is_empty() && (end.is_some() || self.body.len() >= BODY_CHUNK) {
-            let body = std::mem::take(&mut self.body);
-            return ControlFlow::Break(Some(Event::Body(Bytes::from(body))));
-        }
         match end {
-            Some(_) => ControlFlow::Continue(()),
-            None => ControlFlow::Break(None),
+            Some(end) => {
+                self.phase = Phase::DataEnd(end.violation);
+                end.consumed
+            }
+            None => input.len(),
         }
+    }
+
+    fn take_body(&mut self) -> Event {
+        Event::Body(Bytes::from(std::mem::take(&mut self.body)))
+    }
+
+    /// After the body's end: first what is held of it, then the decision.
+    pub(super) fn data_end(&mut self, violation: Option<BodyViolation>) -> Option<Event> {
+        if !self.body.is_empty() {
+            return Some(self.take_body());
+        }
+        self.end_of_message(violation)
     }
 
     /// Reads what has arrived of a BDAT chunk.
@@ -212,7 +244,7 @@ impl Server {
         else {
             return ControlFlow::Continue(());
         };
-        let (chunk, done) = reader.read(&self.input);
+        let (chunk, done) = reader.read(self.input.unread());
         let n = chunk.len();
         let mut event = None;
         if discard.is_none() && n > 0 {
@@ -227,7 +259,7 @@ impl Server {
             }
         }
         let (last, discard) = (*last, discard.clone());
-        self.input.drain(..n);
+        self.input.consume(n);
         if done {
             self.end_of_chunk(last, discard);
         }

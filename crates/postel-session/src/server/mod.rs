@@ -27,6 +27,7 @@ mod auth;
 mod body;
 mod config;
 mod decision;
+mod input;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -189,7 +190,7 @@ pub struct Server {
     id: u64,
     seq: u64,
     phase: Phase,
-    input: Vec<u8>,
+    input: input::Input,
     /// Dropping the rest of an over-long line.
     discarding: bool,
     /// Command lines refused for their length.
@@ -237,7 +238,7 @@ impl Server {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             seq: 0,
             phase: Phase::Command,
-            input: Vec::new(),
+            input: input::Input::default(),
             discarding: false,
             long_lines: 0,
             counts: CommandCounts::default(),
@@ -280,7 +281,14 @@ impl Server {
             // (CVE-2011-0411); after close, nothing matters.
             return;
         }
-        self.input.extend_from_slice(data);
+        if matches!(self.phase, Phase::Data(_)) && self.input.is_empty() {
+            // Body octets with nothing unread before them are decoded
+            // straight from `data`, not copied into the input first.
+            let used = self.decode_body(data);
+            self.input.extend(&data[used..]);
+            return;
+        }
+        self.input.extend(data);
     }
 
     /// Octets to write to the client, in order. Write them all before waiting
@@ -365,7 +373,7 @@ impl Server {
                 }
                 Phase::DataEnd(violation) => {
                     let violation = *violation;
-                    match self.end_of_message(violation) {
+                    match self.data_end(violation) {
                         Some(event) => return Some(event),
                         None => ControlFlow::Continue(()),
                     }
@@ -395,19 +403,19 @@ impl Server {
     /// Reads and handles one command.
     fn next_command(&mut self) -> Step {
         if self.discarding {
-            let Some(n) = skip_line(&self.input) else {
+            let Some(n) = skip_line(self.input.unread()) else {
                 self.input.clear();
                 return Step::NeedInput;
             };
-            self.input.drain(..n);
+            self.input.consume(n);
             self.discarding = false;
         }
-        let parsed = postel_proto::codec::parse_command(&self.input, &self.config.parser);
+        let parsed = postel_proto::codec::parse_command(self.input.unread(), &self.config.parser);
         match parsed {
             Ok(Status::Incomplete) => Step::NeedInput,
             Ok(Status::Complete { value, consumed }) => {
                 let command = value.into_owned();
-                self.input.drain(..consumed);
+                self.input.consume(consumed);
                 match self.command(command) {
                     Some(event) => Step::Event(event),
                     None => Step::Handled,
@@ -435,7 +443,7 @@ impl Server {
     }
 
     fn drop_input(&mut self, bad: &Invalid<CommandError>) {
-        self.input.drain(..bad.consumed.min(self.input.len()));
+        self.input.consume(bad.consumed);
         self.discarding = !bad.line_finished;
         if matches!(
             bad.error,
