@@ -317,6 +317,45 @@ proptest! {
         }
     }
 
+    /// The EHLO reply written in place is the one built as a reply, or both
+    /// refuse the capabilities (a greeting that is no reply text).
+    #[test]
+    fn capabilities_write_as_their_reply(
+        keywords in prop::collection::vec(prop_oneof![
+            Just("PIPELINING"), Just("SIZE"), Just("SIZE 35882577"), Just("8BITMIME"),
+            Just("AUTH PLAIN LOGIN"), Just("AUTH"), Just("STARTTLS"), Just("DSN"),
+            Just("CHUNKING"), Just("BINARYMIME"), Just("SMTPUTF8"), Just("HELP"),
+            Just("ENHANCEDSTATUSCODES"), Just("REQUIRETLS"), Just("X-EXPS GSSAPI NTLM"),
+            Just("VRFY"), Just("ETRN"), Just("DELIVERBY 60"),
+        ], 0..12),
+        greeting in prop_oneof![
+            3 => "[a-z0-9.-]{1,40}( [ -~]{0,60})?",
+            1 => "[ -~\t\r\né]{0,20}",
+            1 => "2\\.[0-9]\\.[0-9] [a-z]{1,9}",
+            1 => "[a-z]{500,520}",
+        ],
+    ) {
+        let mut ehlo = String::from("250-mx.example.org\r\n");
+        for k in &keywords {
+            ehlo.push_str("250-");
+            ehlo.push_str(k);
+            ehlo.push_str("\r\n");
+        }
+        ehlo.push_str("250 HELP\r\n");
+        let (reply, _) = parse_reply(ehlo.as_bytes(), &ParserOptions::STRICT).unwrap().complete().unwrap();
+        let mut caps = parse_capabilities(&reply).unwrap();
+        caps.greeting = greeting.into();
+        let mut written = b"before".to_vec();
+        match (caps.write_reply(&mut written), caps.to_reply()) {
+            (Ok(()), Ok(r)) => {
+                prop_assert_eq!(&written[..6], b"before");
+                prop_assert_eq!(&written[6..], &r.to_bytes()[..]);
+            }
+            (Err(_), Err(_)) => prop_assert_eq!(&written, b"before"),
+            (w, r) => prop_assert!(false, "write_reply {:?}, to_reply {:?}", w, r),
+        }
+    }
+
     #[test]
     fn smtp_shaped_garbage_never_panics(
         parts in prop::collection::vec(prop_oneof![

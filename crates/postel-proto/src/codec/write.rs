@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 
 use crate::types::{
-    AuthParam, Capabilities, Command, ForwardPath, InitialResponse, MailParameters, Mechanism,
-    Notify, RcptParameters, Reply, ReversePath, ValueError,
+    AuthParam, Capabilities, Command, EnhancedStatus, ForwardPath, InitialResponse, MailParameters,
+    Mechanism, Notify, RcptParameters, Reply, ReplyCode, ReversePath, ValueError,
 };
 
 impl Command<'_> {
@@ -169,12 +169,12 @@ impl Reply<'_> {
             out.extend_from_slice(b"\r\n");
             return;
         }
-        let enhanced = self.enhanced().map(|e| e.to_string());
+        let enhanced = self.enhanced().map(EnhancedStatus::render);
         for (i, line) in lines.iter().enumerate() {
             out.extend_from_slice(&digits);
             out.push(if i + 1 == lines.len() { b' ' } else { b'-' });
-            if let Some(e) = &enhanced {
-                out.extend_from_slice(e.as_bytes());
+            if let Some((e, n)) = &enhanced {
+                out.extend_from_slice(&e[..*n]);
                 if !line.is_empty() {
                     out.push(b' ');
                 }
@@ -193,10 +193,71 @@ impl Reply<'_> {
 }
 
 impl Capabilities<'_> {
-    /// The EHLO reply advertising these capabilities, greeting first.
-    pub fn to_reply(&self) -> Result<Reply<'static>, ValueError> {
-        let mut lines: Vec<Cow<'static, str>> = vec![Cow::Owned(self.greeting.to_string())];
-        let flags = [
+    /// Appends the EHLO reply advertising these capabilities: the octets
+    /// [`Capabilities::to_reply`] then [`Reply::write`] give, without
+    /// building the reply. On an error nothing is appended.
+    ///
+    /// ```
+    /// use postel_proto::types::Capabilities;
+    /// let mut caps = Capabilities::default();
+    /// caps.greeting = "mx.example.org".into();
+    /// caps.pipelining = true;
+    /// caps.size = Some(Some(1000));
+    /// let mut out = Vec::new();
+    /// caps.write_reply(&mut out)?;
+    /// assert_eq!(out, b"250-mx.example.org\r\n250-SIZE 1000\r\n250 PIPELINING\r\n");
+    /// assert_eq!(out, caps.to_reply()?.to_bytes());
+    /// # Ok::<(), postel_proto::types::ValueError>(())
+    /// ```
+    pub fn write_reply(&self, out: &mut Vec<u8>) -> Result<(), ValueError> {
+        let start = out.len();
+        let written = self.write_lines(out);
+        if written.is_err() {
+            out.truncate(start);
+        }
+        written
+    }
+
+    fn write_lines(&self, out: &mut Vec<u8>) -> Result<(), ValueError> {
+        let mut last = ehlo_line(out, true, |o| {
+            o.extend_from_slice(self.greeting.as_bytes());
+        })?;
+        match self.size {
+            Some(Some(n)) => {
+                last = ehlo_line(out, false, |o| {
+                    o.extend_from_slice(b"SIZE ");
+                    push_decimal(o, n);
+                })?;
+            }
+            Some(None) => last = ehlo_line(out, false, |o| o.extend_from_slice(b"SIZE"))?,
+            None => {}
+        }
+        if let Some(mechs) = &self.auth
+            && !mechs.is_empty()
+        {
+            last = ehlo_line(out, false, |o| {
+                o.extend_from_slice(b"AUTH");
+                for m in mechs {
+                    o.push(b' ');
+                    o.extend_from_slice(m.as_str().as_bytes());
+                }
+            })?;
+        }
+        for (_, keyword) in self.flags().iter().filter(|(on, _)| *on) {
+            last = ehlo_line(out, false, |o| o.extend_from_slice(keyword.as_bytes()))?;
+        }
+        for c in &self.other {
+            last = ehlo_line(out, false, |o| o.extend_from_slice(c.as_str().as_bytes()))?;
+        }
+        // Every line went out as a continuation; the last one is not.
+        out[last] = b' ';
+        Ok(())
+    }
+
+    /// The keywords without parameters, with whether each is advertised,
+    /// in the order the EHLO reply gives them.
+    fn flags(&self) -> [(bool, &'static str); 10] {
+        [
             (self.pipelining, "PIPELINING"),
             (self.eight_bit_mime, "8BITMIME"),
             (self.smtputf8, "SMTPUTF8"),
@@ -207,7 +268,13 @@ impl Capabilities<'_> {
             (self.dsn, "DSN"),
             (self.requiretls, "REQUIRETLS"),
             (self.help, "HELP"),
-        ];
+        ]
+    }
+
+    /// The EHLO reply advertising these capabilities, greeting first.
+    pub fn to_reply(&self) -> Result<Reply<'static>, ValueError> {
+        let mut lines: Vec<Cow<'static, str>> = vec![Cow::Owned(self.greeting.to_string())];
+        let flags = self.flags();
         match self.size {
             Some(Some(n)) => lines.push(Cow::Owned(format!("SIZE {n}"))),
             Some(None) => lines.push(Cow::Borrowed("SIZE")),
@@ -226,6 +293,37 @@ impl Capabilities<'_> {
                 .map(|(_, k)| Cow::Borrowed(*k)),
         );
         lines.extend(self.other.iter().map(|c| Cow::Owned(c.as_str().to_owned())));
-        Reply::multiline(crate::types::ReplyCode::OK, None, lines)
+        Reply::multiline(ReplyCode::OK, None, lines)
     }
+}
+
+/// Appends one line of an EHLO reply as a continuation, `250-` and the text
+/// `text` writes, checked as a reply line; returns where its `-` is.
+fn ehlo_line(
+    out: &mut Vec<u8>,
+    first: bool,
+    text: impl FnOnce(&mut Vec<u8>),
+) -> Result<usize, ValueError> {
+    out.extend_from_slice(b"250-");
+    let separator = out.len() - 1;
+    let start = out.len();
+    text(out);
+    Reply::check_line(ReplyCode::OK, None, &out[start..], first)?;
+    out.extend_from_slice(b"\r\n");
+    Ok(separator)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }

@@ -182,6 +182,33 @@ impl EnhancedStatus {
     }
 }
 
+impl EnhancedStatus {
+    /// The code as written, `class.subject.detail`: at most `5.999.999`.
+    pub(crate) fn render(self) -> ([u8; 9], usize) {
+        let mut out = [0u8; 9];
+        out[0] = b'0' + self.class % 10;
+        let mut n = 1;
+        for part in [self.subject, self.detail] {
+            out[n] = b'.';
+            n += 1;
+            // Each part is at most 999 (checked by `new`).
+            let digits = [part / 100, part / 10 % 10, part % 10];
+            let skip = if part >= 100 {
+                0
+            } else if part >= 10 {
+                1
+            } else {
+                2
+            };
+            for d in &digits[skip..] {
+                out[n] = b'0' + u8::try_from(*d).unwrap_or(0);
+                n += 1;
+            }
+        }
+        (out, n)
+    }
+}
+
 impl std::fmt::Display for EnhancedStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
@@ -370,6 +397,42 @@ impl<'a> Reply<'a> {
         Reply::multiline(code, enhanced, vec![text.into()])
     }
 
+    /// Checks one line of a reply's text (`first`: the first line) as
+    /// written with `code` and `enhanced`: a `textstring` that fits the
+    /// reply line, and without an enhanced code, a first line that does not
+    /// itself begin with one.
+    pub(crate) fn check_line(
+        code: ReplyCode,
+        enhanced: Option<EnhancedStatus>,
+        line: &[u8],
+        first: bool,
+    ) -> Result<(), ValueError> {
+        let shown = || String::from_utf8_lossy(line);
+        if !line.iter().all(|&b| grammar::is_text(b)) {
+            return Err(ValueError::syntax("textstring", &shown()));
+        }
+        // Code, separator, enhanced code and its space, text, CRLF.
+        let overhead = 4 + enhanced.map_or(0, |e| e.written_len() + 1) + 2;
+        let max = crate::Limits::DEFAULT.reply_line;
+        if line.len() + overhead > max {
+            return Err(ValueError::TooLong {
+                rule: "Reply-line",
+                len: line.len() + overhead,
+                max,
+            });
+        }
+        if first
+            && enhanced.is_none()
+            && EnhancedStatus::parse_prefix(line).is_some_and(|(e, _)| e.class == code.class())
+        {
+            return Err(ValueError::syntax(
+                "reply text (begins like an enhanced status code)",
+                &shown(),
+            ));
+        }
+        Ok(())
+    }
+
     /// A reply of one or more lines.
     pub fn multiline(
         code: ReplyCode,
@@ -384,27 +447,8 @@ impl<'a> Reply<'a> {
         if lines.is_empty() {
             return Err(ValueError::syntax("reply text", ""));
         }
-        if let Some(bad) = lines.iter().find(|l| !l.bytes().all(grammar::is_text)) {
-            return Err(ValueError::syntax("textstring", bad));
-        }
-        // Code, separator, enhanced code and its space, text, CRLF.
-        let overhead = 4 + enhanced.map_or(0, |e| e.written_len() + 1) + 2;
-        let max = crate::Limits::DEFAULT.reply_line;
-        if let Some(long) = lines.iter().find(|l| l.len() + overhead > max) {
-            return Err(ValueError::TooLong {
-                rule: "Reply-line",
-                len: long.len() + overhead,
-                max,
-            });
-        }
-        if enhanced.is_none()
-            && EnhancedStatus::parse_prefix(lines[0].as_bytes())
-                .is_some_and(|(e, _)| e.class == code.class())
-        {
-            return Err(ValueError::syntax(
-                "reply text (begins like an enhanced status code)",
-                &lines[0],
-            ));
+        for (i, line) in lines.iter().enumerate() {
+            Reply::check_line(code, enhanced, line.as_bytes(), i == 0)?;
         }
         let mut text = Lines::empty();
         for line in lines {
@@ -482,5 +526,25 @@ impl std::fmt::Display for Reply<'_> {
             write!(f, " {l}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EnhancedStatus;
+
+    #[test]
+    fn rendered_codes_read_as_displayed() {
+        for class in [2, 4, 5] {
+            for subject in (0..=999).step_by(7).chain([0, 9, 10, 99, 100, 999]) {
+                for detail in [0, 1, 9, 10, 42, 99, 100, 555, 999] {
+                    let Some(e) = EnhancedStatus::new(class, subject, detail) else {
+                        panic!("{class}.{subject}.{detail} is in range");
+                    };
+                    let (octets, n) = e.render();
+                    assert_eq!(&octets[..n], e.to_string().as_bytes());
+                }
+            }
+        }
     }
 }

@@ -117,9 +117,9 @@ impl ServerConfig {
     }
 
     /// The EHLO reply's capabilities for a connection in this TLS state.
-    pub(crate) fn capabilities(&self, tls: bool) -> Capabilities<'static> {
+    pub(crate) fn capabilities(&self, tls: bool) -> Capabilities<'_> {
         let mut caps = Capabilities::default();
-        caps.greeting = Cow::Owned(self.hostname.to_string());
+        caps.greeting = Cow::Borrowed(self.hostname.as_str());
         caps.pipelining = self.pipelining;
         caps.size = Some(self.max_message_size);
         caps.eight_bit_mime = self.eight_bit_mime;

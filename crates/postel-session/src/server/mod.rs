@@ -593,16 +593,20 @@ impl Server {
 
     fn hello(&mut self, name: HeloName<'static>, extended: bool) -> Event {
         let reset = self.transaction.take().is_some();
-        let answer = if extended {
-            self.config
+        if extended {
+            let written = self
+                .config
                 .capabilities(self.tls)
-                .to_reply()
-                .unwrap_or_else(|_| reply(250, None, "ESMTP")) // ok: built from config
+                .write_reply(&mut self.output);
+            if written.is_err() {
+                // A greeting no reply can carry: a bare acceptance instead.
+                self.send(&reply(250, None, "ESMTP"));
+            }
         } else {
-            Reply::new(ReplyCode::OK, None, self.config.hostname.to_string())
-                .unwrap_or_else(|_| reply(250, None, "Hello"))
-        };
-        self.send(&answer);
+            let answer = Reply::new(ReplyCode::OK, None, self.config.hostname.to_string())
+                .unwrap_or_else(|_| reply(250, None, "Hello"));
+            self.send(&answer);
+        }
         self.helo = Some(name.clone());
         self.extended = extended;
         let hello = Event::Hello { name, extended };
