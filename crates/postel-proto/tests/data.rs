@@ -329,3 +329,86 @@ fn bdat_chunks_have_no_line_structure() {
     let mut empty = BdatReader::new(0);
     assert_eq!(empty.read(b"QUIT\r\n"), (&b""[..], true));
 }
+
+/// Decodes `input` fed in the pieces `cuts` gives (repeated), or line by
+/// line when `cuts` is empty; returns the body, the end and the violation
+/// seen so far.
+fn decode_in_pieces(
+    input: &[u8],
+    cuts: &[usize],
+    opts: BodyOptions,
+) -> (Vec<u8>, Option<DataEnd>, Option<BodyViolation>) {
+    let mut pieces = Vec::new();
+    let mut pos = 0;
+    let mut k = 0;
+    while pos < input.len() {
+        let n = if cuts.is_empty() {
+            input[pos..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(input.len() - pos, |p| p + 1)
+        } else {
+            cuts[k % cuts.len()].min(input.len() - pos)
+        };
+        pieces.push(&input[pos..pos + n]);
+        pos += n;
+        k += 1;
+    }
+    let mut dec = DotDecoder::new(opts);
+    let mut body = Vec::new();
+    let mut fed = 0;
+    for piece in pieces {
+        if let Some(end) = dec.decode_into(piece, &mut body) {
+            let end = DataEnd {
+                consumed: fed + end.consumed,
+                ..end
+            };
+            return (body, Some(end), dec.violation());
+        }
+        fed += piece.len();
+    }
+    let violation = dec.violation();
+    (body, None, violation)
+}
+
+proptest::proptest! {
+    /// Bodies of short lines, dotted lines, empty lines, bare line endings,
+    /// lines past the limit and near-terminators decode alike whole, line
+    /// by line and in random pieces: the same octets, end and violation.
+    #[test]
+    fn line_by_line_and_pieces_decode_as_whole(
+        lines in proptest::collection::vec(proptest::prop_oneof![
+            4 => "[ -~]{0,90}\r\n",
+            2 => "\\.[ -~]{0,40}\r\n",
+            1 => proptest::strategy::Just("\r\n".to_owned()),
+            1 => proptest::strategy::Just(".\r".to_owned()),
+            1 => proptest::strategy::Just(".\n".to_owned()),
+            1 => "[a-z]{0,9}\n",
+            1 => "[a-z]{0,9}\r[a-z]{0,9}\r\n",
+            1 => "x{990,1010}\r\n",
+        ], 0..40),
+        end in proptest::prop_oneof![
+            proptest::strategy::Just(&b".\r\nQUIT\r\n"[..]),
+            proptest::strategy::Just(&b".\r"[..]),
+            proptest::strategy::Just(&b""[..]),
+        ],
+        cuts in proptest::collection::vec(1usize..300, 1..12),
+        allow_bare in proptest::bool::ANY,
+    ) {
+        let mut input: Vec<u8> = lines.concat().into_bytes();
+        input.extend_from_slice(end);
+        let mut opts = BodyOptions::default();
+        opts.allow_bare_line_endings = allow_bare;
+        let whole = decode_in_pieces(&input, &[input.len().max(1)], opts);
+        let by_line = decode_in_pieces(&input, &[], opts);
+        let pieces = decode_in_pieces(&input, &cuts, opts);
+        proptest::prop_assert_eq!(by_line.1, whole.1);
+        proptest::prop_assert_eq!(pieces.1, whole.1);
+        proptest::prop_assert_eq!(by_line.2, whole.2);
+        proptest::prop_assert_eq!(pieces.2, whole.2);
+        if whole.2.is_none() {
+            proptest::prop_assert_eq!(&by_line.0, &whole.0);
+            proptest::prop_assert_eq!(&pieces.0, &whole.0);
+        }
+    }
+}

@@ -260,6 +260,13 @@ impl DotDecoder {
                 }
             }
             self.exact_line_len(input, i);
+            if matches!(self.state, State::Text | State::LineStart) && input.len() - i < BLOCK + 2 {
+                let next = self.lines(input, i, &mut run, sink);
+                if next > i {
+                    i = next;
+                    continue;
+                }
+            }
             // Up to where the fast path could take over again.
             let stop = if matches!(self.state, State::Text | State::LineStart) && i == 0 {
                 1
@@ -508,6 +515,46 @@ impl DotDecoder {
         self.line_len =
             memchr::memrchr(b'\n', &input[from..at]).map_or(self.line_len, |p| at - from - p - 1);
         self.line_len_exact = true;
+    }
+
+    /// Whole lines from `i` (state `Text` or `LineStart`, the line length
+    /// exact), one search for each line's end: the path for input shorter
+    /// than a block, such as a body that arrives a line at a time. Stops
+    /// where the steps must look: at a bare CR or LF, at a line that starts
+    /// with `.` CR (perhaps the terminator), and at the end of the input
+    /// inside a line. Returns where it stopped.
+    fn lines<T: Take + ?Sized>(
+        &mut self,
+        input: &[u8],
+        mut i: usize,
+        run: &mut usize,
+        sink: &mut T,
+    ) -> usize {
+        while i < input.len() {
+            if self.state == State::LineStart && input[i] == b'.' {
+                if matches!(input.get(i + 1), None | Some(b'\r')) {
+                    break;
+                }
+                // A dotted line: the dot goes, the line goes on.
+                self.flush(&input[*run..i], sink);
+                i += 1;
+                *run = i;
+                self.line_len = 1;
+                self.state = State::Text;
+            }
+            let Some(p) = memchr::memchr2(b'\r', b'\n', &input[i..]) else {
+                break;
+            };
+            let cr = i + p;
+            if input[cr] != b'\r' || input.get(cr + 1) != Some(&b'\n') {
+                break;
+            }
+            self.line_len += p + 2;
+            self.line_end(cr + 1);
+            self.state = State::LineStart;
+            i = cr + 2;
+        }
+        i
     }
 
     /// The byte-at-a-time state machine over `input[i..stop]` (it may go a few
