@@ -219,23 +219,26 @@ impl Capabilities<'_> {
     }
 
     fn write_lines(&self, out: &mut Vec<u8>) -> Result<(), ValueError> {
-        let mut last = ehlo_line(out, true, |o| {
+        let mut last = ehlo_line(out, EhloLine::Greeting, |o| {
             o.extend_from_slice(self.greeting.as_bytes());
         })?;
         match self.size {
             Some(Some(n)) => {
-                last = ehlo_line(out, false, |o| {
+                last = ehlo_line(out, EhloLine::Keyword, |o| {
                     o.extend_from_slice(b"SIZE ");
                     push_decimal(o, n);
                 })?;
             }
-            Some(None) => last = ehlo_line(out, false, |o| o.extend_from_slice(b"SIZE"))?,
+            Some(None) => {
+                last = ehlo_line(out, EhloLine::Keyword, |o| o.extend_from_slice(b"SIZE"))?;
+            }
             None => {}
         }
         if let Some(mechs) = &self.auth
             && !mechs.is_empty()
         {
-            last = ehlo_line(out, false, |o| {
+            // Mechanism names are checked; a long list may pass the limit.
+            last = ehlo_line(out, EhloLine::Text, |o| {
                 o.extend_from_slice(b"AUTH");
                 for m in mechs {
                     o.push(b' ');
@@ -244,10 +247,14 @@ impl Capabilities<'_> {
             })?;
         }
         for (_, keyword) in self.flags().iter().filter(|(on, _)| *on) {
-            last = ehlo_line(out, false, |o| o.extend_from_slice(keyword.as_bytes()))?;
+            last = ehlo_line(out, EhloLine::Keyword, |o| {
+                o.extend_from_slice(keyword.as_bytes());
+            })?;
         }
         for c in &self.other {
-            last = ehlo_line(out, false, |o| o.extend_from_slice(c.as_str().as_bytes()))?;
+            last = ehlo_line(out, EhloLine::Text, |o| {
+                o.extend_from_slice(c.as_str().as_bytes());
+            })?;
         }
         // Every line went out as a continuation; the last one is not.
         out[last] = b' ';
@@ -297,18 +304,33 @@ impl Capabilities<'_> {
     }
 }
 
+/// What an EHLO reply line holds, and so how it is checked.
+#[derive(Clone, Copy)]
+enum EhloLine {
+    /// The first line, free text: checked as a reply's first line.
+    Greeting,
+    /// Text from a value: checked as a reply line.
+    Text,
+    /// A keyword the writer spells itself: nothing to check.
+    Keyword,
+}
+
 /// Appends one line of an EHLO reply as a continuation, `250-` and the text
-/// `text` writes, checked as a reply line; returns where its `-` is.
+/// `text` writes, checked as `kind` says; returns where its `-` is.
 fn ehlo_line(
     out: &mut Vec<u8>,
-    first: bool,
+    kind: EhloLine,
     text: impl FnOnce(&mut Vec<u8>),
 ) -> Result<usize, ValueError> {
     out.extend_from_slice(b"250-");
     let separator = out.len() - 1;
     let start = out.len();
     text(out);
-    Reply::check_line(ReplyCode::OK, None, &out[start..], first)?;
+    match kind {
+        EhloLine::Greeting => Reply::check_line(ReplyCode::OK, None, &out[start..], true)?,
+        EhloLine::Text => Reply::check_line(ReplyCode::OK, None, &out[start..], false)?,
+        EhloLine::Keyword => {}
+    }
     out.extend_from_slice(b"\r\n");
     Ok(separator)
 }
