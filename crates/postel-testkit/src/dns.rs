@@ -3,6 +3,9 @@
 //! timing out (which NSD cannot do). NSD serves real zone files; this
 //! serves what a test builds, byte for byte, malformed records included.
 
+// ok: test support, a dev-dependency only: a failure to bind or read a
+// loopback socket fails the test that asked for the server (see lib.rs).
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::str::FromStr;

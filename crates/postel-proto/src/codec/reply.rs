@@ -139,8 +139,10 @@ pub fn parse_reply<'a>(
         }));
     }
     let lines = Lines::Many(Cow::Owned(lines));
+    // Set on the first line, which the loop always reads: without it, the
+    // reply has no code to give.
     let Some(code) = code else {
-        unreachable!("the loop reads at least one line"); // ok: set on the first line
+        return Err(Invalid::line(ReplyError::BadCode, pos));
     };
     Ok(Status::Complete {
         value: Reply::from_parts(code, enhanced, lines),

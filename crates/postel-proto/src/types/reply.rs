@@ -127,12 +127,25 @@ impl EnhancedStatus {
 
     /// Octets of `class.subject.detail` as written.
     pub(crate) fn written_len(self) -> usize {
-        let digits = |n: u16| match n {
-            0..=9 => 1,
-            10..=99 => 2,
-            _ => 3,
-        };
-        3 + digits(self.subject) + digits(self.detail)
+        3 + digit_count(self.subject) + digit_count(self.detail)
+    }
+
+    /// The code as written, `class.subject.detail`: at most `5.999.999`.
+    pub(crate) fn render(self) -> ([u8; 9], usize) {
+        let mut out = [0u8; 9];
+        out[0] = b'0' + self.class % 10;
+        let mut n = 1;
+        for part in [self.subject, self.detail] {
+            out[n] = b'.';
+            n += 1;
+            // Each part is at most 999 (checked by `new`): its last digits.
+            let digits = [part / 100, part / 10 % 10, part % 10];
+            for d in &digits[3 - digit_count(part)..] {
+                out[n] = b'0' + u8::try_from(*d).unwrap_or(0);
+                n += 1;
+            }
+        }
+        (out, n)
     }
 
     /// The subject sub-code (RFC 3463 section 3).
@@ -182,30 +195,12 @@ impl EnhancedStatus {
     }
 }
 
-impl EnhancedStatus {
-    /// The code as written, `class.subject.detail`: at most `5.999.999`.
-    pub(crate) fn render(self) -> ([u8; 9], usize) {
-        let mut out = [0u8; 9];
-        out[0] = b'0' + self.class % 10;
-        let mut n = 1;
-        for part in [self.subject, self.detail] {
-            out[n] = b'.';
-            n += 1;
-            // Each part is at most 999 (checked by `new`).
-            let digits = [part / 100, part / 10 % 10, part % 10];
-            let skip = if part >= 100 {
-                0
-            } else if part >= 10 {
-                1
-            } else {
-                2
-            };
-            for d in &digits[skip..] {
-                out[n] = b'0' + u8::try_from(*d).unwrap_or(0);
-                n += 1;
-            }
-        }
-        (out, n)
+/// Decimal digits of a sub-code (at most 999).
+fn digit_count(n: u16) -> usize {
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        _ => 3,
     }
 }
 
